@@ -1,0 +1,12 @@
+//! The echo/RPC application of megatcp, on the channel API: a server, and a load generator
+//! that verifies every echoed byte and measures transactions, connections and latency.
+//!
+//! Both are plain functions over a [`megatcp_channel::Channel`], so they run unchanged on
+//! every backend.
+
+pub mod load;
+pub mod pair;
+pub mod server;
+
+pub use load::{LoadOpts, LoadReport, MsgSize, run_load};
+pub use server::{ServerStats, serve};

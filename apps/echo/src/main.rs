@@ -1,0 +1,262 @@
+//! `megatcp-echo`: echo server, load generator, and both in one process over the in-memory
+//! wire (`pair`).
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use megatcp_echo::pair::{PairOpts, run_pair};
+use megatcp_echo::{LoadOpts, LoadReport, MsgSize};
+
+#[derive(Parser)]
+#[command(
+    name = "megatcp-echo",
+    version,
+    about = "Echo/RPC server and load generator on megatcp"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve echo.
+    Serve {
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// Listening port.
+        #[arg(long, default_value_t = 7)]
+        port: u16,
+        /// Backlog per core.
+        #[arg(long, default_value_t = 4096)]
+        backlog: u32,
+    },
+    /// Generate load against an echo server.
+    Load {
+        #[command(flatten)]
+        backend: BackendArgs,
+        /// Server address.
+        #[arg(long)]
+        connect: SocketAddrV4,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Server and load generator in one process, joined by the in-memory wire (no root).
+    Pair {
+        #[command(flatten)]
+        load: LoadArgs,
+        /// CPUs of the server (one stack each).
+        #[arg(long, default_value = "0")]
+        server_cores: Cores,
+        /// CPUs of the load generator.
+        #[arg(long, default_value = "1")]
+        client_cores: Cores,
+        /// TCP buffer size per connection and direction, bytes.
+        #[arg(long, default_value_t = 16 * 1024)]
+        buffer: usize,
+        /// Busy-poll instead of backing off when idle.
+        #[arg(long)]
+        busy_poll: bool,
+    },
+}
+
+/// Backends a megatcp server can run on.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Backend {
+    /// In-memory wire (only inside one process: see `pair`).
+    Wire,
+    /// AF_XDP (planned).
+    Afxdp,
+    /// DPDK (planned).
+    Dpdk,
+    /// Linux io_uring (planned).
+    Uring,
+    /// Linux epoll (planned).
+    Epoll,
+}
+
+/// Flags shared by every megatcp server binary.
+#[derive(Args)]
+struct BackendArgs {
+    /// Which network path to run on.
+    #[arg(long, value_enum, default_value_t = Backend::Wire)]
+    backend: Backend,
+    /// CPUs to run on, e.g. `0`, `0,1`, `0-3`.
+    #[arg(long, default_value = "0")]
+    cores: Cores,
+    /// Interface (bypass backends).
+    #[arg(long)]
+    iface: Option<String>,
+    /// Local address with prefix, e.g. 10.77.0.1/24 (bypass backends).
+    #[arg(long)]
+    ip: Option<String>,
+    /// Gateway for off-subnet destinations (bypass backends).
+    #[arg(long)]
+    gateway: Option<Ipv4Addr>,
+}
+
+#[derive(Args, Clone)]
+struct LoadArgs {
+    /// Concurrent connections (in all).
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Message size in bytes, or a range `LO..HI` drawn per transaction.
+    #[arg(long, default_value = "64")]
+    msg_size: MsgSize,
+    /// Transactions per connection: 1 = a new connection per transaction, 0 = persistent.
+    #[arg(long, default_value_t = 0)]
+    txns_per_conn: u64,
+    /// Measured duration, e.g. `5s`, `500ms`.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Warm-up before measuring.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Open loop: transactions per second in all (default: closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Close connections with RST (no TIME-WAIT) instead of FIN: short-connection runs need
+    /// it, or source ports run out while closed connections wait in TIME-WAIT.
+    #[arg(long)]
+    close_rst: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl LoadArgs {
+    fn opts(&self, target: SocketAddrV4) -> LoadOpts {
+        LoadOpts {
+            target,
+            connections: self.connections,
+            msg: self.msg_size,
+            txns_per_conn: self.txns_per_conn,
+            duration: self.duration,
+            warmup: self.warmup,
+            rate: self.rate,
+            max_txns: None,
+            seed: 0x5eed,
+            close_rst: self.close_rst,
+        }
+    }
+}
+
+/// A list of CPUs: `0`, `0,1`, `0-3`.
+#[derive(Clone, Debug)]
+struct Cores(Vec<usize>);
+
+impl std::str::FromStr for Cores {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_cores(s).map(Cores)
+    }
+}
+
+fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').filter(|p| !p.is_empty()) {
+        let num = |t: &str| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("bad CPU {t:?}: {e}"))
+        };
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("bad CPU range {part:?}"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    if out.is_empty() {
+        return Err("no CPU given".into());
+    }
+    Ok(out)
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
+    let v: f64 = num
+        .parse()
+        .map_err(|e| format!("bad duration {s:?}: {e}"))?;
+    let secs = match unit {
+        "" | "s" => v,
+        "ms" => v / 1e3,
+        "us" => v / 1e6,
+        "m" => v * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?} (use s, ms, us, m)")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("bad duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn print_report(r: &LoadReport, json: bool) {
+    if json {
+        match serde_json::to_string_pretty(r) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("cannot encode the report: {e}"),
+        }
+    } else {
+        println!("{r}");
+    }
+}
+
+fn unavailable(backend: Backend) -> String {
+    match backend {
+        Backend::Wire => "the wire backend joins two endpoints inside one process: use \
+                          `megatcp-echo pair`"
+            .into(),
+        other => format!("backend {other:?} is not built yet"),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Serve { backend, .. } => Err(unavailable(backend.backend)),
+        Cmd::Load { backend, .. } => Err(unavailable(backend.backend)),
+        Cmd::Pair {
+            load,
+            server_cores,
+            client_cores,
+            buffer,
+            busy_poll,
+        } => {
+            let json = load.json;
+            let opts = PairOpts {
+                load: load.opts(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+                server_cores: server_cores.0,
+                client_cores: client_cores.0,
+                buffer,
+                busy_poll,
+            };
+            run_pair(opts).map(|r| {
+                for c in r.server.iter().chain(r.client.iter()) {
+                    eprintln!("{c}");
+                }
+                print_report(&r.load, json);
+                r.load.errors.total()
+            })
+        }
+    };
+    match result {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(errors) => {
+            eprintln!("megatcp-echo: {errors} errors");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("megatcp-echo: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

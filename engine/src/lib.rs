@@ -1,0 +1,19 @@
+//! megatcp's engine: the glue between a NIC queue, a stack and a channel on one core.
+//!
+//! * [`Bypass`] is the channel backend of the kernel-bypass path: it owns one NIC queue and
+//!   one [`megatcp_stack::Stack`] and turns the application's commands into stack calls and
+//!   the stack's events into completions. Each `dispatch` runs one receive burst, one stack
+//!   poll and one transmit batch (run to completion, in the application's thread).
+//! * [`Runtime`] spawns one pinned thread per core, builds each core's NIC queue, stack and
+//!   channel on that thread, and runs the application closure there; SIGINT/SIGTERM set a
+//!   stop flag the application sees through `Channel::is_stopping`, after which every open
+//!   handle is closed gracefully and per-core counters are returned.
+//!
+//! Nothing is shared between cores but the stop flag and the read-only monitoring counters.
+
+mod bypass;
+mod handles;
+mod runtime;
+
+pub use bypass::{Bypass, IdlePolicy, LoopStats};
+pub use runtime::{CoreCtx, CoreMonitor, CoreReport, EngineError, Runtime};

@@ -1,0 +1,264 @@
+//! The runtime: one pinned thread per core, each owning one NIC queue, one stack and one
+//! channel, running the application's closure to completion; graceful stop on SIGINT or
+//! SIGTERM; per-core counters readable while it runs and printed on exit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use megatcp_channel::Channel;
+use megatcp_nic::NicQueue;
+use megatcp_stack::{Counters, StackConfig};
+
+use crate::bypass::{Bypass, IdlePolicy, LoopStats};
+
+/// Why the runtime could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No core given.
+    #[error("no cores given")]
+    NoCores,
+    /// A core's NIC queue could not be opened.
+    #[error("core {core}: cannot open NIC queue: {reason}")]
+    Nic {
+        /// Core number.
+        core: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A core's stack configuration was refused.
+    #[error("core {core}: bad stack configuration: {source}")]
+    Stack {
+        /// Core number.
+        core: usize,
+        /// Why.
+        source: megatcp_stack::ConfigError,
+    },
+    /// Installing the signal handlers failed.
+    #[error("cannot install signal handlers: {0}")]
+    Signal(std::io::Error),
+    /// A core's thread panicked.
+    #[error("core {0}: the application panicked")]
+    Panicked(usize),
+}
+
+/// Live counters of one core, updated by its thread about every millisecond and readable
+/// from any thread (relaxed atomics: a monitoring view, not a synchronisation point).
+#[derive(Debug, Default)]
+pub struct CoreMonitor {
+    /// Frames received by the stack.
+    pub rx_frames: AtomicU64,
+    /// Frames sent by the stack.
+    pub tx_frames: AtomicU64,
+    /// Connections accepted.
+    pub accepted: AtomicU64,
+    /// Connections opened (active).
+    pub opened: AtomicU64,
+    /// Incoming frames dropped (all reasons).
+    pub drops: AtomicU64,
+    /// Retransmitted segments.
+    pub retransmits: AtomicU64,
+}
+
+impl CoreMonitor {
+    pub(crate) fn publish(&self, c: &Counters) {
+        self.rx_frames.store(c.rx_frames, Ordering::Relaxed);
+        self.tx_frames.store(c.tx_frames, Ordering::Relaxed);
+        self.accepted.store(c.conns_accepted, Ordering::Relaxed);
+        self.opened.store(c.conns_opened, Ordering::Relaxed);
+        self.drops.store(c.drops.total(), Ordering::Relaxed);
+        self.retransmits.store(c.tcp_retransmits, Ordering::Relaxed);
+    }
+}
+
+/// What one core did, returned when the runtime ends.
+#[derive(Debug, Clone)]
+pub struct CoreReport {
+    /// Core number.
+    pub core: usize,
+    /// The stack's counters.
+    pub stack: Counters,
+    /// The engine loop's counters.
+    pub engine: LoopStats,
+    /// The NIC queue's counters.
+    pub nic: megatcp_nic::QueueStats,
+    /// The channel's counters.
+    pub channel: megatcp_channel::ChannelStats,
+}
+
+impl std::fmt::Display for CoreReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = &self.stack;
+        write!(
+            f,
+            "core {}: rx {} frames / {} B, tx {} frames / {} B, drops {}, conns accepted {} opened {} \
+             closed {} reset {} failed {}, retransmits {}, tx batches {}, nic tx-full {}, \
+             dispatches {}, flushes {}",
+            self.core,
+            s.rx_frames,
+            s.rx_bytes,
+            s.tx_frames,
+            s.tx_bytes,
+            s.drops.total(),
+            s.conns_accepted,
+            s.conns_opened,
+            s.conns_closed,
+            s.conns_reset,
+            s.conns_connect_failed,
+            s.tcp_retransmits,
+            self.engine.tx_batches,
+            self.engine.tx_ring_full,
+            self.channel.dispatches,
+            self.channel.flushes,
+        )
+    }
+}
+
+/// What the application closure is told about its core.
+#[derive(Debug, Clone, Copy)]
+pub struct CoreCtx {
+    /// Position of this core in the runtime's core list (0-based).
+    pub index: usize,
+    /// The CPU the thread is pinned to.
+    pub cpu: usize,
+    /// Number of cores in the runtime.
+    pub cores: usize,
+}
+
+/// Builds and runs a runtime. See the module docs.
+pub struct Runtime {
+    cpus: Vec<usize>,
+    idle: IdlePolicy,
+    grace: Duration,
+    stop: Arc<AtomicBool>,
+    monitors: Arc<Vec<CoreMonitor>>,
+    pin: bool,
+    signals: bool,
+}
+
+impl Runtime {
+    /// A runtime on these CPUs (one thread each).
+    pub fn new(cpus: &[usize]) -> Self {
+        Self {
+            cpus: cpus.to_vec(),
+            idle: IdlePolicy::default(),
+            grace: Duration::from_secs(1),
+            stop: Arc::new(AtomicBool::new(false)),
+            monitors: Arc::new(cpus.iter().map(|_| CoreMonitor::default()).collect()),
+            pin: true,
+            signals: true,
+        }
+    }
+
+    /// Idle policy of every core.
+    pub fn idle(mut self, idle: IdlePolicy) -> Self {
+        self.idle = idle;
+        self
+    }
+
+    /// How long the graceful shutdown may take.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = grace;
+        self
+    }
+
+    /// Whether to pin threads to their CPUs (default true).
+    pub fn pin(mut self, pin: bool) -> Self {
+        self.pin = pin;
+        self
+    }
+
+    /// Whether SIGINT/SIGTERM stop the runtime (default true; tests running several
+    /// runtimes in one process turn it off and use [`Runtime::stop_flag`]).
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.signals = on;
+        self
+    }
+
+    /// The flag that asks every core to stop (set by SIGINT/SIGTERM, or by hand).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Per-core live counters.
+    pub fn monitors(&self) -> Arc<Vec<CoreMonitor>> {
+        self.monitors.clone()
+    }
+
+    /// Runs `app` on every core until it returns, then closes what is left open and returns
+    /// each core's report. `nic(i)` opens core `i`'s NIC queue and `stack(i)` gives its stack
+    /// configuration; both run on the core's own thread.
+    pub fn run<Q, N, S, A>(self, nic: N, stack: S, app: A) -> Result<Vec<CoreReport>, EngineError>
+    where
+        Q: NicQueue,
+        N: Fn(usize) -> Result<Q, String> + Sync,
+        S: Fn(usize) -> StackConfig + Sync,
+        A: Fn(CoreCtx, &mut Channel<Bypass<Q>>) + Sync,
+    {
+        if self.cpus.is_empty() {
+            return Err(EngineError::NoCores);
+        }
+        if self.signals {
+            for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+                signal_hook::flag::register(sig, self.stop.clone()).map_err(EngineError::Signal)?;
+            }
+        }
+        let cores = self.cpus.len();
+        let results: Vec<Result<CoreReport, EngineError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .cpus
+                .iter()
+                .enumerate()
+                .map(|(index, &cpu)| {
+                    let (nic, stack, app) = (&nic, &stack, &app);
+                    let stop = self.stop.clone();
+                    let monitors = self.monitors.clone();
+                    let (idle, grace, pin) = (self.idle, self.grace, self.pin);
+                    std::thread::Builder::new()
+                        .name(format!("megatcp-core{index}"))
+                        .spawn_scoped(scope, move || {
+                            if pin {
+                                core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                            }
+                            let q = nic(index).map_err(|reason| EngineError::Nic {
+                                core: index,
+                                reason,
+                            })?;
+                            let backend =
+                                Bypass::new(q, stack(index), stop, idle).map_err(|source| {
+                                    EngineError::Stack {
+                                        core: index,
+                                        source,
+                                    }
+                                })?;
+                            let mut ch = Channel::new(backend);
+                            ch.backend_mut().set_monitor(monitors, index);
+                            app(CoreCtx { index, cpu, cores }, &mut ch);
+                            ch.flush();
+                            let channel = ch.stats();
+                            let mut b = ch.into_backend();
+                            b.shutdown_all(grace);
+                            b.publish();
+                            Ok(CoreReport {
+                                core: index,
+                                stack: b.stack().counters(),
+                                engine: b.loop_stats(),
+                                nic: b.nic().stats(),
+                                channel,
+                            })
+                        })
+                        .map_err(|_| EngineError::Panicked(index))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .enumerate()
+                .map(|(i, h)| match h {
+                    Ok(h) => h.join().unwrap_or(Err(EngineError::Panicked(i))),
+                    Err(e) => Err(e),
+                })
+                .collect()
+        });
+        results.into_iter().collect()
+    }
+}

@@ -1,0 +1,135 @@
+//! Per-core counters of a [`Stack`](crate::Stack).
+
+/// Why an incoming frame was dropped. Every drop is counted under exactly one reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounters {
+    /// Shorter than an Ethernet header.
+    pub eth_truncated: u64,
+    /// Destination MAC neither ours nor broadcast.
+    pub eth_not_for_us: u64,
+    /// EtherType other than ARP and IPv4.
+    pub eth_unsupported_type: u64,
+    /// ARP that is not Ethernet/IPv4 request or reply, or is truncated.
+    pub arp_malformed: u64,
+    /// ARP for an address that is not ours (and not from a known neighbour).
+    pub arp_not_for_us: u64,
+    /// IPv4 header truncated, bad IHL, bad version or bad total length.
+    pub ipv4_malformed: u64,
+    /// IPv4 header checksum wrong.
+    pub ipv4_bad_checksum: u64,
+    /// IPv4 fragment (reassembly is not supported).
+    pub ipv4_fragment: u64,
+    /// IPv4 destination is not one of our addresses (includes broadcast and multicast).
+    pub ipv4_not_for_us: u64,
+    /// IPv4 source is broadcast, multicast or unspecified.
+    pub ipv4_bad_source: u64,
+    /// IP protocol other than TCP and ICMP.
+    pub ip_unsupported_protocol: u64,
+    /// ICMP truncated or not understood.
+    pub icmp_malformed: u64,
+    /// ICMP checksum wrong.
+    pub icmp_bad_checksum: u64,
+    /// ICMP message other than echo request (replies, errors): ignored.
+    pub icmp_ignored: u64,
+    /// TCP header truncated, bad data offset, zero port, bad flag combination or options.
+    pub tcp_malformed: u64,
+    /// TCP checksum wrong.
+    pub tcp_bad_checksum: u64,
+    /// TCP segment for no connection and no listener (a RST was sent unless it was a RST).
+    pub tcp_no_socket: u64,
+    /// SYN to a listening port whose backlog was full.
+    pub tcp_backlog_full: u64,
+}
+
+impl DropCounters {
+    /// Sum of all drop reasons.
+    pub fn total(&self) -> u64 {
+        let Self {
+            eth_truncated,
+            eth_not_for_us,
+            eth_unsupported_type,
+            arp_malformed,
+            arp_not_for_us,
+            ipv4_malformed,
+            ipv4_bad_checksum,
+            ipv4_fragment,
+            ipv4_not_for_us,
+            ipv4_bad_source,
+            ip_unsupported_protocol,
+            icmp_malformed,
+            icmp_bad_checksum,
+            icmp_ignored,
+            tcp_malformed,
+            tcp_bad_checksum,
+            tcp_no_socket,
+            tcp_backlog_full,
+        } = *self;
+        eth_truncated
+            + eth_not_for_us
+            + eth_unsupported_type
+            + arp_malformed
+            + arp_not_for_us
+            + ipv4_malformed
+            + ipv4_bad_checksum
+            + ipv4_fragment
+            + ipv4_not_for_us
+            + ipv4_bad_source
+            + ip_unsupported_protocol
+            + icmp_malformed
+            + icmp_bad_checksum
+            + icmp_ignored
+            + tcp_malformed
+            + tcp_bad_checksum
+            + tcp_no_socket
+            + tcp_backlog_full
+    }
+}
+
+/// Counters of one stack. Read them with [`Stack::counters`](crate::Stack::counters).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames handed to `receive`.
+    pub rx_frames: u64,
+    /// Bytes in those frames.
+    pub rx_bytes: u64,
+    /// Frames handed out by `transmit`.
+    pub tx_frames: u64,
+    /// Bytes in those frames.
+    pub tx_bytes: u64,
+    /// Incoming frames dropped, by reason.
+    pub drops: DropCounters,
+    /// Outgoing packets dropped because no route (no gateway) leads to their destination.
+    pub tx_no_route: u64,
+    /// Outgoing packets dropped because their neighbour did not answer ARP.
+    pub tx_arp_unresolved: u64,
+    /// Outgoing packets dropped because too many were already waiting for ARP.
+    pub tx_arp_queue_full: u64,
+    /// ARP requests sent.
+    pub arp_requests_sent: u64,
+    /// ARP replies sent.
+    pub arp_replies_sent: u64,
+    /// ICMP echo replies sent.
+    pub icmp_echo_replies: u64,
+    /// RSTs sent for segments that matched no connection.
+    pub tcp_rst_sent: u64,
+    /// Active opens started.
+    pub conns_opened: u64,
+    /// Passive opens that reached ESTABLISHED (entered an accept queue).
+    pub conns_accepted: u64,
+    /// Passive opens abandoned before ESTABLISHED (RST or timeout in SYN-RECEIVED).
+    pub conns_embryonic_dropped: u64,
+    /// Active opens that failed (refused or timed out).
+    pub conns_connect_failed: u64,
+    /// Connections that ended after an orderly close.
+    pub conns_closed: u64,
+    /// Connections that ended by a reset (sent or received) or a timeout.
+    pub conns_reset: u64,
+    /// TCP segments sent again (sequence space sent before).
+    pub tcp_retransmits: u64,
+    /// TCP segments sent.
+    pub tcp_segments_out: u64,
+    /// TCP segments received and handed to a connection.
+    pub tcp_segments_in: u64,
+    /// Old segments whose ACK was rescued (see `ARCHITECTURE.md`, smoltcp notes).
+    pub tcp_old_acks_rescued: u64,
+}

@@ -1,0 +1,324 @@
+//! The way out: routing, Ethernet framing and ARP resolution for every packet the stack
+//! sends, plus the smoltcp `Device` view through which one connection's packets pass.
+
+use core::net::Ipv4Addr;
+
+use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
+    EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
+};
+
+use crate::arp::{Enqueued, Neighbours};
+use crate::config::LocalAddr;
+use crate::counters::Counters;
+use crate::out::OutQueue;
+use crate::{Instant, MacAddr};
+
+/// Length of the Ethernet II header the stack writes.
+pub(crate) const ETH_HDR: usize = 14;
+
+/// Everything needed to put an IPv4 packet on the wire.
+pub(crate) struct Egress {
+    pub(crate) mac: MacAddr,
+    pub(crate) addrs: Vec<LocalAddr>,
+    pub(crate) gateway: Option<Ipv4Addr>,
+    pub(crate) neighbours: Neighbours,
+    pub(crate) out: OutQueue,
+    pub(crate) counters: Counters,
+    pub(crate) now: Instant,
+}
+
+impl Egress {
+    /// Index of the local address `ip`, if it is one.
+    pub(crate) fn local_index(&self, ip: Ipv4Addr) -> Option<usize> {
+        self.addrs.iter().position(|a| a.addr == ip)
+    }
+
+    /// The neighbour that gets packets for `dst`: itself if on a local subnet, else the
+    /// gateway.
+    fn next_hop(&self, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+        if self.addrs.iter().any(|a| a.contains(dst)) {
+            Some(dst)
+        } else {
+            self.gateway
+        }
+    }
+
+    /// Sends `buf`, which holds an IPv4 packet at `buf[ETH_HDR..]` and room for the Ethernet
+    /// header before it. Resolves the next hop (queueing the frame while ARP runs).
+    pub(crate) fn send_ipv4(&mut self, mut buf: Vec<u8>) {
+        let dst = match buf.get(ETH_HDR + 16..ETH_HDR + 20) {
+            Some(b) => Ipv4Addr::new(b[0], b[1], b[2], b[3]),
+            None => {
+                self.out.recycle(buf);
+                return;
+            }
+        };
+        let Some(hop) = self.next_hop(dst) else {
+            self.counters.tx_no_route += 1;
+            self.out.recycle(buf);
+            return;
+        };
+        if let Some(mac) = self.neighbours.lookup(hop, self.now) {
+            write_eth(&mut buf, mac, self.mac);
+            self.out.push(buf);
+            return;
+        }
+        match self.neighbours.enqueue(hop, buf, self.now) {
+            Enqueued::Queued { ask } => {
+                if ask {
+                    self.send_arp(ArpOperation::Request, hop, EthernetAddress::BROADCAST);
+                }
+            }
+            Enqueued::Full(buf) => {
+                self.counters.tx_arp_queue_full += 1;
+                self.out.recycle(buf);
+            }
+        }
+    }
+
+    /// Sends frames that were waiting for `mac`.
+    pub(crate) fn release(&mut self, frames: Vec<Vec<u8>>, mac: MacAddr) {
+        for mut f in frames {
+            write_eth(&mut f, mac, self.mac);
+            self.out.push(f);
+        }
+    }
+
+    /// Builds and sends an IPv4 packet: header from `repr`, payload written by `fill`
+    /// (`repr.payload_len` bytes).
+    pub(crate) fn send_ip_with(&mut self, repr: &Ipv4Repr, fill: impl FnOnce(&mut [u8])) {
+        let mut buf = self.out.take_buf();
+        buf.resize(ETH_HDR + repr.buffer_len() + repr.payload_len, 0);
+        let mut ip = Ipv4Packet::new_unchecked(&mut buf[ETH_HDR..]);
+        repr.emit(&mut ip, &ChecksumCapabilities::default());
+        fill(ip.payload_mut());
+        self.send_ipv4(buf);
+    }
+
+    /// Sends an ARP request for `target` (broadcast) or a reply to it.
+    pub(crate) fn send_arp(&mut self, op: ArpOperation, target: Ipv4Addr, target_mac: MacAddr) {
+        let src = self
+            .addrs
+            .iter()
+            .find(|a| a.contains(target))
+            .or(self.addrs.first())
+            .map_or(Ipv4Addr::UNSPECIFIED, |a| a.addr);
+        self.send_arp_from(op, src, target, target_mac);
+    }
+
+    pub(crate) fn send_arp_from(
+        &mut self,
+        op: ArpOperation,
+        src: Ipv4Addr,
+        target: Ipv4Addr,
+        target_mac: MacAddr,
+    ) {
+        let repr = ArpRepr::EthernetIpv4 {
+            operation: op,
+            source_hardware_addr: self.mac,
+            source_protocol_addr: src,
+            target_hardware_addr: if op == ArpOperation::Request {
+                EthernetAddress([0; 6])
+            } else {
+                target_mac
+            },
+            target_protocol_addr: target,
+        };
+        let mut buf = self.out.take_buf();
+        buf.resize(ETH_HDR + repr.buffer_len(), 0);
+        let eth = EthernetRepr {
+            src_addr: self.mac,
+            dst_addr: target_mac,
+            ethertype: EthernetProtocol::Arp,
+        };
+        let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+        eth.emit(&mut frame);
+        repr.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+        if op == ArpOperation::Request {
+            self.counters.arp_requests_sent += 1;
+        } else {
+            self.counters.arp_replies_sent += 1;
+        }
+        self.out.push(buf);
+    }
+}
+
+fn write_eth(buf: &mut [u8], dst: MacAddr, src: MacAddr) {
+    if buf.len() < ETH_HDR {
+        return;
+    }
+    let eth = EthernetRepr {
+        src_addr: src,
+        dst_addr: dst,
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    eth.emit(&mut EthernetFrame::new_unchecked(&mut buf[..]));
+}
+
+/// Capabilities of the IP-level device smoltcp sees. The stack validates IPv4 and TCP
+/// checksums itself before handing a packet over, so smoltcp only computes them.
+pub(crate) fn ip_caps(mtu: usize) -> DeviceCapabilities {
+    let mut caps = DeviceCapabilities::default();
+    caps.medium = Medium::Ip;
+    caps.max_transmission_unit = mtu;
+    caps.max_burst_size = None;
+    let mut cs = ChecksumCapabilities::default();
+    cs.ipv4 = Checksum::Tx;
+    cs.tcp = Checksum::Tx;
+    caps.checksum = cs;
+    caps
+}
+
+/// The device one connection's `SocketSet` is polled through: it yields at most the one
+/// packet it was built with (so no other connection's packet can reach this socket set and
+/// be answered with a RST), and routes what smoltcp sends through [`Egress`].
+pub(crate) struct FlowDevice<'a> {
+    pub(crate) rx: Option<&'a [u8]>,
+    pub(crate) eg: &'a mut Egress,
+    pub(crate) seq: &'a mut SeqTrack,
+    pub(crate) mtu: usize,
+}
+
+/// Sequence numbers of a connection, read off the segments it sends.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct SeqTrack {
+    /// End of the sequence space sent so far (for counting retransmissions).
+    pub(crate) snd_max: Option<u32>,
+    /// Highest acknowledgment number sent: what this side has received in order.
+    pub(crate) rcv_nxt: Option<u32>,
+}
+
+impl phy::Device for FlowDevice<'_> {
+    type RxToken<'b>
+        = PacketRx<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = PacketTx<'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _now: Instant) -> Option<(PacketRx<'_>, PacketTx<'_>)> {
+        let packet = self.rx.take()?;
+        Some((
+            PacketRx(packet),
+            PacketTx {
+                eg: self.eg,
+                seq: self.seq,
+            },
+        ))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<PacketTx<'_>> {
+        if self.eg.out.is_full() {
+            return None;
+        }
+        Some(PacketTx {
+            eg: self.eg,
+            seq: self.seq,
+        })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        ip_caps(self.mtu)
+    }
+}
+
+/// A device that never has a packet: used to create interfaces.
+pub(crate) struct NullDevice {
+    pub(crate) mtu: usize,
+}
+
+impl phy::Device for NullDevice {
+    type RxToken<'b>
+        = PacketRx<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = PacketTx<'b>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _now: Instant) -> Option<(PacketRx<'_>, PacketTx<'_>)> {
+        None
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<PacketTx<'_>> {
+        None
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        ip_caps(self.mtu)
+    }
+}
+
+/// One received IP packet.
+pub(crate) struct PacketRx<'a>(&'a [u8]);
+
+impl phy::RxToken for PacketRx<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        f(self.0)
+    }
+}
+
+/// Room for one IP packet on its way out.
+pub(crate) struct PacketTx<'a> {
+    eg: &'a mut Egress,
+    seq: &'a mut SeqTrack,
+}
+
+impl phy::TxToken for PacketTx<'_> {
+    fn consume<R, F>(self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let mut buf = self.eg.out.take_buf();
+        buf.resize(ETH_HDR + len, 0);
+        let r = f(&mut buf[ETH_HDR..]);
+        track_tcp(&buf[ETH_HDR..], self.seq, &mut self.eg.counters);
+        self.eg.send_ipv4(buf);
+        r
+    }
+}
+
+/// Counts an outgoing TCP segment, and a retransmission when it carries sequence space
+/// already sent; records the acknowledgment number.
+fn track_tcp(ip: &[u8], seq_track: &mut SeqTrack, counters: &mut Counters) {
+    let Ok(p) = Ipv4Packet::new_checked(ip) else {
+        return;
+    };
+    if p.next_header() != IpProtocol::Tcp {
+        return;
+    }
+    let tcp = p.payload();
+    if tcp.len() < 20 {
+        return;
+    }
+    counters.tcp_segments_out += 1;
+    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let doff = usize::from(tcp[12] >> 4) * 4;
+    let flags = tcp[13];
+    if flags & 0x10 != 0 {
+        let ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
+        match seq_track.rcv_nxt {
+            Some(r) if (ack.wrapping_sub(r) as i32) < 0 => {}
+            _ => seq_track.rcv_nxt = Some(ack),
+        }
+    }
+    let snd_max = &mut seq_track.snd_max;
+    let syn_fin = u32::from(flags & 0x02 != 0) + u32::from(flags & 0x01 != 0);
+    let seg_len = tcp.len().saturating_sub(doff) as u32 + syn_fin;
+    if seg_len == 0 || flags & 0x04 != 0 {
+        return;
+    }
+    let end = seq.wrapping_add(seg_len);
+    match *snd_max {
+        Some(max) if (end.wrapping_sub(max) as i32) <= 0 => counters.tcp_retransmits += 1,
+        _ => *snd_max = Some(end),
+    }
+}

@@ -1,0 +1,129 @@
+//! Test bench: stacks joined by the in-memory wire NIC, driven in virtual time.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use megatcp_nic::wire::{self, WireConfig, WireQueue};
+use megatcp_nic::{NicQueue, tx_copy};
+use megatcp_stack::{Duration, Event, Instant, LocalAddr, MacAddr, Stack, StackConfig};
+
+pub const A_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+pub const B_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+pub const A_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x01]);
+pub const B_MAC: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x02]);
+
+pub fn config(mac: MacAddr, ip: Ipv4Addr, seed: u64) -> StackConfig {
+    let mut c = StackConfig::new(mac, LocalAddr::new(ip, 24));
+    c.seed = seed;
+    c
+}
+
+/// One stack on one NIC queue.
+pub struct Host<Q: NicQueue = WireQueue> {
+    pub stack: Stack,
+    pub nic: Q,
+    pub events: Vec<Event>,
+}
+
+impl<Q: NicQueue> Host<Q> {
+    pub fn new(stack: Stack, nic: Q) -> Self {
+        Self {
+            stack,
+            nic,
+            events: Vec::new(),
+        }
+    }
+
+    /// One engine iteration: receive a burst, poll, transmit. Returns frames moved.
+    pub fn step(&mut self, now: Instant) -> usize {
+        let stack = &mut self.stack;
+        let mut moved = self.nic.rx_burst(64, &mut |f| stack.receive(now, f.data));
+        stack.poll(now);
+        let nic = &mut self.nic;
+        moved += stack.transmit(&mut |frame| tx_copy(nic, frame).is_ok());
+        nic.tx_flush();
+        while let Some(e) = stack.next_event() {
+            self.events.push(e);
+        }
+        moved
+    }
+}
+
+/// Two hosts on a wire, in virtual time.
+pub struct Net<Q: NicQueue = WireQueue> {
+    pub a: Host<Q>,
+    pub b: Host<Q>,
+    pub now: Instant,
+}
+
+impl Net<WireQueue> {
+    pub fn new() -> Self {
+        Self::with_configs(config(A_MAC, A_IP, 1), config(B_MAC, B_IP, 2))
+    }
+
+    pub fn with_configs(ca: StackConfig, cb: StackConfig) -> Self {
+        let (mut qa, mut qb) = wire::pair(WireConfig::default());
+        Net::with_queues(ca, cb, qa.remove(0), qb.remove(0))
+    }
+}
+
+impl<Q: NicQueue> Net<Q> {
+    /// Two hosts on the given queues (e.g. wire queues wrapped in fault injection).
+    pub fn with_queues(ca: StackConfig, cb: StackConfig, qa: Q, qb: Q) -> Self {
+        let now = Instant::from_secs(1);
+        Net {
+            a: Host::new(Stack::new(ca, now).unwrap(), qa),
+            b: Host::new(Stack::new(cb, now).unwrap(), qb),
+            now,
+        }
+    }
+
+    /// Steps both hosts once; advances time a little when frames moved, else jumps to the
+    /// next deadline (at most `max_jump`).
+    pub fn step(&mut self) -> usize {
+        let moved = self.a.step(self.now) + self.b.step(self.now);
+        if moved > 0 {
+            self.now += Duration::from_micros(10);
+        } else {
+            let next = [self.a.stack.poll_at(), self.b.stack.poll_at()]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(self.now + Duration::from_millis(100));
+            let cap = self.now + Duration::from_millis(100);
+            self.now = next.clamp(self.now + Duration::from_micros(10), cap);
+        }
+        moved
+    }
+
+    /// Steps until `done` holds; panics after `limit` of virtual time.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&mut Self) -> bool) {
+        let end = self.now + limit;
+        while !done(self) {
+            assert!(
+                self.now < end,
+                "condition not reached within {limit} of virtual time"
+            );
+            self.step();
+        }
+    }
+
+    /// Steps for `d` of virtual time.
+    pub fn run_for(&mut self, d: Duration) {
+        let end = self.now + d;
+        while self.now < end {
+            self.step();
+        }
+    }
+}
+
+pub fn sa(ip: Ipv4Addr, port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(ip, port)
+}
+
+/// Removes and returns the events matching `f`.
+pub fn take_events(events: &mut Vec<Event>, f: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let (hit, keep): (Vec<_>, Vec<_>) = events.drain(..).partition(|e| f(e));
+    *events = keep;
+    hit
+}
