@@ -439,34 +439,36 @@ impl Stack {
         if !flow::is_unicast(*remote.ip()) || remote.port() == 0 {
             return Err(ConnectError::BadRemote(remote));
         }
-        let local_ip = match opts.local_ip {
-            Some(ip) => ip,
-            None => self
-                .eg
-                .addrs
-                .iter()
-                .find(|a| a.contains(*remote.ip()))
-                .or(self.eg.addrs.first())
-                .map(|a| a.addr)
-                .ok_or(ConnectError::NotLocal(Ipv4Addr::UNSPECIFIED))?,
-        };
-        let iface = self
-            .eg
-            .local_index(local_ip)
-            .ok_or(ConnectError::NotLocal(local_ip))?;
-        let port = match opts.local_port {
-            Some(p) => {
+        let (local_ip, port) = match (opts.local_ip, opts.local_port) {
+            (ip, Some(p)) => {
+                let ip = ip.unwrap_or_else(|| self.source_candidates(remote)[0]);
                 let tuple = FourTuple {
-                    local: SocketAddrV4::new(local_ip, p),
+                    local: SocketAddrV4::new(ip, p),
                     remote,
                 };
                 if p == 0 || self.flows.contains(&tuple) {
                     return Err(ConnectError::PortInUse(p));
                 }
-                p
+                (ip, p)
             }
-            None => self.ephemeral_port(local_ip, remote)?,
+            (Some(ip), None) => (ip, self.ephemeral_port(ip, remote)?),
+            // Without a requested source, the addresses on the destination's subnet come
+            // first; when one runs out of ports, the next one is used.
+            (None, None) => {
+                let mut found = None;
+                for ip in self.source_candidates(remote) {
+                    if let Ok(p) = self.ephemeral_port(ip, remote) {
+                        found = Some((ip, p));
+                        break;
+                    }
+                }
+                found.ok_or(ConnectError::NoFreePort(remote))?
+            }
         };
+        let iface = self
+            .eg
+            .local_index(local_ip)
+            .ok_or(ConnectError::NotLocal(local_ip))?;
         let tuple = FourTuple {
             local: SocketAddrV4::new(local_ip, port),
             remote,
@@ -485,6 +487,15 @@ impl Stack {
         let id = self.insert_flow(tuple, iface, socket, Phase::Connecting);
         self.eg.counters.conns_opened += 1;
         Ok(id)
+    }
+
+    /// Local addresses to open a connection to `remote` from, best first (those on its
+    /// subnet, then the rest). Never empty: a stack has at least one address.
+    fn source_candidates(&self, remote: SocketAddrV4) -> Vec<Ipv4Addr> {
+        let (mut near, far): (Vec<&LocalAddr>, Vec<&LocalAddr>) =
+            self.eg.addrs.iter().partition(|a| a.contains(*remote.ip()));
+        near.extend(far);
+        near.into_iter().map(|a| a.addr).collect()
     }
 
     fn ephemeral_port(

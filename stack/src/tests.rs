@@ -182,3 +182,29 @@ fn bad_configs_are_refused() {
     c.ephemeral_ports = 0..=10;
     assert_eq!(Stack::new(c, now).err(), Some(ConfigError::BadPortRange));
 }
+
+#[test]
+fn several_local_addresses_multiply_the_source_ports() {
+    let now = Instant::from_secs(1);
+    let mut cfg = StackConfig::new(MacAddr([2, 0, 0, 0, 0, 1]), LocalAddr::new(A, 24));
+    cfg.addrs
+        .push(LocalAddr::new(Ipv4Addr::new(10, 1, 0, 11), 24));
+    cfg.ephemeral_ports = 40000..=40099;
+    let mut a = Stack::new(cfg, now).unwrap();
+    let remote = SocketAddrV4::new(B, 80);
+    let mut sources = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let c = a.connect(now, remote, ConnectOpts::default()).unwrap();
+        assert!(sources.insert(a.local_addr(c).unwrap()));
+    }
+    assert_eq!(sources.iter().filter(|s| *s.ip() == A).count(), 100);
+    assert_eq!(
+        a.connect(now, remote, ConnectOpts::default()),
+        Err(ConnectError::NoFreePort(remote))
+    );
+    // Another destination has its own 4-tuples.
+    assert!(
+        a.connect(now, SocketAddrV4::new(B, 81), ConnectOpts::default())
+            .is_ok()
+    );
+}
