@@ -172,9 +172,15 @@ impl<Q: NicQueue> Bypass<Q> {
         }
     }
 
-    fn new_conn(&mut self, id: ConnId, connecting: Option<Cookie>) -> Handle {
+    fn new_conn(
+        &mut self,
+        id: ConnId,
+        remote: std::net::SocketAddrV4,
+        connecting: Option<Cookie>,
+    ) -> Handle {
         let h = self.handles.insert(Entry::Conn(Conn {
             id,
+            remote,
             connecting,
             read: None,
             writes: VecDeque::new(),
@@ -233,7 +239,7 @@ impl<Q: NicQueue> Bypass<Q> {
                     .stack
                     .connect(self.now(), remote, ConnectOpts::default())
                     .map_err(|e| ChannelError::Connect(remote, e.to_string()))?;
-                self.new_conn(id, Some(cookie));
+                self.new_conn(id, remote, Some(cookie));
             }
             Command::Read { handle, cookie } => {
                 let c = self.conn(handle)?;
@@ -321,12 +327,17 @@ impl<Q: NicQueue> Bypass<Q> {
             }
             (Some(Entry::Listener(l)), SockOpt::BufferSizes { rx, tx }) => {
                 let id = l.id;
-                self.stack.set_listener_buffers(id, rx, tx).map_err(|e| {
-                    ChannelError::Listen(
-                        std::net::SocketAddrV4::new([0; 4].into(), 0),
-                        e.to_string(),
-                    )
-                })
+                self.stack
+                    .set_listener_buffers(id, rx, tx)
+                    .map_err(|e| match e {
+                        megatcp_stack::BufferSizeError::Stale => ChannelError::BadHandle(handle),
+                        megatcp_stack::BufferSizeError::OutOfRange { .. } => {
+                            ChannelError::InvalidState(
+                                handle,
+                                "buffer sizes must be 1 KiB ..= 1 GiB",
+                            )
+                        }
+                    })
             }
             (Some(_), opt) => Err(ChannelError::Unsupported(opt)),
         }
@@ -371,7 +382,8 @@ impl<Q: NicQueue> Bypass<Q> {
                     if c.writes.is_empty() {
                         let _ = self.stack.close(c.id);
                     } else {
-                        // Writes already completed to the application must still go out.
+                        // The writes complete now (the connection takes them over) and still go out
+                        // before the FIN.
                         for w in &c.writes {
                             out.push(Completion::Written {
                                 handle,
@@ -429,7 +441,7 @@ impl<Q: NicQueue> Bypass<Q> {
             if !multishot {
                 l.accept = None;
             }
-            let handle = self.new_conn(id, None);
+            let handle = self.new_conn(id, peer, None);
             out.push(Completion::Accepted {
                 listener,
                 handle,
@@ -561,7 +573,7 @@ impl<Q: NicQueue> Bypass<Q> {
                         continue;
                     };
                     if let Some(Entry::Conn(c)) = self.handles.remove(h) {
-                        let remote = std::net::SocketAddrV4::new([0; 4].into(), 0);
+                        let remote = c.remote;
                         if let Some(cookie) = c.connecting {
                             out.push(Completion::Error {
                                 cookie,

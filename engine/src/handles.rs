@@ -15,6 +15,8 @@ pub(crate) struct PendingWrite {
 
 pub(crate) struct Conn {
     pub(crate) id: ConnId,
+    /// The peer.
+    pub(crate) remote: std::net::SocketAddrV4,
     /// `Connect` cookie while the active open is in progress.
     pub(crate) connecting: Option<Cookie>,
     pub(crate) read: Option<Cookie>,

@@ -24,6 +24,9 @@ fn config(mac: u8, ip: Ipv4Addr) -> StackConfig {
     let mut c = StackConfig::new(MacAddr([2, 0, 0, 0, 0, mac]), LocalAddr::new(ip, 24));
     c.seed = u64::from(mac);
     c.tx_queue_limit = 1 << 16;
+    // Every SYN leaves before the first ARP answer.
+    c.arp.max_queued_per_neighbour = 1 << 16;
+    c.default_backlog = 1 << 16;
     c
 }
 

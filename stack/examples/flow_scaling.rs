@@ -11,7 +11,7 @@
 //! established connections with 4 KiB buffers each way, divided by the connection endpoints
 //! (each connection has one on each stack).
 //!
-//! Run: `cargo run --release -p megatcp-stack --example flow_scaling [-- --secs S]`
+//! Run: `cargo run --release -p megatcp-stack --example flow_scaling [-- --secs S] [--only N]`
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::alloc::System;
@@ -237,8 +237,18 @@ fn main() {
     if let Some(i) = args.iter().position(|a| a == "--secs") {
         secs = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(secs);
     }
-    for n in [10, 1000, 10_000] {
-        scaling(n, secs);
+    let only: Option<usize> = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok());
+    match only {
+        Some(n) => scaling(n, secs),
+        None => {
+            for n in [10, 1000, 10_000] {
+                scaling(n, secs);
+            }
+            memory(10_000);
+        }
     }
-    memory(10_000);
 }

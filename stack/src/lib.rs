@@ -932,11 +932,21 @@ fn mark_dirty(dirty: &mut Vec<ConnId>, flow: &mut Flow, id: ConnId) {
     }
 }
 
+/// A buffer of `n` bytes whose pages are all touched now. `vec![0; n]` would get fresh,
+/// lazily zeroed pages from the kernel, and the page faults would then land on the data
+/// path, one per 4 KiB as the ring advances (seen as a third of the time of 10,000 active
+/// connections in `examples/flow_scaling.rs`).
+fn touched_buffer(n: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(n);
+    v.resize(n, 0u8);
+    v
+}
+
 /// A new smoltcp TCP socket with this stack's defaults.
 fn new_socket(cfg: &TcpConfig) -> tcp::Socket<'static> {
     let mut s = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0; cfg.rx_buffer]),
-        tcp::SocketBuffer::new(vec![0; cfg.tx_buffer]),
+        tcp::SocketBuffer::new(touched_buffer(cfg.rx_buffer)),
+        tcp::SocketBuffer::new(touched_buffer(cfg.tx_buffer)),
     );
     s.set_nagle_enabled(cfg.nagle);
     s.set_ack_delay(cfg.ack_delay);

@@ -195,3 +195,27 @@ fn writes_queued_before_one_dispatch_are_one_flush_and_one_nic_batch() {
         8
     );
 }
+
+#[test]
+fn connecting_to_a_closed_port_fails_with_the_peer_named() {
+    let (mut s, mut c) = channels();
+    let target = SocketAddrV4::new(SERVER, 9);
+    c.connect(target, 40);
+    let (mut gs, mut gc) = (Vec::new(), Vec::new());
+    run(&mut s, &mut c, &mut gs, &mut gc, |_, b| {
+        error_of(b, 40).is_some()
+    });
+    match error_of(&gc, 40) {
+        Some(ChannelError::Connect(to, why)) => {
+            assert_eq!(to, target);
+            assert!(why.contains("refused"), "{why}");
+        }
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+    assert_eq!(
+        c.backend().live_handles(),
+        0,
+        "the failed connection's handle is gone"
+    );
+    assert_eq!(s.backend().stack().counters().tcp_rst_sent, 1);
+}
