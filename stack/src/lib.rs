@@ -936,7 +936,10 @@ fn mark_dirty(dirty: &mut Vec<ConnId>, flow: &mut Flow, id: ConnId) {
 /// lazily zeroed pages from the kernel, and the page faults would then land on the data
 /// path, one per 4 KiB as the ring advances (seen as a third of the time of 10,000 active
 /// connections in `examples/flow_scaling.rs`).
-#[allow(clippy::slow_vector_initialization, reason = "the explicit writes are the point")]
+#[allow(
+    clippy::slow_vector_initialization,
+    reason = "the explicit writes are the point"
+)]
 fn touched_buffer(n: usize) -> Vec<u8> {
     let mut v = Vec::with_capacity(n);
     v.resize(n, 0u8);

@@ -24,21 +24,12 @@ fn echo_request_frame(ident: u16, seq_no: u16, data: &[u8]) -> Vec<u8> {
         payload_len: icmp.buffer_len(),
         hop_limit: 64,
     };
-    let mut buf = vec![0u8; 14 + 20 + icmp.buffer_len()];
-    let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-    EthernetRepr {
-        src_addr: A_MAC,
-        dst_addr: B_MAC,
-        ethertype: EthernetProtocol::Ipv4,
-    }
-    .emit(&mut eth);
-    let mut p = Ipv4Packet::new_unchecked(eth.payload_mut());
-    ip.emit(&mut p, &ChecksumCapabilities::default());
-    icmp.emit(
-        &mut Icmpv4Packet::new_unchecked(p.payload_mut()),
-        &ChecksumCapabilities::default(),
-    );
-    buf
+    frame_a_to_b(&ip, |b| {
+        icmp.emit(
+            &mut Icmpv4Packet::new_unchecked(b),
+            &ChecksumCapabilities::default(),
+        )
+    })
 }
 
 fn drain(stack: &mut megatcp_stack::Stack) -> Vec<Vec<u8>> {

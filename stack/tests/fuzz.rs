@@ -10,8 +10,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr,
-    TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+    IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
 };
 
 /// A well-formed TCP segment from A to B (port 7), as a full Ethernet frame.
@@ -45,23 +44,14 @@ fn tcp_frame(rng: &mut ChaCha8Rng, payload: &[u8], syn: bool) -> Vec<u8> {
         payload_len: tcp.buffer_len(),
         hop_limit: 64,
     };
-    let mut buf = vec![0u8; 14 + 20 + tcp.buffer_len()];
-    let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-    EthernetRepr {
-        src_addr: A_MAC,
-        dst_addr: B_MAC,
-        ethertype: EthernetProtocol::Ipv4,
-    }
-    .emit(&mut eth);
-    let mut p = Ipv4Packet::new_unchecked(eth.payload_mut());
-    ip.emit(&mut p, &ChecksumCapabilities::default());
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(p.payload_mut()),
-        &IpAddress::Ipv4(A_IP),
-        &IpAddress::Ipv4(B_IP),
-        &ChecksumCapabilities::default(),
-    );
-    buf
+    frame_a_to_b(&ip, |b| {
+        tcp.emit(
+            &mut TcpPacket::new_unchecked(b),
+            &IpAddress::Ipv4(A_IP),
+            &IpAddress::Ipv4(B_IP),
+            &ChecksumCapabilities::default(),
+        )
+    })
 }
 
 fn fix_ip_checksum(frame: &mut [u8]) {

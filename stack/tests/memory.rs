@@ -40,21 +40,7 @@ fn ten_thousand_connections_open_and_close_and_memory_returns() {
     let base_b = net.b.stack.stats();
     let before = ALLOC.allocated();
 
-    let clients: Vec<_> = (0..N)
-        .map(|_| {
-            net.a
-                .stack
-                .connect(net.now, sa(B_IP, 6000), ConnectOpts::default())
-                .unwrap()
-        })
-        .collect();
-    let mut servers = Vec::new();
-    net.run_until(Duration::from_secs(30), |n| {
-        while let Some((s, _)) = n.b.stack.accept(lid) {
-            servers.push(s);
-        }
-        servers.len() == N
-    });
+    let (clients, servers) = net.open_many(N, lid, 6000);
     let peak = ALLOC.allocated();
     assert!(
         peak - before > N * 8192,

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use common::*;
-use megatcp_stack::{ConnectOpts, Duration, Event};
+use megatcp_stack::{Duration, Event};
 
 #[test]
 fn ten_thousand_concurrent_connections_exchange_messages() {
@@ -23,21 +23,7 @@ fn ten_thousand_concurrent_connections_exchange_messages() {
     }
     let mut net = Net::with_configs(ca, cb);
     let lid = net.b.stack.listen(sa(B_IP, 5000), None).unwrap();
-    let clients: Vec<_> = (0..N)
-        .map(|_| {
-            net.a
-                .stack
-                .connect(net.now, sa(B_IP, 5000), ConnectOpts::default())
-                .unwrap()
-        })
-        .collect();
-    let mut servers = Vec::new();
-    net.run_until(Duration::from_secs(30), |n| {
-        while let Some((s, _)) = n.b.stack.accept(lid) {
-            servers.push(s);
-        }
-        servers.len() == N
-    });
+    let (clients, _servers) = net.open_many(N, lid, 5000);
     net.run_until(Duration::from_secs(5), |n| {
         n.a.events
             .iter()

@@ -53,6 +53,20 @@ fn error_of(v: &[Completion], cookie: u64) -> Option<ChannelError> {
     })
 }
 
+fn accepted(v: &[Completion]) -> Option<Handle> {
+    v.iter().find_map(|x| match x {
+        Completion::Accepted { handle, .. } => Some(*handle),
+        _ => None,
+    })
+}
+
+fn connected(v: &[Completion]) -> Option<Handle> {
+    v.iter().find_map(|x| match x {
+        Completion::Connected { handle, .. } => Some(*handle),
+        _ => None,
+    })
+}
+
 /// A connected pair of handles: (server side, client side, listener).
 fn connect(s: &mut Ch, c: &mut Ch) -> (Handle, Handle, Handle) {
     let (mut gs, mut gc) = (Vec::new(), Vec::new());
@@ -68,15 +82,7 @@ fn connect(s: &mut Ch, c: &mut Ch) -> (Handle, Handle, Handle) {
         a.iter().any(|x| matches!(x, Completion::Accepted { .. }))
             && b.iter().any(|x| matches!(x, Completion::Connected { .. }))
     });
-    let sh = gs.iter().find_map(|x| match x {
-        Completion::Accepted { handle, .. } => Some(*handle),
-        _ => None,
-    });
-    let ch = gc.iter().find_map(|x| match x {
-        Completion::Connected { handle, .. } => Some(*handle),
-        _ => None,
-    });
-    (sh.unwrap(), ch.unwrap(), lst)
+    (accepted(&gs).unwrap(), connected(&gc).unwrap(), lst)
 }
 
 #[test]
@@ -147,15 +153,7 @@ fn writes_queued_before_one_dispatch_are_one_flush_and_one_nic_batch() {
                 a.iter().any(|x| matches!(x, Completion::Accepted { .. }))
                     && b.iter().any(|x| matches!(x, Completion::Connected { .. }))
             });
-            let sh = gs.iter().find_map(|x| match x {
-                Completion::Accepted { handle, .. } => Some(*handle),
-                _ => None,
-            });
-            let ch = gc.iter().find_map(|x| match x {
-                Completion::Connected { handle, .. } => Some(*handle),
-                _ => None,
-            });
-            v.push((sh.unwrap(), ch.unwrap()));
+            v.push((accepted(&gs).unwrap(), connected(&gc).unwrap()));
         }
         v
     };

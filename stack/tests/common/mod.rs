@@ -5,7 +5,12 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 
 use megatcp_nic::wire::{self, WireConfig, WireQueue};
 use megatcp_nic::{NicQueue, tx_copy};
-use megatcp_stack::{Duration, Event, Instant, LocalAddr, MacAddr, Stack, StackConfig};
+use megatcp_stack::{
+    ConnId, ConnectOpts, Duration, Event, Instant, ListenerId, LocalAddr, MacAddr, Stack,
+    StackConfig,
+};
+use smoltcp::phy::ChecksumCapabilities;
+use smoltcp::wire::{EthernetFrame, EthernetProtocol, EthernetRepr, Ipv4Packet, Ipv4Repr};
 
 pub const A_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 pub const B_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
@@ -126,4 +131,49 @@ pub fn take_events(events: &mut Vec<Event>, f: impl Fn(&Event) -> bool) -> Vec<E
     let (hit, keep): (Vec<_>, Vec<_>) = events.drain(..).partition(|e| f(e));
     *events = keep;
     hit
+}
+
+/// An Ethernet frame from A to B carrying `ip` and an L4 payload written by `fill`
+/// (`ip.payload_len` bytes).
+pub fn frame_a_to_b(ip: &Ipv4Repr, fill: impl FnOnce(&mut [u8])) -> Vec<u8> {
+    let mut buf = vec![0u8; 14 + 20 + ip.payload_len];
+    let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+    EthernetRepr {
+        src_addr: A_MAC,
+        dst_addr: B_MAC,
+        ethertype: EthernetProtocol::Ipv4,
+    }
+    .emit(&mut eth);
+    let mut p = Ipv4Packet::new_unchecked(eth.payload_mut());
+    ip.emit(&mut p, &ChecksumCapabilities::default());
+    fill(p.payload_mut());
+    buf
+}
+
+impl<Q: NicQueue> Net<Q> {
+    /// Opens `n` connections from A to B's listener `lid` on `port` at once; returns the
+    /// client ids and the accepted server ids (in accept order).
+    pub fn open_many(
+        &mut self,
+        n: usize,
+        lid: ListenerId,
+        port: u16,
+    ) -> (Vec<ConnId>, Vec<ConnId>) {
+        let clients: Vec<_> = (0..n)
+            .map(|_| {
+                self.a
+                    .stack
+                    .connect(self.now, sa(B_IP, port), ConnectOpts::default())
+                    .unwrap()
+            })
+            .collect();
+        let mut servers = Vec::new();
+        self.run_until(Duration::from_secs(30), |net| {
+            while let Some((s, _)) = net.b.stack.accept(lid) {
+                servers.push(s);
+            }
+            servers.len() == n
+        });
+        (clients, servers)
+    }
 }
