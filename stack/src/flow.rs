@@ -84,7 +84,7 @@ impl Flow {
 
 /// Slab of flows plus the 4-tuple index.
 pub(crate) struct FlowTable {
-    slots: Vec<Option<Box<Flow>>>,
+    slots: Vec<Option<Flow>>,
     free: Vec<u32>,
     by_tuple: HashMap<FourTuple, u32>,
     next_generation: u32,
@@ -133,7 +133,7 @@ impl FlowTable {
                 }
             }
         };
-        self.slots[index as usize] = Some(Box::new(flow));
+        self.slots[index as usize] = Some(flow);
         self.by_tuple.insert(tuple, index);
         ConnId { index, generation }
     }
@@ -141,24 +141,24 @@ impl FlowTable {
     pub(crate) fn get(&self, id: ConnId) -> Option<&Flow> {
         self.slots
             .get(id.index as usize)?
-            .as_deref()
+            .as_ref()
             .filter(|f| f.generation == id.generation)
     }
 
     pub(crate) fn get_mut(&mut self, id: ConnId) -> Option<&mut Flow> {
         self.slots
             .get_mut(id.index as usize)?
-            .as_deref_mut()
+            .as_mut()
             .filter(|f| f.generation == id.generation)
     }
 
     /// The flow in slot `index`, whatever its generation.
     pub(crate) fn slot_mut(&mut self, index: u32) -> Option<&mut Flow> {
-        self.slots.get_mut(index as usize)?.as_deref_mut()
+        self.slots.get_mut(index as usize)?.as_mut()
     }
 
     /// Removes a flow and frees everything it holds.
-    pub(crate) fn remove(&mut self, id: ConnId) -> Option<Box<Flow>> {
+    pub(crate) fn remove(&mut self, id: ConnId) -> Option<Flow> {
         let slot = self.slots.get_mut(id.index as usize)?;
         if slot.as_ref().is_none_or(|f| f.generation != id.generation) {
             return None;
@@ -196,7 +196,7 @@ impl FlowTable {
 
     /// Bytes this table holds on the heap, approximately (slots, index), excluding flows.
     pub(crate) fn table_bytes(&self) -> usize {
-        self.slots.capacity() * core::mem::size_of::<Option<Box<Flow>>>()
+        self.slots.capacity() * core::mem::size_of::<Option<Flow>>()
             + self.free.capacity() * 4
             + self.by_tuple.capacity() * (core::mem::size_of::<(FourTuple, u32)>() + 1)
     }
