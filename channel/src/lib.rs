@@ -56,9 +56,8 @@
 //! # let _ = echo::<megatcp_channel::NullBackend>;
 //! ```
 //!
-//! Completions are returned as an owned `Vec` drained from the channel (its allocation is
-//! reused on the next dispatch through [`Channel::recycle`] when the application hands it
-//! back; not doing so only costs an allocation).
+//! Completions are returned as an owned `Vec`. Hand it back with [`Channel::recycle`] once
+//! drained and dispatching allocates nothing; not doing so costs an allocation per dispatch.
 
 use core::net::SocketAddrV4;
 use std::time::Duration;
@@ -382,6 +381,8 @@ pub struct Channel<B: Backend> {
     backend: B,
     queue: Vec<Command>,
     completions: Vec<Completion>,
+    /// A drained vector handed back by the application, reused by the next dispatch.
+    spare: Vec<Completion>,
     threshold: usize,
     stats: ChannelStats,
 }
@@ -393,6 +394,7 @@ impl<B: Backend> Channel<B> {
             backend,
             queue: Vec::with_capacity(64),
             completions: Vec::with_capacity(256),
+            spare: Vec::new(),
             threshold: 64,
             stats: ChannelStats::default(),
         }
@@ -530,15 +532,16 @@ impl<B: Backend> Channel<B> {
         };
         self.backend.poll(wait, &mut self.completions);
         self.stats.completions += self.completions.len() as u64;
-        let fresh = Vec::with_capacity(self.completions.capacity().min(4096));
+        let fresh = std::mem::take(&mut self.spare);
         std::mem::replace(&mut self.completions, fresh)
     }
 
-    /// Hands a drained completion vector back for reuse.
+    /// Hands a drained completion vector back, so that the next dispatch reuses its
+    /// allocation instead of making one.
     pub fn recycle(&mut self, mut v: Vec<Completion>) {
         v.clear();
-        if self.completions.is_empty() && v.capacity() > self.completions.capacity() {
-            self.completions = v;
+        if v.capacity() > self.spare.capacity() {
+            self.spare = v;
         }
     }
 }

@@ -463,10 +463,11 @@ pub fn run_load<B: Backend>(ch: &mut Channel<B>, opts: LoadOpts) -> LoadReport {
         .filter(|r| *r > 0.0)
         .map(|r| Duration::from_secs_f64(1.0 / r));
     loop {
-        let batch = ch.dispatch(Some(Duration::from_millis(1)));
-        for c in batch {
+        let mut batch = ch.dispatch(Some(Duration::from_millis(1)));
+        for c in batch.drain(..) {
             g.on_completion(ch, c);
         }
+        ch.recycle(batch);
         let now = Instant::now();
         if !g.measuring && now.duration_since(start) >= g.opts.warmup {
             g.measuring = true;
