@@ -62,6 +62,11 @@
 use core::net::SocketAddrV4;
 use std::time::Duration;
 
+pub mod epoll;
+mod table;
+
+pub use table::HandleTable;
+
 /// A connection or listener, meaningful only inside the channel that issued it
 /// (MegaPipe's lightweight socket): a slot index plus a generation, tagged with the issuing
 /// channel so that a handle from another channel is refused rather than mistaken.

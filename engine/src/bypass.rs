@@ -664,7 +664,7 @@ impl<Q: NicQueue> Bypass<Q> {
     /// finished closing or `grace` has passed.
     pub fn shutdown_all(&mut self, grace: StdDuration) {
         let mut out = Vec::new();
-        for h in self.handles.all() {
+        for h in self.handles.handles() {
             let _ = self.close(h, 0, &mut out);
         }
         let end = StdInstant::now() + grace;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use megatcp_channel::Channel;
+use megatcp_channel::{Backend, Channel};
 use megatcp_nic::NicQueue;
 use megatcp_stack::{Counters, StackConfig};
 
@@ -21,6 +21,14 @@ pub enum EngineError {
     /// A core's NIC queue could not be opened.
     #[error("core {core}: cannot open NIC queue: {reason}")]
     Nic {
+        /// Core number.
+        core: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A core's backend could not be created.
+    #[error("core {core}: cannot create the backend: {reason}")]
+    Backend {
         /// Core number.
         core: usize,
         /// Why.
@@ -185,15 +193,61 @@ impl Runtime {
         self.monitors.clone()
     }
 
-    /// Runs `app` on every core until it returns, then closes what is left open and returns
-    /// each core's report. `nic(i)` opens core `i`'s NIC queue and `stack(i)` gives its stack
-    /// configuration; both run on the core's own thread.
+    /// Runs `app` on every core over the bypass backend until it returns, then closes what is
+    /// left open and returns each core's report. `nic(i)` opens core `i`'s NIC queue and
+    /// `stack(i)` gives its stack configuration; both run on the core's own thread.
     pub fn run<Q, N, S, A>(self, nic: N, stack: S, app: A) -> Result<Vec<CoreReport>, EngineError>
     where
         Q: NicQueue,
         N: Fn(usize) -> Result<Q, String> + Sync,
         S: Fn(usize) -> StackConfig + Sync,
         A: Fn(CoreCtx, &mut Channel<Bypass<Q>>) + Sync,
+    {
+        let (idle, grace) = (self.idle, self.grace);
+        let monitors = self.monitors.clone();
+        self.run_with(
+            |index, stop| {
+                let q = nic(index).map_err(|reason| EngineError::Nic {
+                    core: index,
+                    reason,
+                })?;
+                let mut b = Bypass::new(q, stack(index), stop, idle).map_err(|source| {
+                    EngineError::Stack {
+                        core: index,
+                        source,
+                    }
+                })?;
+                b.set_monitor(monitors.clone(), index);
+                Ok(b)
+            },
+            app,
+            |index, mut ch| {
+                ch.flush();
+                let channel = ch.stats();
+                let mut b = ch.into_backend();
+                b.shutdown_all(grace);
+                b.publish();
+                CoreReport {
+                    core: index,
+                    stack: b.stack().counters(),
+                    engine: b.loop_stats(),
+                    nic: b.nic().stats(),
+                    channel,
+                }
+            },
+        )
+    }
+
+    /// Runs `app` on every core over any backend: `make(i, stop)` builds core `i`'s backend
+    /// on the core's own thread (`stop` is the runtime's stop flag), and `finish(i, channel)`
+    /// turns the channel into the core's result once `app` has returned.
+    pub fn run_with<B, M, A, F, R>(self, make: M, app: A, finish: F) -> Result<Vec<R>, EngineError>
+    where
+        B: Backend,
+        M: Fn(usize, Arc<AtomicBool>) -> Result<B, EngineError> + Sync,
+        A: Fn(CoreCtx, &mut Channel<B>) + Sync,
+        F: Fn(usize, Channel<B>) -> R + Sync,
+        R: Send,
     {
         if self.cpus.is_empty() {
             return Err(EngineError::NoCores);
@@ -204,48 +258,24 @@ impl Runtime {
             }
         }
         let cores = self.cpus.len();
-        let results: Vec<Result<CoreReport, EngineError>> = std::thread::scope(|scope| {
+        let pin = self.pin;
+        std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .cpus
                 .iter()
                 .enumerate()
                 .map(|(index, &cpu)| {
-                    let (nic, stack, app) = (&nic, &stack, &app);
+                    let (make, app, finish) = (&make, &app, &finish);
                     let stop = self.stop.clone();
-                    let monitors = self.monitors.clone();
-                    let (idle, grace, pin) = (self.idle, self.grace, self.pin);
                     std::thread::Builder::new()
                         .name(format!("megatcp-core{index}"))
                         .spawn_scoped(scope, move || {
                             if pin {
                                 core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
                             }
-                            let q = nic(index).map_err(|reason| EngineError::Nic {
-                                core: index,
-                                reason,
-                            })?;
-                            let backend =
-                                Bypass::new(q, stack(index), stop, idle).map_err(|source| {
-                                    EngineError::Stack {
-                                        core: index,
-                                        source,
-                                    }
-                                })?;
-                            let mut ch = Channel::new(backend);
-                            ch.backend_mut().set_monitor(monitors, index);
+                            let mut ch = Channel::new(make(index, stop)?);
                             app(CoreCtx { index, cpu, cores }, &mut ch);
-                            ch.flush();
-                            let channel = ch.stats();
-                            let mut b = ch.into_backend();
-                            b.shutdown_all(grace);
-                            b.publish();
-                            Ok(CoreReport {
-                                core: index,
-                                stack: b.stack().counters(),
-                                engine: b.loop_stats(),
-                                nic: b.nic().stats(),
-                                channel,
-                            })
+                            Ok(finish(index, ch))
                         })
                         .map_err(|_| EngineError::Panicked(index))
                 })
@@ -253,12 +283,8 @@ impl Runtime {
             handles
                 .into_iter()
                 .enumerate()
-                .map(|(i, h)| match h {
-                    Ok(h) => h.join().unwrap_or(Err(EngineError::Panicked(i))),
-                    Err(e) => Err(e),
-                })
+                .map(|(i, h)| h?.join().unwrap_or(Err(EngineError::Panicked(i))))
                 .collect()
-        });
-        results.into_iter().collect()
+        })
     }
 }

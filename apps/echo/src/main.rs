@@ -6,8 +6,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use megatcp_channel::epoll::Epoll;
+use megatcp_channel::{Channel, ChannelStats};
 use megatcp_echo::pair::{PairOpts, run_pair};
-use megatcp_echo::{LoadOpts, LoadReport, MsgSize};
+use megatcp_echo::{LoadOpts, LoadReport, MsgSize, run_load, serve};
+use megatcp_engine::{CoreCtx, EngineError, Runtime};
 
 #[derive(Parser)]
 #[command(
@@ -73,7 +76,7 @@ enum Backend {
     Dpdk,
     /// Linux io_uring (planned).
     Uring,
-    /// Linux epoll (planned).
+    /// Linux epoll: the kernel's TCP, edge-triggered, SO_REUSEPORT listener per core.
     Epoll,
 }
 
@@ -210,6 +213,101 @@ fn print_report(r: &LoadReport, json: bool) {
     }
 }
 
+/// Runs `app` on every core of `args` over the epoll backend.
+fn run_epoll<R: Send>(
+    args: &BackendArgs,
+    app: impl Fn(CoreCtx, &mut Channel<Epoll>) -> R + Sync,
+) -> Result<Vec<(Option<R>, ChannelStats)>, String> {
+    let results = std::sync::Mutex::new(Vec::new());
+    let per_core = Runtime::new(&args.cores.0)
+        .run_with(
+            |core, stop| {
+                Epoll::new(stop).map_err(|e| EngineError::Backend {
+                    core,
+                    reason: e.to_string(),
+                })
+            },
+            |ctx, ch| {
+                let r = app(ctx, ch);
+                if let Ok(mut v) = results.lock() {
+                    v.push((ctx.index, r));
+                }
+            },
+            |index, ch| (index, ch.stats()),
+        )
+        .map_err(|e| e.to_string())?;
+    let mut results = results
+        .into_inner()
+        .map_err(|_| "result lock poisoned".to_string())?;
+    Ok(per_core
+        .into_iter()
+        .map(|(index, stats)| {
+            let r = results
+                .iter()
+                .position(|(i, _)| *i == index)
+                .map(|p| results.swap_remove(p).1);
+            (r, stats)
+        })
+        .collect())
+}
+
+fn serve_cmd(backend: BackendArgs, port: u16, backlog: u32) -> Result<u64, String> {
+    match backend.backend {
+        Backend::Epoll => {
+            eprintln!(
+                "megatcp-echo: serving echo on port {port} (epoll, cores {:?})",
+                backend.cores.0
+            );
+            let out = run_epoll(&backend, |_, ch| serve(ch, port, backlog))?;
+            let mut failed = 0;
+            for (i, (r, stats)) in out.iter().enumerate() {
+                match r {
+                    Some(Ok(s)) => eprintln!(
+                        "core {i}: accepted {} echoed {} B resets {} errors {}; dispatches {} flushes {}",
+                        s.accepted, s.bytes, s.resets, s.errors, stats.dispatches, stats.flushes
+                    ),
+                    Some(Err(e)) => {
+                        failed += 1;
+                        eprintln!("core {i}: {e}");
+                    }
+                    None => failed += 1,
+                }
+            }
+            if failed > 0 {
+                Err(format!("{failed} cores failed"))
+            } else {
+                Ok(0)
+            }
+        }
+        other => Err(unavailable(other)),
+    }
+}
+
+fn load_cmd(
+    backend: BackendArgs,
+    connect: SocketAddrV4,
+    load: &LoadArgs,
+) -> Result<LoadReport, String> {
+    match backend.backend {
+        Backend::Epoll => {
+            let n = backend.cores.0.len();
+            let base = load.opts(connect);
+            let out = run_epoll(&backend, |ctx, ch| {
+                let opts = LoadOpts {
+                    connections: base.connections.div_ceil(n),
+                    rate: base.rate.map(|r| r / n as f64),
+                    seed: base.seed ^ ctx.index as u64,
+                    ..base.clone()
+                };
+                run_load(ch, opts)
+            })?;
+            let reports: Vec<LoadReport> = out.into_iter().filter_map(|(r, _)| r).collect();
+            LoadReport::merge(&reports).ok_or_else(|| "no core produced a report".to_string())
+        }
+        other => Err(unavailable(other)),
+    }
+}
+
 fn unavailable(backend: Backend) -> String {
     match backend {
         Backend::Wire => "the wire backend joins two endpoints inside one process: use \
@@ -222,8 +320,19 @@ fn unavailable(backend: Backend) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Serve { backend, .. } => Err(unavailable(backend.backend)),
-        Cmd::Load { backend, .. } => Err(unavailable(backend.backend)),
+        Cmd::Serve {
+            backend,
+            port,
+            backlog,
+        } => serve_cmd(backend, port, backlog),
+        Cmd::Load {
+            backend,
+            connect,
+            load,
+        } => load_cmd(backend, connect, &load).map(|r| {
+            print_report(&r, load.json);
+            r.errors.total()
+        }),
         Cmd::Pair {
             load,
             server_cores,
