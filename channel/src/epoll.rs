@@ -420,6 +420,12 @@ impl Epoll {
         }
     }
 
+    fn recycle(&mut self, b: Vec<u8>) {
+        if self.pool.len() < 256 {
+            self.pool.push(b);
+        }
+    }
+
     fn buf(&mut self) -> Vec<u8> {
         let mut b = self.pool.pop().unwrap_or_default();
         b.resize(READ_SIZE, 0);
@@ -427,7 +433,6 @@ impl Epoll {
     }
 
     fn try_read(&mut self, handle: Handle, out: &mut Vec<Completion>) {
-        let mut buf = self.buf();
         let Ok(c) = self.conn(handle) else { return };
         let Some(cookie) = c.read else { return };
         if c.connecting.is_some() {
@@ -439,15 +444,18 @@ impl Epoll {
             return;
         }
         if !c.readable {
-            self.pool.push(buf);
             return;
         }
+        let mut buf = self.buf();
+        let Some(Entry::Conn(c)) = self.table.get_mut(handle) else {
+            return;
+        };
         match c.sock.read(&mut buf) {
             Ok(0) => {
                 c.eof = true;
                 c.read = None;
                 out.push(Completion::Eof { handle, cookie });
-                self.pool.push(buf);
+                self.recycle(buf);
             }
             Ok(n) => {
                 c.read = None;
@@ -460,10 +468,10 @@ impl Epoll {
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
                 c.readable = e.kind() == ErrorKind::Interrupted;
-                self.pool.push(buf);
+                self.recycle(buf);
             }
             Err(_) => {
-                self.pool.push(buf);
+                self.recycle(buf);
                 self.reset(handle, out);
             }
         }
@@ -489,7 +497,9 @@ impl Epoll {
                             len: w.data.len(),
                             cookie: w.cookie,
                         });
-                        self.pool.push(w.data);
+                        if self.pool.len() < 256 {
+                            self.pool.push(w.data);
+                        }
                     }
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => c.writable = false,
