@@ -43,7 +43,7 @@ pub(crate) struct Flow {
     pub(crate) sockets: SocketSet<'static>,
     pub(crate) handle: SocketHandle,
     pub(crate) phase: Phase,
-    /// The earliest deadline registered in the timer heap, if any (it may be earlier than
+    /// The earliest deadline registered in the timers, if any (it may be earlier than
     /// the connection needs: it then fires and reschedules).
     pub(crate) deadline: Option<Instant>,
     /// Abort an orphan still not closed by then.

@@ -103,7 +103,7 @@ pub struct ConnectOpts {
 pub struct StackStats {
     /// Connections in the flow table (any state, including TIME-WAIT).
     pub flows: usize,
-    /// Entries in the timer heap (some may be stale).
+    /// Entries in the timers (some may be stale).
     pub timer_entries: usize,
     /// Frames waiting for `transmit`.
     pub queued_frames: usize,
@@ -777,7 +777,7 @@ impl Stack {
         // Keep at most one live timer entry per connection: a new entry only when the
         // deadline moved earlier. When it moved later (the common case: every ACK pushes the
         // retransmission timer back), the earlier entry fires, finds nothing to do, and
-        // reschedules. The heap stays proportional to the connections, not to the packets.
+        // reschedules. The timers stay proportional to the connections, not to the packets.
         if let Some(t) = at
             && flow.deadline.is_none_or(|d| t < d)
         {
