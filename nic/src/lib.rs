@@ -21,6 +21,8 @@
 //! All `unsafe` code of megatcp lives in this crate (kernel-bypass backends); every `unsafe fn`
 //! has a `# Safety` section and every `unsafe` block a `// SAFETY:` comment.
 
+#[cfg(feature = "afxdp")]
+pub mod afxdp;
 pub mod fault;
 pub mod pcap;
 pub mod wire;

@@ -11,6 +11,7 @@ use megatcp_channel::{Channel, ChannelStats};
 use megatcp_echo::pair::{PairOpts, run_pair};
 use megatcp_echo::{LoadOpts, LoadReport, MsgSize, run_load, serve};
 use megatcp_engine::{CoreCtx, EngineError, Runtime};
+use megatcp_stack::{LocalAddr, MacAddr, StackConfig};
 
 #[derive(Parser)]
 #[command(
@@ -70,7 +71,7 @@ enum Cmd {
 enum Backend {
     /// In-memory wire (only inside one process: see `pair`).
     Wire,
-    /// AF_XDP (planned).
+    /// AF_XDP (build with `--features afxdp`): kernel-bypass on `--iface` with `--ip`.
     Afxdp,
     /// DPDK (planned).
     Dpdk,
@@ -251,8 +252,73 @@ fn run_epoll<R: Send>(
         .collect())
 }
 
+/// The stack configuration of a bypass backend on `iface` with `--ip`/`--gateway`.
+#[cfg_attr(not(feature = "afxdp"), allow(dead_code))]
+fn bypass_stack_config(args: &BackendArgs, iface: &str) -> Result<StackConfig, String> {
+    let ip = args
+        .ip
+        .as_deref()
+        .ok_or("--ip ADDR/PREFIX is required with this backend")?;
+    let (addr, prefix) = ip
+        .split_once('/')
+        .ok_or("--ip needs a prefix length: ADDR/PREFIX")?;
+    let addr: Ipv4Addr = addr.parse().map_err(|e| format!("--ip {ip}: {e}"))?;
+    let prefix: u8 = prefix.parse().map_err(|e| format!("--ip {ip}: {e}"))?;
+    let mac_text = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
+        .map_err(|e| format!("interface {iface}: {e}"))?;
+    let mut mac = [0u8; 6];
+    for (i, part) in mac_text.trim().split(':').enumerate() {
+        let b = u8::from_str_radix(part, 16).map_err(|_| format!("bad MAC {mac_text:?}"))?;
+        *mac.get_mut(i).ok_or(format!("bad MAC {mac_text:?}"))? = b;
+    }
+    let mut c = StackConfig::new(MacAddr(mac), LocalAddr::new(addr, prefix));
+    c.gateway = args.gateway;
+    c.seed = std::process::id() as u64 ^ (u64::from(u32::from(addr)) << 16);
+    Ok(c)
+}
+
+#[cfg(feature = "afxdp")]
+fn serve_afxdp(backend: &BackendArgs, port: u16, backlog: u32) -> Result<u64, String> {
+    use megatcp_nic::afxdp::{AfXdpConfig, AfXdpQueue};
+    let iface = backend
+        .iface
+        .clone()
+        .ok_or("--iface is required with --backend afxdp")?;
+    let stack = bypass_stack_config(backend, &iface)?;
+    let cores = backend.cores.0.len() as u16;
+    eprintln!(
+        "megatcp-echo: serving echo on {iface} port {port} (afxdp, cores {:?})",
+        backend.cores.0
+    );
+    let reports = Runtime::new(&backend.cores.0)
+        .run(
+            |q| {
+                let mut cfg = AfXdpConfig::new(&iface, q as u32);
+                cfg.queues = cores;
+                AfXdpQueue::open(&cfg).map_err(|e| e.to_string())
+            },
+            |_| stack.clone(),
+            |_, ch| {
+                if let Err(e) = serve(ch, port, backlog) {
+                    eprintln!("megatcp-echo: {e}");
+                }
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    for r in &reports {
+        eprintln!("{r}");
+    }
+    Ok(0)
+}
+
+#[cfg(not(feature = "afxdp"))]
+fn serve_afxdp(_: &BackendArgs, _: u16, _: u32) -> Result<u64, String> {
+    Err("this binary was built without AF_XDP: cargo build --release -p megatcp-echo --features afxdp".into())
+}
+
 fn serve_cmd(backend: BackendArgs, port: u16, backlog: u32) -> Result<u64, String> {
     match backend.backend {
+        Backend::Afxdp => serve_afxdp(&backend, port, backlog),
         Backend::Epoll => {
             eprintln!(
                 "megatcp-echo: serving echo on port {port} (epoll, cores {:?})",

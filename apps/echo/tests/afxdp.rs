@@ -1,0 +1,222 @@
+//! AF_XDP against the Linux kernel on the veth testbed (root only; `scripts/test` runs it):
+//! the Linux TCP stack (the echo load generator on the epoll backend, in the client
+//! namespace) talks to `megatcp-echo serve --backend afxdp` (in the server namespace);
+//! every echoed byte is verified. Also: ping and ARP both ways, a clean stop on SIGTERM
+//! (XDP program detached), and a clean restart after `kill -9`.
+#![cfg(feature = "afxdp")]
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
+const SERVER: &str = "10.77.0.10";
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn sh(args: &[&str]) -> std::process::Output {
+    Command::new(args[0]).args(&args[1..]).output().unwrap()
+}
+
+fn testbed(arg: &str) {
+    let out = sh(&[repo().join("scripts/testbed").to_str().unwrap(), arg]);
+    assert!(
+        out.status.success(),
+        "testbed {arg}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn start_server() -> Server {
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            "megatcp-srv",
+            BIN,
+            "serve",
+            "--backend",
+            "afxdp",
+        ])
+        .args([
+            "--iface",
+            "mtcp-srv",
+            "--ip",
+            &format!("{SERVER}/24"),
+            "--port",
+            "7",
+            "--cores",
+            "0",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server = Server(Some(child));
+    // Wait until it answers ARP and TCP: a short load run succeeds.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if load(&[
+            "--connections",
+            "1",
+            "--duration",
+            "200ms",
+            "--warmup",
+            "0s",
+        ])
+        .is_ok()
+        {
+            return server;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the AF_XDP server did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs the kernel-path load generator in the client namespace; the JSON report.
+fn load(extra: &[&str]) -> Result<serde_json::Value, String> {
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            "megatcp-cli",
+            BIN,
+            "load",
+            "--backend",
+            "epoll",
+            "--cores",
+            "1",
+        ])
+        .args(["--connect", &format!("{SERVER}:7"), "--json"])
+        .args(extra)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    if !out.status.success() {
+        return Err(format!("load failed: {report}"));
+    }
+    Ok(report)
+}
+
+/// A server process, killed if the test fails half-way.
+struct Server(Option<Child>);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The testbed, taken down when the test ends, however it ends.
+struct Testbed;
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        testbed("down");
+    }
+}
+
+fn stop(mut server: Server, signal: &str) -> std::process::ExitStatus {
+    let mut child = server.0.take().unwrap();
+    // `ip netns exec` execs the server: the child's pid is the server's.
+    sh(&["kill", signal, &child.id().to_string()]);
+    child.wait().unwrap()
+}
+
+#[test]
+fn linux_kernel_client_against_the_afxdp_server() {
+    if rustix_is_root().is_none() {
+        eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
+        return;
+    }
+    testbed("down");
+    testbed("up");
+    let _testbed = Testbed;
+    let server = start_server();
+
+    // 1,000 concurrent connections, one transaction each, random sizes up to 64 KiB.
+    let r = load(&[
+        "--connections",
+        "1000",
+        "--msg-size",
+        "1..65536",
+        "--txns-per-conn",
+        "1",
+        "--duration",
+        "3s",
+        "--warmup",
+        "0s",
+    ])
+    .unwrap();
+    assert_eq!(r["errors"]["verify"], 0, "{r}");
+    assert!(r["transactions"].as_u64().unwrap() >= 1000, "{r}");
+    // Persistent connections, 64 B.
+    let r = load(&[
+        "--connections",
+        "64",
+        "--msg-size",
+        "64",
+        "--duration",
+        "2s",
+    ])
+    .unwrap();
+    assert!(r["transactions"].as_u64().unwrap() > 1000, "{r}");
+
+    // Ping is answered; ARP resolved both ways (the kernel knows our MAC).
+    let ping = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        "megatcp-cli",
+        "ping",
+        "-c",
+        "3",
+        "-i",
+        "0.2",
+        "-W",
+        "2",
+        SERVER,
+    ]);
+    assert!(
+        ping.status.success(),
+        "ping: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
+    let neigh = sh(&["ip", "-n", "megatcp-cli", "neigh", "show", SERVER]);
+    assert!(
+        String::from_utf8_lossy(&neigh.stdout).contains("lladdr"),
+        "no ARP entry"
+    );
+
+    // SIGTERM: graceful stop, exit 0, XDP program gone.
+    assert!(stop(server, "-TERM").success());
+    let link = sh(&["ip", "-n", "megatcp-srv", "link", "show", "mtcp-srv"]);
+    assert!(
+        !String::from_utf8_lossy(&link.stdout).contains("xdp"),
+        "XDP program left attached"
+    );
+
+    // kill -9, then a clean start on the same interface.
+    let server = start_server();
+    stop(server, "-KILL");
+    let server = start_server();
+    let r = load(&["--connections", "16", "--duration", "1s"]).unwrap();
+    assert!(r["transactions"].as_u64().unwrap() > 0, "{r}");
+    assert!(stop(server, "-TERM").success());
+}
+
+/// `Some(())` when running as root.
+fn rustix_is_root() -> Option<()> {
+    let out = sh(&["id", "-u"]);
+    (String::from_utf8_lossy(&out.stdout).trim() == "0").then_some(())
+}

@@ -1,0 +1,285 @@
+//! AF_XDP backend (feature `afxdp`): one XDP socket per queue on xsk-rs, owned by one core.
+//!
+//! The UMEM is split in two: frames for the fill ring (receive) and frames for transmit.
+//! `rx_burst` refills the fill ring in batches, lends received frames to the caller straight
+//! out of the UMEM, and gives them back to the fill ring; `tx_frame` writes into a free
+//! transmit frame; `tx_flush` submits the batch and kicks the kernel when it asks for it
+//! (`XDP_USE_NEED_WAKEUP`); completed transmit frames are reclaimed in batches.
+//!
+//! Copy mode on veth (zero-copy needs driver support: i40e, ice, mlx5, ixgbe). The XDP
+//! program is libxdp's default, loaded when the socket is created and removed when the last
+//! socket on the interface goes.
+
+use std::io::Write;
+use std::num::NonZeroU32;
+
+use xsk_rs::config::{BindFlags, FrameSize, Interface, QueueSize, SocketConfig, UmemConfig};
+use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
+
+use crate::{Capabilities, ChecksumOffloads, NicQueue, QueueStats, RxFrame, TxError};
+
+/// How to open an AF_XDP queue.
+#[derive(Debug, Clone)]
+pub struct AfXdpConfig {
+    /// Interface name.
+    pub iface: String,
+    /// Queue index on the interface.
+    pub queue: u32,
+    /// Frames in the UMEM (half receive, half transmit); a power of two.
+    pub frames: u32,
+    /// Try hugepages for the UMEM first (falls back to normal pages with a warning).
+    pub hugepages: bool,
+    /// IP MTU of the interface.
+    pub mtu: usize,
+    /// Queues the interface has (for the capabilities).
+    pub queues: u16,
+}
+
+impl AfXdpConfig {
+    /// Queue `queue` of `iface`, with defaults (8192 frames, hugepages tried, MTU 1500).
+    pub fn new(iface: &str, queue: u32) -> Self {
+        Self {
+            iface: iface.to_string(),
+            queue,
+            frames: 8192,
+            hugepages: true,
+            mtu: 1500,
+            queues: 1,
+        }
+    }
+}
+
+/// Why an AF_XDP queue could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum AfXdpError {
+    /// A bad configuration value.
+    #[error("bad AF_XDP configuration: {0}")]
+    Config(String),
+    /// The UMEM could not be created.
+    #[error("cannot create the UMEM: {0}")]
+    Umem(String),
+    /// The socket could not be created or bound.
+    #[error("cannot open AF_XDP socket on {iface} queue {queue}: {reason}")]
+    Socket {
+        /// Interface.
+        iface: String,
+        /// Queue.
+        queue: u32,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One AF_XDP queue. See the module docs.
+pub struct AfXdpQueue {
+    umem: Umem,
+    tx: TxQueue,
+    rx: RxQueue,
+    fq: FillQueue,
+    cq: CompQueue,
+    /// Receive frames not in the fill ring.
+    rx_free: Vec<FrameDesc>,
+    /// Transmit frames free for writing.
+    tx_free: Vec<FrameDesc>,
+    /// Transmit frames written, waiting for `tx_flush`.
+    tx_batch: Vec<FrameDesc>,
+    /// Scratch for ring consumption.
+    scratch: Vec<FrameDesc>,
+    caps: Capabilities,
+    queue: u16,
+    stats: QueueStats,
+    frame_len: usize,
+}
+
+impl AfXdpQueue {
+    /// Opens queue `cfg.queue` of `cfg.iface`.
+    pub fn open(cfg: &AfXdpConfig) -> Result<Self, AfXdpError> {
+        let frames = NonZeroU32::new(cfg.frames)
+            .filter(|n| n.get().is_power_of_two() && n.get() >= 64)
+            .ok_or_else(|| {
+                AfXdpError::Config(format!(
+                    "frames must be a power of two >= 64, got {}",
+                    cfg.frames
+                ))
+            })?;
+        let umem_cfg = UmemConfig::builder()
+            .frame_size(FrameSize::new(4096).map_err(|e| AfXdpError::Config(e.to_string()))?)
+            .fill_queue_size(
+                QueueSize::new(cfg.frames / 2).map_err(|e| AfXdpError::Config(e.to_string()))?,
+            )
+            .comp_queue_size(
+                QueueSize::new(cfg.frames / 2).map_err(|e| AfXdpError::Config(e.to_string()))?,
+            )
+            .build()
+            .map_err(|e| AfXdpError::Config(e.to_string()))?;
+        let (umem, mut descs) = match Umem::new(umem_cfg, frames, cfg.hugepages) {
+            Ok(x) => x,
+            Err(e) if cfg.hugepages => {
+                eprintln!("megatcp: AF_XDP UMEM on hugepages failed ({e}); using normal pages");
+                Umem::new(umem_cfg, frames, false).map_err(|e| AfXdpError::Umem(e.to_string()))?
+            }
+            Err(e) => return Err(AfXdpError::Umem(e.to_string())),
+        };
+        let ring = QueueSize::new(cfg.frames / 2).map_err(|e| AfXdpError::Config(e.to_string()))?;
+        let sock_cfg = SocketConfig::builder()
+            .rx_queue_size(ring)
+            .tx_queue_size(ring)
+            .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
+            .build();
+        let iface: Interface = cfg
+            .iface
+            .parse()
+            .map_err(|e| AfXdpError::Config(format!("interface name {:?}: {e}", cfg.iface)))?;
+        let sock_err = |reason: String| AfXdpError::Socket {
+            iface: cfg.iface.clone(),
+            queue: cfg.queue,
+            reason,
+        };
+        // SAFETY: this UMEM is not shared: the socket is the only one created on it, so the
+        // double-free hazard of shared UMEMs (xsk-rs `Socket::new` docs) does not apply.
+        let (tx, rx, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &iface, cfg.queue) }
+            .map_err(|e| sock_err(e.to_string()))?;
+        let (fq, cq) = fq_cq.ok_or_else(|| sock_err("no fill/completion queue".into()))?;
+        let tx_free = descs.split_off(descs.len() / 2);
+        let n = descs.len();
+        let mut q = Self {
+            umem,
+            tx,
+            rx,
+            fq,
+            cq,
+            rx_free: descs,
+            tx_free,
+            tx_batch: Vec::with_capacity(n),
+            scratch: Vec::with_capacity(n),
+            caps: Capabilities {
+                mtu: cfg.mtu,
+                checksum: ChecksumOffloads::default(),
+                queues: cfg.queues,
+                rss: None,
+            },
+            queue: cfg.queue as u16,
+            stats: QueueStats::default(),
+            frame_len: cfg.mtu + crate::ETHERNET_HEADER_LEN,
+        };
+        q.refill();
+        Ok(q)
+    }
+
+    /// Hands free receive frames to the kernel.
+    fn refill(&mut self) {
+        if self.rx_free.is_empty() {
+            return;
+        }
+        // SAFETY: the frames in `rx_free` belong to this UMEM and are owned by us: they are
+        // neither in the fill ring, nor in the RX ring, nor lent out (rx_burst puts a frame
+        // back only after the caller's closure returned).
+        let n = unsafe { self.fq.produce(&self.rx_free) };
+        self.rx_free.drain(..n);
+        if self.fq.needs_wakeup() {
+            let _ = self.fq.wakeup(self.rx.fd_mut(), 0);
+        }
+    }
+
+    /// Takes back transmit frames the kernel has finished with.
+    fn reclaim(&mut self) {
+        let want = self.scratch.capacity().max(64);
+        self.scratch.clear();
+        self.scratch.resize(want, FrameDesc::default());
+        // SAFETY: the descriptors are only overwritten with frames of this UMEM that the
+        // kernel has completed; we own them again afterwards.
+        let n = unsafe { self.cq.consume(&mut self.scratch) };
+        self.tx_free.extend_from_slice(&self.scratch[..n]);
+    }
+}
+
+impl NicQueue for AfXdpQueue {
+    fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    fn queue_id(&self) -> u16 {
+        self.queue
+    }
+
+    fn rx_burst(&mut self, budget: usize, sink: &mut dyn FnMut(RxFrame<'_>)) -> usize {
+        self.refill();
+        let want = budget.min(256);
+        self.scratch.clear();
+        self.scratch.resize(want, FrameDesc::default());
+        // SAFETY: the RX ring only hands out frames of this UMEM that the kernel filled; we
+        // own them until we give them back to the fill ring.
+        let n = unsafe { self.rx.consume(&mut self.scratch) };
+        for i in 0..n {
+            let desc = self.scratch[i];
+            // SAFETY: `desc` came from the RX ring just now: the kernel is done writing it
+            // and nothing else reads or writes it until it is refilled below.
+            let data = unsafe { self.umem.data(&desc) };
+            let bytes = data.contents();
+            self.stats.rx_frames += 1;
+            self.stats.rx_bytes += bytes.len() as u64;
+            sink(RxFrame {
+                data: bytes,
+                rss_hash: None,
+            });
+            self.rx_free.push(desc);
+        }
+        if n > 0 {
+            self.refill();
+        }
+        n
+    }
+
+    fn tx_frame(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
+        if self.tx_free.is_empty() {
+            self.reclaim();
+        }
+        let Some(mut desc) = self.tx_free.pop() else {
+            self.stats.tx_full += 1;
+            return Err(TxError::Full);
+        };
+        let mut buf = [0u8; 9216 + 14];
+        let max = self.frame_len.min(buf.len());
+        let len = fill(&mut buf[..max]);
+        if len == 0 || len > max {
+            self.tx_free.push(desc);
+            return if len == 0 {
+                Ok(())
+            } else {
+                Err(TxError::TooLong { len, max })
+            };
+        }
+        // SAFETY: `desc` is a free transmit frame of this UMEM: not in any ring, owned by us.
+        let mut data = unsafe { self.umem.data_mut(&mut desc) };
+        let mut cur = data.cursor();
+        cur.zero_out();
+        if cur.write_all(&buf[..len]).is_err() {
+            self.tx_free.push(desc);
+            return Err(TxError::TooLong { len, max });
+        }
+        self.stats.tx_frames += 1;
+        self.stats.tx_bytes += len as u64;
+        self.tx_batch.push(desc);
+        Ok(())
+    }
+
+    fn tx_flush(&mut self) -> usize {
+        if self.tx_batch.is_empty() {
+            self.reclaim();
+            return 0;
+        }
+        // SAFETY: every frame in `tx_batch` is of this UMEM, written by `tx_frame`, and owned
+        // by us; the TX ring takes them over until they come back on the completion ring.
+        let n = unsafe { self.tx.produce(&self.tx_batch) };
+        self.tx_batch.drain(..n);
+        if self.tx.needs_wakeup() {
+            let _ = self.tx.wakeup();
+        }
+        self.reclaim();
+        n
+    }
+
+    fn stats(&self) -> QueueStats {
+        self.stats
+    }
+}
