@@ -121,6 +121,9 @@ struct LoadArgs {
     /// Open loop: transactions per second in all (default: closed loop).
     #[arg(long)]
     rate: Option<f64>,
+    /// Stop after this many transactions (in all), even before `--duration`.
+    #[arg(long)]
+    max_txns: Option<u64>,
     /// Close connections with RST (no TIME-WAIT) instead of FIN: short-connection runs need
     /// it, or source ports run out while closed connections wait in TIME-WAIT.
     #[arg(long)]
@@ -140,7 +143,7 @@ impl LoadArgs {
             duration: self.duration,
             warmup: self.warmup,
             rate: self.rate,
-            max_txns: None,
+            max_txns: self.max_txns,
             seed: 0x5eed,
             close_rst: self.close_rst,
         }
@@ -311,6 +314,62 @@ fn serve_afxdp(backend: &BackendArgs, port: u16, backlog: u32) -> Result<u64, St
     Ok(0)
 }
 
+#[cfg(feature = "afxdp")]
+fn load_afxdp(
+    backend: &BackendArgs,
+    connect: SocketAddrV4,
+    load: &LoadArgs,
+) -> Result<LoadReport, String> {
+    use megatcp_nic::afxdp::{AfXdpConfig, AfXdpQueue};
+    let iface = backend
+        .iface
+        .clone()
+        .ok_or("--iface is required with --backend afxdp")?;
+    let stack = bypass_stack_config(backend, &iface)?;
+    let n = backend.cores.0.len();
+    let base = load.opts(connect);
+    let reports = std::sync::Mutex::new(Vec::new());
+    let cores = Runtime::new(&backend.cores.0)
+        .run(
+            |q| {
+                let mut cfg = AfXdpConfig::new(&iface, q as u32);
+                cfg.queues = n as u16;
+                AfXdpQueue::open(&cfg).map_err(|e| e.to_string())
+            },
+            |core| {
+                let mut c = stack.clone();
+                c.seed ^= 0x1000 * core as u64;
+                c
+            },
+            |ctx, ch| {
+                let opts = LoadOpts {
+                    connections: base.connections.div_ceil(n),
+                    rate: base.rate.map(|r| r / n as f64),
+                    max_txns: base.max_txns.map(|m| m.div_ceil(n as u64)),
+                    seed: base.seed ^ ctx.index as u64,
+                    ..base.clone()
+                };
+                let r = run_load(ch, opts);
+                if let Ok(mut v) = reports.lock() {
+                    v.push(r);
+                }
+            },
+        )
+        .map_err(|e| e.to_string())?;
+    for c in &cores {
+        eprintln!("{c}");
+    }
+    let reports = reports
+        .into_inner()
+        .map_err(|_| "report lock poisoned".to_string())?;
+    LoadReport::merge(&reports).ok_or_else(|| "no core produced a report".to_string())
+}
+
+#[cfg(not(feature = "afxdp"))]
+fn load_afxdp(_: &BackendArgs, _: SocketAddrV4, _: &LoadArgs) -> Result<LoadReport, String> {
+    Err("this binary was built without AF_XDP: cargo build --release -p megatcp-echo --features afxdp".into())
+}
+
 #[cfg(not(feature = "afxdp"))]
 fn serve_afxdp(_: &BackendArgs, _: u16, _: u32) -> Result<u64, String> {
     Err("this binary was built without AF_XDP: cargo build --release -p megatcp-echo --features afxdp".into())
@@ -355,6 +414,7 @@ fn load_cmd(
     load: &LoadArgs,
 ) -> Result<LoadReport, String> {
     match backend.backend {
+        Backend::Afxdp => load_afxdp(&backend, connect, load),
         Backend::Epoll => {
             let n = backend.cores.0.len();
             let base = load.opts(connect);
@@ -362,6 +422,7 @@ fn load_cmd(
                 let opts = LoadOpts {
                     connections: base.connections.div_ceil(n),
                     rate: base.rate.map(|r| r / n as f64),
+                    max_txns: base.max_txns.map(|m| m.div_ceil(n as u64)),
                     seed: base.seed ^ ctx.index as u64,
                     ..base.clone()
                 };

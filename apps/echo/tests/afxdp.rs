@@ -81,19 +81,24 @@ fn start_server() -> Server {
 
 /// Runs the kernel-path load generator in the client namespace; the JSON report.
 fn load(extra: &[&str]) -> Result<serde_json::Value, String> {
-    let out = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            "megatcp-cli",
-            BIN,
-            "load",
+    run_load(
+        &[
             "--backend",
             "epoll",
             "--cores",
             "1",
-        ])
-        .args(["--connect", &format!("{SERVER}:7"), "--json"])
+            "--connect",
+            &format!("{SERVER}:7"),
+        ],
+        extra,
+    )
+}
+
+/// Runs `megatcp-echo load` in the client namespace with `args` then `extra`.
+fn run_load(args: &[&str], extra: &[&str]) -> Result<serde_json::Value, String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", "megatcp-cli", BIN, "load", "--json"])
+        .args(args)
         .args(extra)
         .output()
         .map_err(|e| e.to_string())?;
@@ -172,6 +177,23 @@ fn linux_kernel_client_against_the_afxdp_server() {
     .unwrap();
     assert!(r["transactions"].as_u64().unwrap() > 1000, "{r}");
 
+    // 1 GiB each way on one connection (1,024 echoes of 1 MiB), every byte compared.
+    let r = load(&[
+        "--connections",
+        "1",
+        "--msg-size",
+        "1048576",
+        "--max-txns",
+        "1024",
+        "--duration",
+        "120s",
+        "--warmup",
+        "0s",
+    ])
+    .unwrap();
+    assert_eq!(r["errors"]["verify"], 0, "{r}");
+    assert!(r["bytes"].as_u64().unwrap() >= 1 << 30, "{r}");
+
     // Ping is answered; ARP resolved both ways (the kernel knows our MAC).
     let ping = sh(&[
         "ip",
@@ -205,6 +227,79 @@ fn linux_kernel_client_against_the_afxdp_server() {
         !String::from_utf8_lossy(&link.stdout).contains("xdp"),
         "XDP program left attached"
     );
+
+    // The other way round: megatcp's load generator over AF_XDP (client namespace) against
+    // a Linux kernel echo server (the epoll backend, server namespace, kernel address).
+    let kernel_server = Server(Some(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                "megatcp-srv",
+                BIN,
+                "serve",
+                "--backend",
+                "epoll",
+                "--port",
+                "7",
+                "--cores",
+                "0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    let xdp_client = [
+        "--backend",
+        "afxdp",
+        "--iface",
+        "mtcp-cli",
+        "--ip",
+        "10.77.0.20/24",
+        "--cores",
+        "1",
+        "--connect",
+        "10.77.0.1:7",
+    ];
+    let r = run_load(
+        &xdp_client,
+        &[
+            "--connections",
+            "1000",
+            "--msg-size",
+            "1..65536",
+            "--txns-per-conn",
+            "1",
+            "--duration",
+            "3s",
+            "--warmup",
+            "0s",
+        ],
+    )
+    .unwrap();
+    assert_eq!(r["errors"]["verify"], 0, "{r}");
+    assert!(r["transactions"].as_u64().unwrap() >= 1000, "{r}");
+    let r = run_load(
+        &xdp_client,
+        &[
+            "--connections",
+            "1",
+            "--msg-size",
+            "1048576",
+            "--max-txns",
+            "1024",
+            "--duration",
+            "120s",
+            "--warmup",
+            "0s",
+        ],
+    )
+    .unwrap();
+    assert_eq!(r["errors"]["verify"], 0, "{r}");
+    assert!(r["bytes"].as_u64().unwrap() >= 1 << 30, "{r}");
+    assert!(stop(kernel_server, "-TERM").success());
 
     // kill -9, then a clean start on the same interface.
     let server = start_server();
