@@ -16,6 +16,7 @@ use megatcp_stack::{
 
 use crate::handles::{Conn, Entry, Handles, Listener, PendingWrite};
 use crate::runtime::CoreMonitor;
+use crate::steer::{Route, Steer, SteerStats};
 
 /// What a core does when a poll finds nothing to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +73,8 @@ pub struct Bypass<Q: NicQueue> {
     pool: Vec<Vec<u8>>,
     stats: LoopStats,
     monitor: Option<(Arc<Vec<CoreMonitor>>, usize)>,
+    /// Rings to and from the other cores, when there are several.
+    steer: Option<Steer>,
     /// Bound to the thread that created it.
     _not_send: PhantomData<*const ()>,
 }
@@ -100,6 +103,7 @@ impl<Q: NicQueue> Bypass<Q> {
             pool: Vec::new(),
             stats: LoopStats::default(),
             monitor: None,
+            steer: None,
             _not_send: PhantomData,
         })
     }
@@ -127,6 +131,16 @@ impl<Q: NicQueue> Bypass<Q> {
     /// Publishes counters to `monitors[index]` from now on (about every 256 iterations).
     pub fn set_monitor(&mut self, monitors: Arc<Vec<CoreMonitor>>, index: usize) {
         self.monitor = Some((monitors, index));
+    }
+
+    /// Steers frames of flows owned by other cores through SPSC rings (see `steer`).
+    pub(crate) fn set_steering(&mut self, steer: Steer) {
+        self.steer = Some(steer);
+    }
+
+    /// Counters of software flow steering (all zero with one core).
+    pub fn steer_stats(&self) -> SteerStats {
+        self.steer.as_ref().map(|s| s.stats).unwrap_or_default()
     }
 
     /// Publishes the counters to the monitor now.
@@ -635,9 +649,21 @@ impl<Q: NicQueue> Bypass<Q> {
     fn turn(&mut self, out: &mut Vec<Completion>) -> usize {
         let now = self.now();
         let stack = &mut self.stack;
-        let n = self
-            .nic
-            .rx_burst(self.rx_budget, &mut |f| stack.receive(now, f.data));
+        let steer = &mut self.steer;
+        let mut n = self.nic.rx_burst(self.rx_budget, &mut |f| match steer {
+            None => stack.receive(now, f.data),
+            Some(s) => match s.route(f.data) {
+                Route::Local => stack.receive(now, f.data),
+                Route::Everywhere => {
+                    stack.receive(now, f.data);
+                    s.broadcast(f.data);
+                }
+                Route::To(core) => s.send(core, f.data),
+            },
+        });
+        if let Some(s) = steer {
+            n += s.receive(&mut |frame| stack.receive(now, frame));
+        }
         self.on_events(out);
         self.stack.poll(now);
         self.on_events(out);

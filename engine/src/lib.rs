@@ -17,6 +17,8 @@
 mod bypass;
 mod handles;
 mod runtime;
+mod steer;
 
 pub use bypass::{Bypass, IdlePolicy, LoopStats};
 pub use runtime::{CoreCtx, CoreMonitor, CoreReport, EngineError, Runtime};
+pub use steer::SteerStats;

@@ -92,6 +92,8 @@ pub struct CoreReport {
     pub nic: megatcp_nic::QueueStats,
     /// The channel's counters.
     pub channel: megatcp_channel::ChannelStats,
+    /// Software flow steering between cores.
+    pub steer: crate::SteerStats,
 }
 
 impl std::fmt::Display for CoreReport {
@@ -101,7 +103,7 @@ impl std::fmt::Display for CoreReport {
             f,
             "core {}: rx {} frames / {} B, tx {} frames / {} B, drops {}, conns accepted {} opened {} \
              closed {} reset {} failed {}, retransmits {}, tx batches {}, nic tx-full {}, \
-             dispatches {}, flushes {}",
+             dispatches {}, flushes {}, steered out {} in {} dropped {}",
             self.core,
             s.rx_frames,
             s.rx_bytes,
@@ -118,6 +120,9 @@ impl std::fmt::Display for CoreReport {
             self.engine.tx_ring_full,
             self.channel.dispatches,
             self.channel.flushes,
+            self.steer.steered_out,
+            self.steer.steered_in,
+            self.steer.dropped,
         )
     }
 }
@@ -205,6 +210,7 @@ impl Runtime {
     {
         let (idle, grace) = (self.idle, self.grace);
         let monitors = self.monitors.clone();
+        let links = (self.cpus.len() > 1).then(|| crate::steer::links(self.cpus.len()));
         self.run_with(
             |index, stop| {
                 let q = nic(index).map_err(|reason| EngineError::Nic {
@@ -218,6 +224,9 @@ impl Runtime {
                     }
                 })?;
                 b.set_monitor(monitors.clone(), index);
+                if let Some(links) = &links {
+                    b.set_steering(crate::steer::Steer::new(index, links));
+                }
                 Ok(b)
             },
             app,
@@ -233,6 +242,7 @@ impl Runtime {
                     engine: b.loop_stats(),
                     nic: b.nic().stats(),
                     channel,
+                    steer: b.steer_stats(),
                 }
             },
         )

@@ -135,6 +135,12 @@ impl AfXdpQueue {
             queue: cfg.queue,
             reason,
         };
+        // Sockets of one process are created one at a time: the first loads the XDP program,
+        // the next ones find it and join its socket map (racing, both would try to attach).
+        static OPEN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _serial = OPEN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // SAFETY: this UMEM is not shared: the socket is the only one created on it, so the
         // double-free hazard of shared UMEMs (xsk-rs `Socket::new` docs) does not apply.
         let (tx, rx, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &iface, cfg.queue) }

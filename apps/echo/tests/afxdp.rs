@@ -22,7 +22,15 @@ fn sh(args: &[&str]) -> std::process::Output {
 }
 
 fn testbed(arg: &str) {
-    let out = sh(&[repo().join("scripts/testbed").to_str().unwrap(), arg]);
+    testbed_args(&[arg]);
+}
+
+fn testbed_args(args: &[&str]) {
+    let script = repo().join("scripts/testbed");
+    let mut all = vec![script.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = sh(&all);
+    let arg = args.join(" ");
     assert!(
         out.status.success(),
         "testbed {arg}: {}",
@@ -31,6 +39,11 @@ fn testbed(arg: &str) {
 }
 
 fn start_server() -> Server {
+    start_server_on("0", Stdio::null())
+}
+
+/// Starts the AF_XDP echo server on `cores`, its stderr to `stderr`.
+fn start_server_on(cores: &str, stderr: Stdio) -> Server {
     let child = Command::new("ip")
         .args([
             "netns",
@@ -49,10 +62,10 @@ fn start_server() -> Server {
             "--port",
             "7",
             "--cores",
-            "0",
+            cores,
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let server = Server(Some(child));
@@ -308,6 +321,60 @@ fn linux_kernel_client_against_the_afxdp_server() {
     let r = load(&["--connections", "16", "--duration", "1s"]).unwrap();
     assert!(r["transactions"].as_u64().unwrap() > 0, "{r}");
     assert!(stop(server, "-TERM").success());
+
+    // Two queues, two cores: both accept, and flows the veth delivers to the core that does
+    // not own them are steered to their owner (counted) and served.
+    testbed("down");
+    testbed_args(&["up", "--queues", "2"]);
+    let log_path = std::env::temp_dir().join(format!("megatcp-afxdp-{}.log", std::process::id()));
+    let log = std::fs::File::create(&log_path).unwrap();
+    let server = start_server_on("0,1", Stdio::from(log));
+    let r = load(&[
+        "--connections",
+        "200",
+        "--txns-per-conn",
+        "1",
+        "--msg-size",
+        "1..4096",
+        "--duration",
+        "2s",
+        "--warmup",
+        "0s",
+    ])
+    .unwrap();
+    assert_eq!(r["errors"]["verify"], 0, "{r}");
+    assert!(r["transactions"].as_u64().unwrap() > 200, "{r}");
+    assert!(stop(server, "-TERM").success());
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let _ = std::fs::remove_file(&log_path);
+    let field = |line: &str, name: &str| -> u64 {
+        let at = line
+            .find(name)
+            .unwrap_or_else(|| panic!("no {name:?} in {line}"))
+            + name.len();
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|t| !t.is_empty())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let cores: Vec<&str> = text.lines().filter(|l| l.starts_with("core ")).collect();
+    assert_eq!(cores.len(), 2, "{text}");
+    let mut steered = 0;
+    for line in &cores {
+        assert!(
+            field(line, "conns accepted ") > 0,
+            "a core accepted nothing: {line}"
+        );
+        // "... steered out X in Y dropped Z"
+        let tail = &line[line.find("steered out ").unwrap()..];
+        let nums: Vec<u64> = tail.split(' ').filter_map(|t| t.parse().ok()).collect();
+        assert_eq!(nums.len(), 3, "{line}");
+        assert_eq!(nums[2], 0, "steering dropped frames: {line}");
+        steered += nums[0] + nums[1];
+    }
+    assert!(steered > 0, "no frame was steered: {text}");
 }
 
 /// `Some(())` when running as root.
