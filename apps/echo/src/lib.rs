@@ -7,6 +7,7 @@
 pub mod load;
 pub mod pair;
 pub mod server;
+pub mod sockperf;
 
 pub use load::{LoadOpts, LoadReport, MsgSize, run_load};
-pub use server::{ServerStats, serve};
+pub use server::{ServerStats, serve, serve_sockperf};

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use megatcp_channel::epoll::Epoll;
 use megatcp_channel::{Channel, ChannelStats};
 use megatcp_echo::pair::{PairOpts, run_pair};
-use megatcp_echo::{LoadOpts, LoadReport, MsgSize, run_load, serve};
+use megatcp_echo::{LoadOpts, LoadReport, MsgSize, run_load, serve, serve_sockperf};
 use megatcp_engine::{CoreCtx, EngineError, Runtime};
 use megatcp_stack::{LocalAddr, MacAddr, StackConfig};
 
@@ -36,6 +36,9 @@ enum Cmd {
         /// Backlog per core.
         #[arg(long, default_value_t = 4096)]
         backlog: u32,
+        /// What to speak: plain echo, or sockperf's framing (for Debian's `sockperf` client).
+        #[arg(long, value_enum, default_value_t = Protocol::Echo)]
+        protocol: Protocol,
     },
     /// Generate load against an echo server.
     Load {
@@ -79,6 +82,28 @@ enum Backend {
     Uring,
     /// Linux epoll: the kernel's TCP, edge-triggered, SO_REUSEPORT listener per core.
     Epoll,
+}
+
+/// What the server speaks.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Protocol {
+    /// Every byte read is written back.
+    Echo,
+    /// sockperf's messages: pong requests answered, throughput messages consumed.
+    Sockperf,
+}
+
+/// Runs the chosen protocol's server on a channel.
+fn serve_protocol<B: megatcp_channel::Backend>(
+    protocol: Protocol,
+    ch: &mut Channel<B>,
+    port: u16,
+    backlog: u32,
+) -> Result<megatcp_echo::ServerStats, megatcp_channel::ChannelError> {
+    match protocol {
+        Protocol::Echo => serve(ch, port, backlog),
+        Protocol::Sockperf => serve_sockperf(ch, port, backlog),
+    }
 }
 
 /// Flags shared by every megatcp server binary.
@@ -281,7 +306,12 @@ fn bypass_stack_config(args: &BackendArgs, iface: &str) -> Result<StackConfig, S
 }
 
 #[cfg(feature = "afxdp")]
-fn serve_afxdp(backend: &BackendArgs, port: u16, backlog: u32) -> Result<u64, String> {
+fn serve_afxdp(
+    backend: &BackendArgs,
+    port: u16,
+    backlog: u32,
+    protocol: Protocol,
+) -> Result<u64, String> {
     use megatcp_nic::afxdp::{AfXdpConfig, AfXdpQueue};
     let iface = backend
         .iface
@@ -302,7 +332,7 @@ fn serve_afxdp(backend: &BackendArgs, port: u16, backlog: u32) -> Result<u64, St
             },
             |_| stack.clone(),
             |_, ch| {
-                if let Err(e) = serve(ch, port, backlog) {
+                if let Err(e) = serve_protocol(protocol, ch, port, backlog) {
                     eprintln!("megatcp-echo: {e}");
                 }
             },
@@ -380,19 +410,26 @@ fn load_afxdp(_: &BackendArgs, _: SocketAddrV4, _: &LoadArgs) -> Result<LoadRepo
 }
 
 #[cfg(not(feature = "afxdp"))]
-fn serve_afxdp(_: &BackendArgs, _: u16, _: u32) -> Result<u64, String> {
+fn serve_afxdp(_: &BackendArgs, _: u16, _: u32, _: Protocol) -> Result<u64, String> {
     Err("this binary was built without AF_XDP: cargo build --release -p megatcp-echo --features afxdp".into())
 }
 
-fn serve_cmd(backend: BackendArgs, port: u16, backlog: u32) -> Result<u64, String> {
+fn serve_cmd(
+    backend: BackendArgs,
+    port: u16,
+    backlog: u32,
+    protocol: Protocol,
+) -> Result<u64, String> {
     match backend.backend {
-        Backend::Afxdp => serve_afxdp(&backend, port, backlog),
+        Backend::Afxdp => serve_afxdp(&backend, port, backlog, protocol),
         Backend::Epoll => {
             eprintln!(
                 "megatcp-echo: serving echo on port {port} (epoll, cores {:?})",
                 backend.cores.0
             );
-            let out = run_epoll(&backend, |_, ch| serve(ch, port, backlog))?;
+            let out = run_epoll(&backend, |_, ch| {
+                serve_protocol(protocol, ch, port, backlog)
+            })?;
             let mut failed = 0;
             for (i, (r, stats)) in out.iter().enumerate() {
                 match r {
@@ -460,7 +497,8 @@ fn main() -> ExitCode {
             backend,
             port,
             backlog,
-        } => serve_cmd(backend, port, backlog),
+            protocol,
+        } => serve_cmd(backend, port, backlog, protocol),
         Cmd::Load {
             backend,
             connect,
