@@ -13,7 +13,11 @@
 use std::io::Write;
 use std::num::NonZeroU32;
 
-use xsk_rs::config::{BindFlags, FrameSize, Interface, QueueSize, SocketConfig, UmemConfig};
+use std::os::fd::{AsRawFd, RawFd};
+
+use xsk_rs::config::{
+    BindFlags, FrameSize, Interface, QueueSize, SocketConfig, UmemConfig, XdpFlags,
+};
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
 use crate::{Capabilities, ChecksumOffloads, NicQueue, QueueStats, RxFrame, TxError};
@@ -33,6 +37,9 @@ pub struct AfXdpConfig {
     pub mtu: usize,
     /// Queues the interface has (for the capabilities).
     pub queues: u16,
+    /// Ask the kernel to busy-poll the socket (`SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`,
+    /// `SO_BUSY_POLL_BUDGET`); drivers without NAPI busy polling ignore it.
+    pub busy_poll: bool,
 }
 
 impl AfXdpConfig {
@@ -45,6 +52,7 @@ impl AfXdpConfig {
             hugepages: true,
             mtu: 1500,
             queues: 1,
+            busy_poll: true,
         }
     }
 }
@@ -121,11 +129,6 @@ impl AfXdpQueue {
             Err(e) => return Err(AfXdpError::Umem(e.to_string())),
         };
         let ring = QueueSize::new(cfg.frames / 2).map_err(|e| AfXdpError::Config(e.to_string()))?;
-        let sock_cfg = SocketConfig::builder()
-            .rx_queue_size(ring)
-            .tx_queue_size(ring)
-            .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
-            .build();
         let iface: Interface = cfg
             .iface
             .parse()
@@ -137,14 +140,56 @@ impl AfXdpQueue {
         };
         // Sockets of one process are created one at a time: the first loads the XDP program,
         // the next ones find it and join its socket map (racing, both would try to attach).
-        static OPEN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _serial = OPEN
+        static OPEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+        let mut opened = OPEN
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // SAFETY: this UMEM is not shared: the socket is the only one created on it, so the
-        // double-free hazard of shared UMEMs (xsk-rs `Socket::new` docs) does not apply.
-        let (tx, rx, fq_cq) = unsafe { Socket::new(sock_cfg, &umem, &iface, cfg.queue) }
-            .map_err(|e| sock_err(e.to_string()))?;
+        let first_on_iface = !opened.contains(&cfg.iface);
+        if first_on_iface {
+            replace_stale_program(&cfg.iface).map_err(sock_err)?;
+        }
+        // Native (driver) XDP first; generic (skb) mode if the driver has none.
+        let mut generic = false;
+        let mut created = None;
+        for xdp in [XdpFlags::XDP_FLAGS_DRV_MODE, XdpFlags::XDP_FLAGS_SKB_MODE] {
+            let sock_cfg = SocketConfig::builder()
+                .rx_queue_size(ring)
+                .tx_queue_size(ring)
+                .xdp_flags(xdp)
+                .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
+                .build();
+            // SAFETY: this UMEM is not shared: the socket is the only one created on it, so
+            // the double-free hazard of shared UMEMs (xsk-rs `Socket::new` docs) does not
+            // apply.
+            match unsafe { Socket::new(sock_cfg, &umem, &iface, cfg.queue) } {
+                Ok(s) => {
+                    created = Some(s);
+                    break;
+                }
+                Err(e) if !generic && first_on_iface => {
+                    eprintln!(
+                        "megatcp: native XDP unavailable on {} ({e}); falling back to generic \
+                         mode, which puts every packet on queue 0",
+                        cfg.iface
+                    );
+                    generic = true;
+                }
+                Err(e) => return Err(sock_err(e.to_string())),
+            }
+        }
+        let (tx, rx, fq_cq) = created.ok_or_else(|| sock_err("no XDP mode worked".into()))?;
+        opened.push(cfg.iface.clone());
+        drop(opened);
+        let zero_copy = zero_copy(rx.fd().as_raw_fd());
+        let busy = cfg.busy_poll && set_busy_poll(rx.fd().as_raw_fd());
+        eprintln!(
+            "megatcp: AF_XDP on {} queue {}: {} XDP, {} mode{}",
+            cfg.iface,
+            cfg.queue,
+            if generic { "generic" } else { "native" },
+            if zero_copy { "zero-copy" } else { "copy" },
+            if busy { ", busy polling" } else { "" }
+        );
         let (fq, cq) = fq_cq.ok_or_else(|| sock_err("no fill/completion queue".into()))?;
         let tx_free = descs.split_off(descs.len() / 2);
         let n = descs.len();
@@ -288,4 +333,76 @@ impl NicQueue for AfXdpQueue {
     fn stats(&self) -> QueueStats {
         self.stats
     }
+}
+
+/// Detaches an XDP program left on `iface` by a process that did not exit cleanly (killed),
+/// saying so. Called before this process opens its first socket on the interface.
+fn replace_stale_program(iface: &str) -> Result<(), String> {
+    let name =
+        std::ffi::CString::new(iface).map_err(|_| format!("bad interface name {iface:?}"))?;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(format!(
+            "no interface named {iface} in this network namespace"
+        ));
+    }
+    let mut prog_id: u32 = 0;
+    // SAFETY: `prog_id` is a valid, writable u32 for the call's duration.
+    let rc = unsafe { libxdp_sys::bpf_xdp_query_id(ifindex as i32, 0, &mut prog_id) };
+    if rc != 0 || prog_id == 0 {
+        return Ok(());
+    }
+    eprintln!(
+        "megatcp: XDP program {prog_id} is still attached to {iface} (left by a process that \
+         was killed?); replacing it"
+    );
+    // Modes: any, driver (XDP_FLAGS_DRV_MODE = 4), generic (XDP_FLAGS_SKB_MODE = 2).
+    for mode in [0, 4, 2] {
+        // SAFETY: a null `opts` is allowed by libbpf (no expected program checked).
+        let rc = unsafe { libxdp_sys::bpf_xdp_detach(ifindex as i32, mode, std::ptr::null()) };
+        if rc == 0 {
+            return Ok(());
+        }
+    }
+    Err(format!(
+        "cannot detach the stale XDP program {prog_id} from {iface}"
+    ))
+}
+
+/// Whether the socket runs in zero-copy mode (`XDP_OPTIONS`).
+fn zero_copy(fd: RawFd) -> bool {
+    let mut opts: u32 = 0;
+    let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+    // SAFETY: `opts` and `len` are valid and writable for the call; `len` holds the size of
+    // `opts` (struct xdp_options is a single u32).
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_XDP,
+            libxdp_sys::XDP_OPTIONS as i32,
+            (&mut opts as *mut u32).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && opts & libxdp_sys::XDP_OPTIONS_ZEROCOPY != 0
+}
+
+/// Asks for busy polling on the socket; whether the kernel took all three options.
+fn set_busy_poll(fd: RawFd) -> bool {
+    let set = |opt: i32, value: i32| {
+        // SAFETY: `value` is a valid int for the call; its size is passed along.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                (&value as *const i32).cast(),
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            ) == 0
+        }
+    };
+    set(libc::SO_PREFER_BUSY_POLL, 1)
+        && set(libc::SO_BUSY_POLL, 20)
+        && set(libc::SO_BUSY_POLL_BUDGET, 64)
 }

@@ -314,13 +314,28 @@ fn linux_kernel_client_against_the_afxdp_server() {
     assert!(r["bytes"].as_u64().unwrap() >= 1 << 30, "{r}");
     assert!(stop(kernel_server, "-TERM").success());
 
-    // kill -9, then a clean start on the same interface.
+    // kill -9 leaves the XDP program attached; the next start says so, replaces it, serves.
     let server = start_server();
     stop(server, "-KILL");
-    let server = start_server();
+    let restart_log =
+        std::env::temp_dir().join(format!("megatcp-restart-{}.log", std::process::id()));
+    let server = start_server_on(
+        "0",
+        Stdio::from(std::fs::File::create(&restart_log).unwrap()),
+    );
     let r = load(&["--connections", "16", "--duration", "1s"]).unwrap();
     assert!(r["transactions"].as_u64().unwrap() > 0, "{r}");
     assert!(stop(server, "-TERM").success());
+    let text = std::fs::read_to_string(&restart_log).unwrap();
+    let _ = std::fs::remove_file(&restart_log);
+    assert!(
+        text.contains("still attached") && text.contains("replacing it"),
+        "{text}"
+    );
+    assert!(
+        text.contains("native XDP, copy mode"),
+        "mode not reported: {text}"
+    );
 
     // Two queues, two cores: both accept, and flows the veth delivers to the core that does
     // not own them are steered to their owner (counted) and served.
