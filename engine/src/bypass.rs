@@ -133,8 +133,28 @@ impl<Q: NicQueue> Bypass<Q> {
         self.monitor = Some((monitors, index));
     }
 
-    /// Steers frames of flows owned by other cores through SPSC rings (see `steer`).
-    pub(crate) fn set_steering(&mut self, steer: Steer) {
+    /// Makes this backend core `me` of several: frames of flows owned by other cores go
+    /// through SPSC rings (see `steer`), and active opens choose source ports whose replies
+    /// reach this core: by the NIC's Toeplitz hash when it exposes its RSS key, else by the
+    /// steering hash.
+    pub(crate) fn set_steering(&mut self, links: &crate::steer::Links, me: usize) {
+        let key = self
+            .nic
+            .capabilities()
+            .rss
+            .as_ref()
+            .and_then(|r| r.key.clone());
+        let steer = Steer::new(me, links, key.is_some());
+        let n = steer.cores();
+        self.stack
+            .set_port_filter(Some(Box::new(move |local, remote| match &key {
+                // Replies come from `remote` to `local`.
+                Some(k) => {
+                    usize::from(megatcp_nic::rss::tcp4_queue(k, remote, local, n as u16)) == me
+                }
+                None => megatcp_nic::wire::tuple_hash(local, remote) as usize % n == me,
+            })));
+        debug_assert_eq!(steer.me(), me);
         self.steer = Some(steer);
     }
 

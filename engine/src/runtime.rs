@@ -225,7 +225,7 @@ impl Runtime {
                 })?;
                 b.set_monitor(monitors.clone(), index);
                 if let Some(links) = &links {
-                    b.set_steering(crate::steer::Steer::new(index, links));
+                    b.set_steering(links, index);
                 }
                 Ok(b)
             },

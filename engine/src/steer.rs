@@ -57,6 +57,9 @@ pub struct SteerStats {
 /// One core's end of the steering rings.
 pub(crate) struct Steer {
     me: usize,
+    /// The NIC spreads flows itself (a real RSS hash): every flow frame is already on the
+    /// right queue, only frames without a flow are shared.
+    hardware_rss: bool,
     out: Vec<Option<Arc<Link>>>,
     inbound: Vec<Arc<Link>>,
     pub(crate) stats: SteerStats,
@@ -73,21 +76,33 @@ pub(crate) enum Route {
 }
 
 impl Steer {
-    pub(crate) fn new(me: usize, links: &Links) -> Self {
+    pub(crate) fn new(me: usize, links: &Links, hardware_rss: bool) -> Self {
         let out = links[me].clone();
         let inbound = links.iter().filter_map(|row| row[me].clone()).collect();
         Self {
             me,
+            hardware_rss,
             out,
             inbound,
             stats: SteerStats::default(),
         }
     }
 
+    /// This core's index.
+    pub(crate) fn me(&self) -> usize {
+        self.me
+    }
+
+    /// Number of cores.
+    pub(crate) fn cores(&self) -> usize {
+        self.out.len()
+    }
+
     pub(crate) fn route(&self, frame: &[u8]) -> Route {
         let n = self.out.len();
         match megatcp_nic::wire::flow_hash(frame) {
             None => Route::Everywhere,
+            Some(_) if self.hardware_rss => Route::Local,
             Some(h) if (h as usize) % n == self.me => Route::Local,
             Some(h) => Route::To((h as usize) % n),
         }
@@ -150,7 +165,7 @@ mod tests {
     #[test]
     fn frames_reach_their_owner_and_arp_reaches_everyone() {
         let l = links(3);
-        let mut cores: Vec<Steer> = (0..3).map(|i| Steer::new(i, &l)).collect();
+        let mut cores: Vec<Steer> = (0..3).map(|i| Steer::new(i, &l, false)).collect();
         let mut delivered = [0usize; 3];
         for port in 1000..1300u16 {
             let f = tcp_frame(port);
@@ -166,7 +181,7 @@ mod tests {
             let n = core.receive(&mut |f| {
                 if f == b"arp" {
                     arp += 1;
-                } else if let Route::Local = Steer::new(i, &l).route(f) {
+                } else if let Route::Local = Steer::new(i, &l, false).route(f) {
                     delivered[i] += 1;
                 } else {
                     panic!("frame steered to the wrong core");

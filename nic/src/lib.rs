@@ -25,6 +25,7 @@
 pub mod afxdp;
 pub mod fault;
 pub mod pcap;
+pub mod rss;
 pub mod wire;
 
 /// Checksum offloads a device offers, per protocol.

@@ -372,15 +372,6 @@ fn load_afxdp(
                 c
             },
             |ctx, ch| {
-                if n > 1 {
-                    // Source ports whose flows this core owns (the steering hash).
-                    let (core, cores) = (ctx.index as u32, n as u32);
-                    ch.backend_mut().stack_mut().set_port_filter(Some(Box::new(
-                        move |local, remote| {
-                            megatcp_nic::wire::tuple_hash(local, remote) % cores == core
-                        },
-                    )));
-                }
                 let opts = LoadOpts {
                     connections: base.connections.div_ceil(n),
                     rate: base.rate.map(|r| r / n as f64),

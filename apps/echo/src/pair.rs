@@ -127,13 +127,6 @@ pub fn run_pair(p: PairOpts) -> Result<PairReport, String> {
                 c
             },
             |ctx, ch| {
-                if queues > 1 {
-                    // Choose source ports whose replies the wire steers back to this core.
-                    let (core, n) = (ctx.index as u32, u32::from(queues));
-                    ch.backend_mut().stack_mut().set_port_filter(Some(Box::new(
-                        move |local, remote| wire::tuple_hash(local, remote) % n == core,
-                    )));
-                }
                 let r = run_load(ch, opts(ctx.index));
                 if let Ok(mut v) = reports.lock() {
                     v.push(r);
