@@ -1,9 +1,13 @@
-//! The echo server: every byte read is written back.
+//! The servers: echo (every byte read is written back) and sockperf (see
+//! [`crate::sockperf`]), one event loop over the channel API for both.
 
 use core::net::{Ipv4Addr, SocketAddrV4};
+use std::collections::HashMap;
 use std::time::Duration;
 
-use megatcp_channel::{Backend, Channel, Completion};
+use megatcp_channel::{Backend, Channel, ChannelError, Completion, Handle};
+
+use crate::sockperf::SockperfServer;
 
 const LISTEN: u64 = 1;
 const ACCEPT: u64 = 2;
@@ -16,12 +20,36 @@ const CLOSE: u64 = 5;
 pub struct ServerStats {
     /// Connections accepted.
     pub accepted: u64,
-    /// Bytes echoed.
+    /// Bytes written back.
     pub bytes: u64,
     /// Connections that ended by a reset.
     pub resets: u64,
-    /// Commands that failed.
+    /// Commands that failed, and connections closed for breaking the protocol.
     pub errors: u64,
+}
+
+/// What one connection's protocol does with received bytes.
+trait Protocol: Default {
+    /// The bytes to send back (possibly none); `Err` closes the connection.
+    fn on_data(&mut self, data: Vec<u8>) -> Result<Vec<u8>, ()>;
+}
+
+/// Echo: everything back, with no copy.
+#[derive(Default)]
+struct Echo;
+
+impl Protocol for Echo {
+    fn on_data(&mut self, data: Vec<u8>) -> Result<Vec<u8>, ()> {
+        Ok(data)
+    }
+}
+
+impl Protocol for SockperfServer {
+    fn on_data(&mut self, data: Vec<u8>) -> Result<Vec<u8>, ()> {
+        let mut out = Vec::new();
+        self.feed(&data, &mut out).map_err(|_| ())?;
+        Ok(out)
+    }
 }
 
 /// Serves echo on `port` (all local addresses) with `backlog`, until the channel's backend
@@ -30,53 +58,27 @@ pub fn serve<B: Backend>(
     ch: &mut Channel<B>,
     port: u16,
     backlog: u32,
-) -> Result<ServerStats, megatcp_channel::ChannelError> {
-    let mut stats = ServerStats::default();
-    ch.listen(
-        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port),
-        backlog,
-        LISTEN,
-    );
-    while !ch.is_stopping() {
-        let mut batch = ch.dispatch(Some(Duration::from_millis(20)));
-        for c in batch.drain(..) {
-            match c {
-                Completion::Listening { handle, .. } => ch.accept(handle, true, ACCEPT),
-                Completion::Accepted { handle, .. } => {
-                    stats.accepted += 1;
-                    ch.read(handle, READ);
-                }
-                Completion::Read { handle, data, .. } => {
-                    stats.bytes += data.len() as u64;
-                    ch.write(handle, data, WRITE);
-                    ch.read(handle, READ);
-                }
-                Completion::Eof { handle, .. } => ch.close(handle, CLOSE),
-                Completion::Reset { .. } => stats.resets += 1,
-                Completion::Error {
-                    cookie: LISTEN,
-                    error,
-                } => return Err(error),
-                Completion::Error { .. } => stats.errors += 1,
-                _ => {}
-            }
-        }
-        ch.recycle(batch);
-    }
-    Ok(stats)
+) -> Result<ServerStats, ChannelError> {
+    run::<B, Echo>(ch, port, backlog)
 }
 
-/// Serves sockperf's protocol on `port` (see [`crate::sockperf`]): answers pong requests,
-/// consumes throughput messages. A connection that breaks the framing is closed.
+/// Serves sockperf's protocol on `port`: answers pong requests, consumes throughput
+/// messages. A connection that breaks the framing is closed.
 pub fn serve_sockperf<B: Backend>(
     ch: &mut Channel<B>,
     port: u16,
     backlog: u32,
-) -> Result<ServerStats, megatcp_channel::ChannelError> {
-    use crate::sockperf::SockperfServer;
+) -> Result<ServerStats, ChannelError> {
+    run::<B, SockperfServer>(ch, port, backlog)
+}
+
+fn run<B: Backend, P: Protocol>(
+    ch: &mut Channel<B>,
+    port: u16,
+    backlog: u32,
+) -> Result<ServerStats, ChannelError> {
     let mut stats = ServerStats::default();
-    let mut conns: std::collections::HashMap<megatcp_channel::Handle, SockperfServer> =
-        std::collections::HashMap::new();
+    let mut conns: HashMap<Handle, P> = HashMap::new();
     ch.listen(
         SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port),
         backlog,
@@ -89,23 +91,22 @@ pub fn serve_sockperf<B: Backend>(
                 Completion::Listening { handle, .. } => ch.accept(handle, true, ACCEPT),
                 Completion::Accepted { handle, .. } => {
                     stats.accepted += 1;
-                    conns.insert(handle, SockperfServer::default());
+                    conns.insert(handle, P::default());
                     ch.read(handle, READ);
                 }
                 Completion::Read { handle, data, .. } => {
                     let Some(conn) = conns.get_mut(&handle) else {
                         continue;
                     };
-                    let mut out = Vec::new();
-                    match conn.feed(&data, &mut out) {
-                        Ok(()) => {
+                    match conn.on_data(data) {
+                        Ok(out) => {
                             stats.bytes += out.len() as u64;
                             if !out.is_empty() {
                                 ch.write(handle, out, WRITE);
                             }
                             ch.read(handle, READ);
                         }
-                        Err(_) => {
+                        Err(()) => {
                             stats.errors += 1;
                             conns.remove(&handle);
                             ch.close(handle, CLOSE);
