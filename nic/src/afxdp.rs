@@ -96,7 +96,8 @@ pub struct AfXdpQueue {
     caps: Capabilities,
     queue: u16,
     stats: QueueStats,
-    frame_len: usize,
+    /// Where `tx_frame`'s caller writes the frame before it is copied into the UMEM.
+    tx_scratch: Vec<u8>,
 }
 
 impl AfXdpQueue {
@@ -211,7 +212,7 @@ impl AfXdpQueue {
             },
             queue: cfg.queue as u16,
             stats: QueueStats::default(),
-            frame_len: cfg.mtu + crate::ETHERNET_HEADER_LEN,
+            tx_scratch: vec![0; cfg.mtu + crate::ETHERNET_HEADER_LEN],
         };
         q.refill();
         Ok(q)
@@ -289,9 +290,8 @@ impl NicQueue for AfXdpQueue {
             self.stats.tx_full += 1;
             return Err(TxError::Full);
         };
-        let mut buf = [0u8; 9216 + 14];
-        let max = self.frame_len.min(buf.len());
-        let len = fill(&mut buf[..max]);
+        let max = self.tx_scratch.len();
+        let len = fill(&mut self.tx_scratch);
         if len == 0 || len > max {
             self.tx_free.push(desc);
             return if len == 0 {
@@ -303,8 +303,9 @@ impl NicQueue for AfXdpQueue {
         // SAFETY: `desc` is a free transmit frame of this UMEM: not in any ring, owned by us.
         let mut data = unsafe { self.umem.data_mut(&mut desc) };
         let mut cur = data.cursor();
-        cur.zero_out();
-        if cur.write_all(&buf[..len]).is_err() {
+        // Frames are reused: restart at the beginning (the length is what we write).
+        cur.set_pos(0);
+        if cur.write_all(&self.tx_scratch[..len]).is_err() {
             self.tx_free.push(desc);
             return Err(TxError::TooLong { len, max });
         }
