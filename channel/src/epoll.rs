@@ -299,10 +299,14 @@ impl Epoll {
                                 cookie: w.cookie,
                             });
                         }
+                        if let Some(s) = c.shutdown.take() {
+                            // The close sends the FIN after the pending writes, as the
+                            // shutdown would.
+                            out.push(Completion::ShutDown { handle, cookie: s });
+                        }
                         if !c.writes.is_empty() {
                             // The kernel gets the rest when the socket is writable; then it closes.
                             let _ = epoll::delete(&self.ep, &c.sock);
-                            c.shutdown = None;
                             let d = self.draining.insert(c);
                             if let Some(c) = self.draining.get(d) {
                                 let _ = self.register(&c.sock, DRAINING | data_of(d), false);
@@ -319,9 +323,14 @@ impl Epoll {
                 let _ = SockRef::from(&c.sock).set_linger(Some(Duration::ZERO));
                 if let Some(Entry::Conn(mut c)) = self.table.remove(handle) {
                     fail_read(handle, &mut c, out, "aborted while reading");
-                    for w in c.writes.drain(..) {
+                    let pending = c
+                        .writes
+                        .drain(..)
+                        .map(|w| w.cookie)
+                        .chain(c.shutdown.take());
+                    for cookie in pending {
                         out.push(Completion::Error {
-                            cookie: w.cookie,
+                            cookie,
                             error: ChannelError::Reset(handle),
                         });
                     }

@@ -412,6 +412,10 @@ impl<Q: NicQueue> Bypass<Q> {
                         error: ChannelError::InvalidState(handle, "closed while connecting"),
                     });
                 }
+                if let Some(s) = c.shutdown {
+                    // The close sends the FIN after the pending writes, as the shutdown would.
+                    out.push(Completion::ShutDown { handle, cookie: s });
+                }
                 if !c.finished {
                     if c.writes.is_empty() {
                         let _ = self.stack.close(c.id);
