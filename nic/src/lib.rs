@@ -23,6 +23,8 @@
 
 #[cfg(feature = "afxdp")]
 pub mod afxdp;
+#[cfg(test)]
+mod alloc_count;
 pub mod fault;
 pub mod pcap;
 pub mod rss;
