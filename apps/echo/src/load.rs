@@ -73,6 +73,21 @@ pub struct LoadOpts {
     pub close_rst: bool,
 }
 
+impl LoadOpts {
+    /// Core `core`'s share of this load when `cores` cores run it together: connections,
+    /// rate and transaction cap divided, a seed of its own.
+    pub fn share(&self, cores: usize, core: usize) -> LoadOpts {
+        let n = cores.max(1);
+        LoadOpts {
+            connections: self.connections.div_ceil(n),
+            rate: self.rate.map(|r| r / n as f64),
+            max_txns: self.max_txns.map(|m| m.div_ceil(n as u64)),
+            seed: self.seed ^ core as u64,
+            ..self.clone()
+        }
+    }
+}
+
 /// Errors seen by the load generator.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct LoadErrors {

@@ -305,6 +305,18 @@ fn bypass_stack_config(args: &BackendArgs, iface: &str) -> Result<StackConfig, S
     Ok(c)
 }
 
+/// Opens queue `q` of `iface`, one of `queues`.
+#[cfg(feature = "afxdp")]
+fn open_afxdp(
+    iface: &str,
+    q: usize,
+    queues: u16,
+) -> Result<megatcp_nic::afxdp::AfXdpQueue, String> {
+    let mut cfg = megatcp_nic::afxdp::AfXdpConfig::new(iface, q as u32);
+    cfg.queues = queues;
+    megatcp_nic::afxdp::AfXdpQueue::open(&cfg).map_err(|e| e.to_string())
+}
+
 #[cfg(feature = "afxdp")]
 fn serve_afxdp(
     backend: &BackendArgs,
@@ -312,7 +324,6 @@ fn serve_afxdp(
     backlog: u32,
     protocol: Protocol,
 ) -> Result<u64, String> {
-    use megatcp_nic::afxdp::{AfXdpConfig, AfXdpQueue};
     let iface = backend
         .iface
         .clone()
@@ -325,11 +336,7 @@ fn serve_afxdp(
     );
     let reports = Runtime::new(&backend.cores.0)
         .run(
-            |q| {
-                let mut cfg = AfXdpConfig::new(&iface, q as u32);
-                cfg.queues = cores;
-                AfXdpQueue::open(&cfg).map_err(|e| e.to_string())
-            },
+            |q| open_afxdp(&iface, q, cores),
             |_| stack.clone(),
             |_, ch| {
                 if let Err(e) = serve_protocol(protocol, ch, port, backlog) {
@@ -350,7 +357,6 @@ fn load_afxdp(
     connect: SocketAddrV4,
     load: &LoadArgs,
 ) -> Result<LoadReport, String> {
-    use megatcp_nic::afxdp::{AfXdpConfig, AfXdpQueue};
     let iface = backend
         .iface
         .clone()
@@ -361,24 +367,14 @@ fn load_afxdp(
     let reports = std::sync::Mutex::new(Vec::new());
     let cores = Runtime::new(&backend.cores.0)
         .run(
-            |q| {
-                let mut cfg = AfXdpConfig::new(&iface, q as u32);
-                cfg.queues = n as u16;
-                AfXdpQueue::open(&cfg).map_err(|e| e.to_string())
-            },
+            |q| open_afxdp(&iface, q, n as u16),
             |core| {
                 let mut c = stack.clone();
                 c.seed ^= 0x1000 * core as u64;
                 c
             },
             |ctx, ch| {
-                let opts = LoadOpts {
-                    connections: base.connections.div_ceil(n),
-                    rate: base.rate.map(|r| r / n as f64),
-                    max_txns: base.max_txns.map(|m| m.div_ceil(n as u64)),
-                    seed: base.seed ^ ctx.index as u64,
-                    ..base.clone()
-                };
+                let opts = base.share(n, ctx.index);
                 let r = run_load(ch, opts);
                 if let Ok(mut v) = reports.lock() {
                     v.push(r);
@@ -456,13 +452,7 @@ fn load_cmd(
             let n = backend.cores.0.len();
             let base = load.opts(connect);
             let out = run_epoll(&backend, |ctx, ch| {
-                let opts = LoadOpts {
-                    connections: base.connections.div_ceil(n),
-                    rate: base.rate.map(|r| r / n as f64),
-                    max_txns: base.max_txns.map(|m| m.div_ceil(n as u64)),
-                    seed: base.seed ^ ctx.index as u64,
-                    ..base.clone()
-                };
+                let opts = base.share(n, ctx.index);
                 run_load(ch, opts)
             })?;
             let reports: Vec<LoadReport> = out.into_iter().filter_map(|(r, _)| r).collect();

@@ -95,14 +95,9 @@ pub fn run_pair(p: PairOpts) -> Result<PairReport, String> {
     let client_rt = Runtime::new(&client_cores).idle(idle);
     let server_stop = server_rt.stop_flag();
     let ncores = client_cores.len();
-    let per_core = load.connections.div_ceil(ncores);
     let opts = move |core: usize| LoadOpts {
         target: SocketAddrV4::new(SERVER_IP, PAIR_PORT),
-        connections: per_core,
-        rate: load.rate.map(|r| r / ncores as f64),
-        max_txns: load.max_txns.map(|m| m.div_ceil(ncores as u64)),
-        seed: load.seed ^ core as u64,
-        ..load.clone()
+        ..load.share(ncores, core)
     };
     std::thread::scope(|s| {
         let server = s.spawn(|| {
