@@ -25,9 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rustix::event::epoll::{self, EventData, EventFlags};
-use socket2::{Domain, Protocol, SockRef, Socket, TcpKeepalive, Type};
+use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
-use crate::{Backend, ChannelError, Command, Completion, Cookie, Handle, HandleTable, SockOpt};
+use crate::{Backend, ChannelError, Command, Completion, Cookie, Handle, HandleTable};
 
 /// Bytes asked of one `read(2)`.
 const READ_SIZE: usize = 64 * 1024;
@@ -87,6 +87,8 @@ pub struct Epoll {
     events: Vec<epoll::Event>,
     stop: Arc<AtomicBool>,
     pool: Vec<Vec<u8>>,
+    /// Where `read(2)` puts the bytes before they are copied into a completion.
+    scratch: Vec<u8>,
 }
 
 fn os(e: std::io::Error) -> ChannelError {
@@ -107,6 +109,8 @@ fn data_of(h: Handle) -> u64 {
 impl Epoll {
     /// A backend; `stop` is the runtime's stop flag.
     pub fn new(stop: Arc<AtomicBool>) -> Result<Self, EpollError> {
+        // Thousands of sockets need more descriptors than the usual soft limit of 1,024.
+        megatcp_nic::uring::raise_nofile();
         let ep = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(std::io::Error::from)?;
         Ok(Self {
             ep,
@@ -115,6 +119,7 @@ impl Epoll {
             events: Vec::with_capacity(EVENTS),
             stop,
             pool: Vec::new(),
+            scratch: vec![0; READ_SIZE],
         })
     }
 
@@ -167,15 +172,8 @@ impl Epoll {
                 backlog,
                 cookie,
             } => {
+                let s = crate::kernel::listener(addr, backlog)?;
                 let err = |e: std::io::Error| ChannelError::Listen(addr, e.to_string());
-                let s =
-                    Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
-                s.set_reuse_address(true).map_err(err)?;
-                // One listener per core on the shared port: the kernel's partitioned listening.
-                s.set_reuse_port(true).map_err(err)?;
-                s.bind(&SocketAddr::V4(addr).into()).map_err(err)?;
-                s.listen(backlog.clamp(1, i32::MAX as u32) as i32)
-                    .map_err(err)?;
                 s.set_nonblocking(true).map_err(err)?;
                 let sock: TcpListener = s.into();
                 let h = self
@@ -196,9 +194,7 @@ impl Epoll {
             } => {
                 match self.table.get_mut(listener) {
                     Some(Entry::Listener(l)) => {
-                        if l.accept.is_some() {
-                            return Err(ChannelError::InvalidState(listener, "accept pending"));
-                        }
+                        crate::rules::accept(listener, l.accept.is_some())?;
                         l.accept = Some((cookie, multishot));
                     }
                     Some(e) => return Err(ChannelError::WrongKind(listener, e.kind(), "listener")),
@@ -235,12 +231,7 @@ impl Epoll {
             }
             Command::Read { handle, cookie } => {
                 let c = self.conn(handle)?;
-                if c.read.is_some() {
-                    return Err(ChannelError::InvalidState(
-                        handle,
-                        "a read is already pending",
-                    ));
-                }
+                crate::rules::read(handle, c.read.is_some())?;
                 c.read = Some(cookie);
                 self.try_read(handle, out);
             }
@@ -250,15 +241,8 @@ impl Epoll {
                 cookie,
             } => {
                 let c = self.conn(handle)?;
-                if c.shut || c.shutdown.is_some() {
-                    return Err(ChannelError::InvalidState(handle, "write after shutdown"));
-                }
-                if data.is_empty() {
-                    out.push(Completion::Written {
-                        handle,
-                        len: 0,
-                        cookie,
-                    });
+                crate::rules::write(handle, c.shut || c.shutdown.is_some())?;
+                if crate::rules::empty_write(handle, &data, cookie, out) {
                     return Ok(());
                 }
                 c.writes.push_back(PendingWrite {
@@ -270,9 +254,7 @@ impl Epoll {
             }
             Command::Shutdown { handle, cookie } => {
                 let c = self.conn(handle)?;
-                if c.shut || c.shutdown.is_some() {
-                    return Err(ChannelError::InvalidState(handle, "already shut down"));
-                }
+                crate::rules::shutdown(handle, c.shut || c.shutdown.is_some())?;
                 c.shutdown = Some(cookie);
                 self.try_write(handle, out);
             }
@@ -347,17 +329,7 @@ impl Epoll {
                     Some(Entry::Listener(l)) => SockRef::from(&l.sock),
                     None => return Err(ChannelError::BadHandle(handle)),
                 };
-                match opt {
-                    SockOpt::NoDelay(on) => sock.set_tcp_nodelay(on).map_err(os)?,
-                    SockOpt::KeepAlive(None) => sock.set_keepalive(false).map_err(os)?,
-                    SockOpt::KeepAlive(Some(d)) => sock
-                        .set_tcp_keepalive(&TcpKeepalive::new().with_time(d).with_interval(d))
-                        .map_err(os)?,
-                    SockOpt::BufferSizes { rx, tx } => {
-                        sock.set_recv_buffer_size(rx).map_err(os)?;
-                        sock.set_send_buffer_size(tx).map_err(os)?;
-                    }
-                }
+                crate::kernel::set_opt(sock, opt)?;
                 out.push(Completion::OptSet { handle, cookie });
             }
         }
@@ -429,18 +401,6 @@ impl Epoll {
         }
     }
 
-    fn recycle(&mut self, b: Vec<u8>) {
-        if self.pool.len() < 256 {
-            self.pool.push(b);
-        }
-    }
-
-    fn buf(&mut self) -> Vec<u8> {
-        let mut b = self.pool.pop().unwrap_or_default();
-        b.resize(READ_SIZE, 0);
-        b
-    }
-
     fn try_read(&mut self, handle: Handle, out: &mut Vec<Completion>) {
         let Ok(c) = self.conn(handle) else { return };
         let Some(cookie) = c.read else { return };
@@ -455,34 +415,32 @@ impl Epoll {
         if !c.readable {
             return;
         }
-        let mut buf = self.buf();
+        // Read into the core's scratch buffer (zeroed once), then copy out only what came:
+        // no 64 KiB buffer to clear and fault in per read.
         let Some(Entry::Conn(c)) = self.table.get_mut(handle) else {
             return;
         };
-        match c.sock.read(&mut buf) {
+        match c.sock.read(&mut self.scratch) {
             Ok(0) => {
                 c.eof = true;
                 c.read = None;
                 out.push(Completion::Eof { handle, cookie });
-                self.recycle(buf);
             }
             Ok(n) => {
                 c.read = None;
-                buf.truncate(n);
+                let mut data = self.pool.pop().unwrap_or_default();
+                data.clear();
+                data.extend_from_slice(self.scratch.get(..n).unwrap_or_default());
                 out.push(Completion::Read {
                     handle,
-                    data: buf,
+                    data,
                     cookie,
                 });
             }
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
                 c.readable = e.kind() == ErrorKind::Interrupted;
-                self.recycle(buf);
             }
-            Err(_) => {
-                self.recycle(buf);
-                self.reset(handle, out);
-            }
+            Err(_) => self.reset(handle, out),
         }
     }
 

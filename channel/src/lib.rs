@@ -63,7 +63,9 @@ use core::net::SocketAddrV4;
 use std::time::Duration;
 
 pub mod epoll;
+mod kernel;
 mod table;
+pub mod uring;
 
 pub use table::HandleTable;
 
@@ -257,6 +259,58 @@ pub enum ChannelError {
     /// An operating-system error (kernel backends).
     #[error("{0}")]
     Os(String),
+}
+
+/// The command rules every backend applies the same way, so that an application sees the
+/// same errors whichever path it runs on.
+pub mod rules {
+    use crate::{ChannelError, Handle};
+
+    fn check(bad: bool, h: Handle, why: &'static str) -> Result<(), ChannelError> {
+        if bad {
+            Err(ChannelError::InvalidState(h, why))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// One `Accept` at a time per listener.
+    pub fn accept(listener: Handle, pending: bool) -> Result<(), ChannelError> {
+        check(pending, listener, "accept pending")
+    }
+
+    /// One `Read` at a time per connection.
+    pub fn read(handle: Handle, pending: bool) -> Result<(), ChannelError> {
+        check(pending, handle, "a read is already pending")
+    }
+
+    /// No `Write` once the write side is shut down (or being shut down).
+    pub fn write(handle: Handle, shut: bool) -> Result<(), ChannelError> {
+        check(shut, handle, "write after shutdown")
+    }
+
+    /// One `Shutdown` per connection.
+    pub fn shutdown(handle: Handle, shut: bool) -> Result<(), ChannelError> {
+        check(shut, handle, "already shut down")
+    }
+
+    /// An empty `Write` completes at once (`Written` with `len` 0); returns whether `data`
+    /// was empty and so already answered.
+    pub fn empty_write(
+        handle: Handle,
+        data: &[u8],
+        cookie: crate::Cookie,
+        out: &mut Vec<crate::Completion>,
+    ) -> bool {
+        if data.is_empty() {
+            out.push(crate::Completion::Written {
+                handle,
+                len: 0,
+                cookie,
+            });
+        }
+        data.is_empty()
+    }
 }
 
 /// What a backend reports.

@@ -62,6 +62,8 @@ pub struct Bypass<Q: NicQueue> {
     nic: Q,
     stack: Stack,
     start: StdInstant,
+    /// When the last turn read the clock (one read per turn: clock reads are not free).
+    clock: StdInstant,
     handles: Handles,
     by_conn: HashMap<ConnId, Handle>,
     by_listener: HashMap<ListenerId, Handle>,
@@ -93,6 +95,7 @@ impl<Q: NicQueue> Bypass<Q> {
             nic,
             stack,
             start,
+            clock: start,
             handles: Handles::default(),
             by_conn: HashMap::new(),
             by_listener: HashMap::new(),
@@ -258,9 +261,7 @@ impl<Q: NicQueue> Bypass<Q> {
             } => {
                 match self.handles.get_mut(listener) {
                     Some(Entry::Listener(l)) => {
-                        if l.accept.is_some() {
-                            return Err(ChannelError::InvalidState(listener, "accept pending"));
-                        }
+                        megatcp_channel::rules::accept(listener, l.accept.is_some())?;
                         l.accept = Some((cookie, multishot));
                     }
                     Some(e) => return Err(ChannelError::WrongKind(listener, e.kind(), "listener")),
@@ -277,12 +278,7 @@ impl<Q: NicQueue> Bypass<Q> {
             }
             Command::Read { handle, cookie } => {
                 let c = self.conn(handle)?;
-                if c.read.is_some() {
-                    return Err(ChannelError::InvalidState(
-                        handle,
-                        "a read is already pending",
-                    ));
-                }
+                megatcp_channel::rules::read(handle, c.read.is_some())?;
                 c.read = Some(cookie);
                 self.try_read(handle, out);
             }
@@ -292,18 +288,11 @@ impl<Q: NicQueue> Bypass<Q> {
                 cookie,
             } => {
                 let c = self.conn(handle)?;
-                if c.shut || c.shutdown.is_some() {
-                    return Err(ChannelError::InvalidState(handle, "write after shutdown"));
-                }
+                megatcp_channel::rules::write(handle, c.shut || c.shutdown.is_some())?;
                 if c.finished {
                     return Err(ChannelError::Reset(handle));
                 }
-                if data.is_empty() {
-                    out.push(Completion::Written {
-                        handle,
-                        len: 0,
-                        cookie,
-                    });
+                if megatcp_channel::rules::empty_write(handle, &data, cookie, out) {
                     return Ok(());
                 }
                 c.writes.push_back(PendingWrite {
@@ -315,9 +304,7 @@ impl<Q: NicQueue> Bypass<Q> {
             }
             Command::Shutdown { handle, cookie } => {
                 let c = self.conn(handle)?;
-                if c.shut || c.shutdown.is_some() {
-                    return Err(ChannelError::InvalidState(handle, "already shut down"));
-                }
+                megatcp_channel::rules::shutdown(handle, c.shut || c.shutdown.is_some())?;
                 c.shutdown = Some(cookie);
                 self.try_write(handle, out);
             }
@@ -671,7 +658,27 @@ impl<Q: NicQueue> Bypass<Q> {
 
     /// One engine iteration; returns the frames received.
     fn turn(&mut self, out: &mut Vec<Completion>) -> usize {
-        let now = self.now();
+        self.clock = StdInstant::now();
+        let now = Instant::from_micros(self.clock.duration_since(self.start).as_micros() as i64);
+        // Output first: what the commands just submitted and the previous input owe leaves
+        // now, in one NIC batch. Input is only taken after, and its output waits for the
+        // next turn, which comes after the application has seen the completions: a reply
+        // written in response to received bytes (or a request written on `Connected`) then
+        // leaves in the same segment as the ACK, not one packet after it.
+        self.stack.poll(now);
+        self.on_events(out);
+        let nic = &mut self.nic;
+        let mut refused = 0u64;
+        let sent = self.stack.transmit(&mut |frame| {
+            let ok = tx_copy(nic, frame).is_ok();
+            refused += u64::from(!ok);
+            ok
+        });
+        if sent > 0 {
+            self.nic.tx_flush();
+            self.stats.tx_batches += 1;
+        }
+        self.stats.tx_ring_full += refused;
         let stack = &mut self.stack;
         let steer = &mut self.steer;
         let mut n = self.nic.rx_burst(self.rx_budget, &mut |f| match steer {
@@ -689,20 +696,6 @@ impl<Q: NicQueue> Bypass<Q> {
             n += s.receive(&mut |frame| stack.receive(now, frame));
         }
         self.on_events(out);
-        self.stack.poll(now);
-        self.on_events(out);
-        let nic = &mut self.nic;
-        let mut refused = 0u64;
-        let sent = self.stack.transmit(&mut |frame| {
-            let ok = tx_copy(nic, frame).is_ok();
-            refused += u64::from(!ok);
-            ok
-        });
-        if sent > 0 {
-            self.nic.tx_flush();
-            self.stats.tx_batches += 1;
-        }
-        self.stats.tx_ring_full += refused;
         self.stats.iterations += 1;
         if self.stats.iterations % 256 == 0 {
             self.publish();
@@ -764,14 +757,16 @@ impl<Q: NicQueue> Backend for Bypass<Q> {
     }
 
     fn poll(&mut self, timeout: Option<StdDuration>, out: &mut Vec<Completion>) {
-        let start = StdInstant::now();
+        // The timeout counts from the last turn's clock reading (the application's time
+        // since then counts too): no clock read of its own.
+        let start = self.clock;
         let mut empty_turns = 0u32;
         loop {
             let got = self.turn(out);
             if !out.is_empty() || self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            if timeout.is_some_and(|t| start.elapsed() >= t) {
+            if timeout.is_some_and(|t| self.clock.saturating_duration_since(start) >= t) {
                 return;
             }
             if got > 0 {
@@ -785,7 +780,8 @@ impl<Q: NicQueue> Backend for Bypass<Q> {
             {
                 let mut sleep = max_sleep;
                 if let Some(t) = timeout {
-                    sleep = sleep.min(t.saturating_sub(start.elapsed()));
+                    sleep =
+                        sleep.min(t.saturating_sub(self.clock.saturating_duration_since(start)));
                 }
                 if let Some(at) = self.stack.poll_at() {
                     let now = self.now();

@@ -91,6 +91,8 @@ pub struct AfXdpQueue {
     tx_free: Vec<FrameDesc>,
     /// Transmit frames written, waiting for `tx_flush`.
     tx_batch: Vec<FrameDesc>,
+    /// All transmit frames (free, batched, or with the kernel).
+    tx_total: usize,
     /// Scratch for ring consumption.
     scratch: Vec<FrameDesc>,
     caps: Capabilities,
@@ -149,36 +151,53 @@ impl AfXdpQueue {
         if first_on_iface {
             replace_stale_program(&cfg.iface).map_err(sock_err)?;
         }
-        // Native (driver) XDP first; generic (skb) mode if the driver has none.
-        let mut generic = false;
-        let mut created = None;
-        for xdp in [XdpFlags::XDP_FLAGS_DRV_MODE, XdpFlags::XDP_FLAGS_SKB_MODE] {
-            let sock_cfg = SocketConfig::builder()
-                .rx_queue_size(ring)
-                .tx_queue_size(ring)
-                .xdp_flags(xdp)
-                .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
-                .build();
-            // SAFETY: this UMEM is not shared: the socket is the only one created on it, so
-            // the double-free hazard of shared UMEMs (xsk-rs `Socket::new` docs) does not
-            // apply.
-            match unsafe { Socket::new(sock_cfg, &umem, &iface, cfg.queue) } {
-                Ok(s) => {
-                    created = Some(s);
-                    break;
+        // Native (driver) XDP first; generic (skb) mode if the driver has none. A queue that
+        // a process just released may still be bound while the kernel tears its socket down
+        // (EBUSY): retry for a bounded time.
+        let mut native_error = String::new();
+        let mut warned = false;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let (generic, created) = 'attempts: loop {
+            let mut last = String::new();
+            for (skb, xdp) in [
+                (false, XdpFlags::XDP_FLAGS_DRV_MODE),
+                (true, XdpFlags::XDP_FLAGS_SKB_MODE),
+            ] {
+                let sock_cfg = SocketConfig::builder()
+                    .rx_queue_size(ring)
+                    .tx_queue_size(ring)
+                    .xdp_flags(xdp)
+                    .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
+                    .build();
+                // SAFETY: this UMEM is not shared: the socket is the only one created on it,
+                // so the double-free hazard of shared UMEMs (xsk-rs `Socket::new` docs) does
+                // not apply.
+                match unsafe { Socket::new(sock_cfg, &umem, &iface, cfg.queue) } {
+                    Ok(s) => break 'attempts (skb, s),
+                    Err(e) if !skb => native_error = e.to_string(),
+                    Err(e) => last = e.to_string(),
                 }
-                Err(e) if !generic && first_on_iface => {
-                    eprintln!(
-                        "megatcp: native XDP unavailable on {} ({e}); falling back to generic \
-                         mode, which puts every packet on queue 0",
-                        cfg.iface
-                    );
-                    generic = true;
-                }
-                Err(e) => return Err(sock_err(e.to_string())),
             }
+            if std::time::Instant::now() >= deadline {
+                return Err(sock_err(format!("{last} (native XDP: {native_error})")));
+            }
+            if !warned {
+                warned = true;
+                eprintln!(
+                    "megatcp: cannot bind {} queue {} yet ({last}); retrying for up to 3 s",
+                    cfg.iface, cfg.queue
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        if generic {
+            eprintln!(
+                "megatcp: native XDP unavailable on {} ({native_error}); using generic mode, \
+                 which puts every packet on queue 0",
+                cfg.iface
+            );
         }
-        let (tx, rx, fq_cq) = created.ok_or_else(|| sock_err("no XDP mode worked".into()))?;
+        let (tx, rx, fq_cq) = created;
         opened.push(cfg.iface.clone());
         drop(opened);
         let zero_copy = zero_copy(rx.fd().as_raw_fd());
@@ -201,9 +220,10 @@ impl AfXdpQueue {
             fq,
             cq,
             rx_free: descs,
+            tx_total: tx_free.len(),
             tx_free,
             tx_batch: Vec::with_capacity(n),
-            scratch: Vec::with_capacity(n),
+            scratch: vec![FrameDesc::default(); n.max(256)],
             caps: Capabilities {
                 mtu: cfg.mtu,
                 checksum: ChecksumOffloads::default(),
@@ -233,15 +253,54 @@ impl AfXdpQueue {
         }
     }
 
+    /// Frames handed to the kernel and not yet completed.
+    fn tx_in_flight(&self) -> usize {
+        self.tx_total - self.tx_free.len() - self.tx_batch.len()
+    }
+
+    /// Wakes the kernel up until it has sent what the TX ring holds. In copy mode one
+    /// `sendto` sends at most 32 frames (the kernel's per-call budget), so a larger batch
+    /// needs several; without them the rest would wait for the next batch (or, at exit,
+    /// never leave).
+    fn kick(&mut self) {
+        for _ in 0..64 {
+            if self.tx.needs_wakeup() {
+                let _ = self.tx.wakeup();
+            }
+            let before = self.tx_free.len();
+            self.reclaim();
+            if self.tx_in_flight() == 0 || self.tx_free.len() == before {
+                return;
+            }
+        }
+    }
+
     /// Takes back transmit frames the kernel has finished with.
     fn reclaim(&mut self) {
-        let want = self.scratch.capacity().max(64);
-        self.scratch.clear();
-        self.scratch.resize(want, FrameDesc::default());
+        // Only frames in flight can complete; the scratch keeps its length (no clearing).
+        let want = self.tx_in_flight().min(self.scratch.len());
+        if want == 0 {
+            return;
+        }
         // SAFETY: the descriptors are only overwritten with frames of this UMEM that the
         // kernel has completed; we own them again afterwards.
-        let n = unsafe { self.cq.consume(&mut self.scratch) };
+        let n = unsafe { self.cq.consume(&mut self.scratch[..want]) };
         self.tx_free.extend_from_slice(&self.scratch[..n]);
+    }
+}
+
+impl Drop for AfXdpQueue {
+    /// Lets the kernel send what was queued (the last RSTs and FINs of a process that
+    /// exits), for at most 100 ms.
+    fn drop(&mut self) {
+        if !self.tx_batch.is_empty() {
+            self.tx_flush();
+        }
+        let end = std::time::Instant::now() + std::time::Duration::from_millis(100);
+        while self.tx_in_flight() > 0 && std::time::Instant::now() < end {
+            self.kick();
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
     }
 }
 
@@ -256,12 +315,10 @@ impl NicQueue for AfXdpQueue {
 
     fn rx_burst(&mut self, budget: usize, sink: &mut dyn FnMut(RxFrame<'_>)) -> usize {
         self.refill();
-        let want = budget.min(256);
-        self.scratch.clear();
-        self.scratch.resize(want, FrameDesc::default());
+        let want = budget.min(256).min(self.scratch.len());
         // SAFETY: the RX ring only hands out frames of this UMEM that the kernel filled; we
         // own them until we give them back to the fill ring.
-        let n = unsafe { self.rx.consume(&mut self.scratch) };
+        let n = unsafe { self.rx.consume(&mut self.scratch[..want]) };
         for i in 0..n {
             let desc = self.scratch[i];
             // SAFETY: `desc` came from the RX ring just now: the kernel is done writing it
@@ -324,10 +381,7 @@ impl NicQueue for AfXdpQueue {
         // by us; the TX ring takes them over until they come back on the completion ring.
         let n = unsafe { self.tx.produce(&self.tx_batch) };
         self.tx_batch.drain(..n);
-        if self.tx.needs_wakeup() {
-            let _ = self.tx.wakeup();
-        }
-        self.reclaim();
+        self.kick();
         n
     }
 

@@ -11,6 +11,7 @@
 //!   [`NicQueue::tx_flush`], which publishes the whole batch (one doorbell / kick per batch).
 //!
 //! Backends:
+//! * `dpdk` (feature `dpdk`): DPDK ports (vdevs or a PCI NIC) through the system DPDK.
 //! * [`wire`]: endpoints joined by bounded lock-free rings; the in-memory NIC for tests and for
 //!   measuring the stack alone. Usable from two threads.
 //!
@@ -25,9 +26,12 @@
 pub mod afxdp;
 #[cfg(test)]
 mod alloc_count;
+#[cfg(feature = "dpdk")]
+pub mod dpdk;
 pub mod fault;
 pub mod pcap;
 pub mod rss;
+pub mod uring;
 pub mod wire;
 
 /// Checksum offloads a device offers, per protocol.

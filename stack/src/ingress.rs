@@ -239,7 +239,7 @@ impl Stack {
         if let Some((rx, tx)) = l.buffers {
             (tcp.rx_buffer, tcp.tx_buffer) = (rx, tx);
         }
-        let mut socket = new_socket(&tcp);
+        let mut socket = new_socket(&tcp, &mut self.spare_sockets);
         let endpoint = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(*tuple.local.ip())),
             port: tuple.local.port(),

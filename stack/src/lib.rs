@@ -115,7 +115,13 @@ pub struct StackStats {
     pub flow_table_bytes: usize,
     /// Heap bytes of spare frame buffers kept for reuse (bounded, not per connection).
     pub pooled_frame_bytes: usize,
+    /// Heap bytes of closed TCP sockets kept for reuse (at most [`SOCKET_POOL`] sockets).
+    pub pooled_socket_bytes: usize,
 }
+
+/// Closed TCP sockets (with their buffers) a stack keeps for new connections: a short
+/// connection then costs no allocation and no zeroing of its buffers.
+pub const SOCKET_POOL: usize = 256;
 
 /// Decides whether an ephemeral source port may be used: `(local, remote) -> bool`.
 pub type PortFilter = Box<dyn FnMut(SocketAddrV4, SocketAddrV4) -> bool>;
@@ -132,6 +138,8 @@ pub struct Stack {
     events: VecDeque<Event>,
     dirty: Vec<ConnId>,
     scratch: Vec<ConnId>,
+    /// Closed sockets of the default buffer sizes, for reuse.
+    spare_sockets: Vec<tcp::Socket<'static>>,
     /// Room to rewrite a received segment (see `ingress::rescue_old_ack`).
     rewrite: Vec<u8>,
     next_port: u16,
@@ -202,6 +210,7 @@ impl Stack {
             events: VecDeque::new(),
             dirty: Vec::new(),
             scratch: Vec::new(),
+            spare_sockets: Vec::new(),
             rewrite: Vec::new(),
             next_port,
             port_filter: None,
@@ -326,6 +335,11 @@ impl Stack {
             arp_entries: self.eg.neighbours.cached(),
             flow_table_bytes: self.flows.table_bytes(),
             pooled_frame_bytes: self.eg.out.pooled_bytes(),
+            pooled_socket_bytes: self
+                .spare_sockets
+                .iter()
+                .map(|s| s.recv_capacity() + s.send_capacity() + size_of::<tcp::Socket<'static>>())
+                .sum(),
         }
     }
 
@@ -473,7 +487,7 @@ impl Stack {
             local: SocketAddrV4::new(local_ip, port),
             remote,
         };
-        let mut socket = new_socket(&self.cfg.tcp);
+        let mut socket = new_socket(&self.cfg.tcp, &mut self.spare_sockets);
         socket
             .connect(
                 self.ifaces[iface].context(),
@@ -870,7 +884,19 @@ impl Stack {
 
     /// Frees a connection, and stale timer entries with it.
     fn release(&mut self, id: ConnId) {
-        self.flows.remove(id);
+        if let Some(mut flow) = self.flows.remove(id)
+            && self.spare_sockets.len() < SOCKET_POOL
+        {
+            let tcp = &self.cfg.tcp;
+            #[allow(irrefutable_let_patterns, reason = "only TCP sockets are compiled in")]
+            if let smoltcp::socket::Socket::Tcp(s) = flow.sockets.remove(flow.handle)
+                && s.state() == tcp::State::Closed
+                && s.recv_capacity() == tcp.rx_buffer
+                && s.send_capacity() == tcp.tx_buffer
+            {
+                self.spare_sockets.push(s);
+            }
+        }
         let flows = &self.flows;
         self.timers.compact(flows.len(), |t, id| {
             flows.get(id).is_some_and(|f| f.deadline == Some(t))
@@ -946,12 +972,25 @@ fn touched_buffer(n: usize) -> Vec<u8> {
     v
 }
 
-/// A new smoltcp TCP socket with this stack's defaults.
-fn new_socket(cfg: &TcpConfig) -> tcp::Socket<'static> {
-    let mut s = tcp::Socket::new(
-        tcp::SocketBuffer::new(touched_buffer(cfg.rx_buffer)),
-        tcp::SocketBuffer::new(touched_buffer(cfg.tx_buffer)),
-    );
+/// A smoltcp TCP socket with `cfg`'s settings: a closed one from `spare` when its buffers
+/// have the right sizes (`listen`/`connect` reset its state and empty its buffers), else a
+/// new one.
+fn new_socket(cfg: &TcpConfig, spare: &mut Vec<tcp::Socket<'static>>) -> tcp::Socket<'static> {
+    let reuse = spare
+        .last()
+        .is_some_and(|s| s.recv_capacity() == cfg.rx_buffer && s.send_capacity() == cfg.tx_buffer);
+    let mut s = match spare.pop() {
+        Some(s) if reuse => s,
+        other => {
+            if let Some(s) = other {
+                spare.push(s);
+            }
+            tcp::Socket::new(
+                tcp::SocketBuffer::new(touched_buffer(cfg.rx_buffer)),
+                tcp::SocketBuffer::new(touched_buffer(cfg.tx_buffer)),
+            )
+        }
+    };
     s.set_nagle_enabled(cfg.nagle);
     s.set_ack_delay(cfg.ack_delay);
     s.set_congestion_control(match cfg.congestion {
@@ -959,9 +998,7 @@ fn new_socket(cfg: &TcpConfig) -> tcp::Socket<'static> {
         CongestionControl::Reno => tcp::CongestionControl::Reno,
         CongestionControl::Cubic => tcp::CongestionControl::Cubic,
     });
-    if cfg.timestamps {
-        s.set_tsval_generator(Some(tsval));
-    }
+    s.set_tsval_generator(if cfg.timestamps { Some(tsval) } else { None });
     s.set_timeout(cfg.user_timeout);
     s.set_keep_alive(cfg.keep_alive);
     s

@@ -478,7 +478,15 @@ pub fn run_load<B: Backend>(ch: &mut Channel<B>, opts: LoadOpts) -> LoadReport {
         .filter(|r| *r > 0.0)
         .map(|r| Duration::from_secs_f64(1.0 / r));
     loop {
-        let mut batch = ch.dispatch(Some(Duration::from_millis(1)));
+        // Open loop: wake up for the next scheduled request, not later.
+        let wait = match interval {
+            Some(_) if !g.draining => g
+                .next_send
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(1)),
+            _ => Duration::from_millis(1),
+        };
+        let mut batch = ch.dispatch(Some(wait));
         for c in batch.drain(..) {
             g.on_completion(ch, c);
         }

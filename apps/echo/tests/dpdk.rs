@@ -1,0 +1,497 @@
+//! The DPDK backend (feature `dpdk`) against real DPDK vdevs, without the PCI NIC:
+//!
+//! * in one process: two megatcp stacks over a `rte_eth_from_rings` port pair, 1,000
+//!   connections, every echoed byte verified;
+//! * process to process over `net_memif`: `megatcp-echo serve --backend dpdk` and
+//!   `megatcp-echo load --backend dpdk`, every byte verified, clean stop on SIGTERM;
+//! * bad EAL arguments, a missing device, no hugepages: a clear error, a non-zero exit, no
+//!   hang;
+//! * on the veth testbed (root): the Linux kernel's TCP (the epoll load generator in
+//!   namespace megatcp-cli) against the DPDK server on `net_af_packet` over veth mtcp-srv.
+#![cfg(feature = "dpdk")]
+#![allow(clippy::unwrap_used)]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use megatcp_echo::{LoadOpts, LoadReport, MsgSize, run_load, serve};
+use megatcp_engine::Runtime;
+use megatcp_nic::NicQueue;
+use megatcp_nic::dpdk::{DpdkPort, EalConfig, PortConfig, init_eal};
+use megatcp_stack::{LocalAddr, MacAddr, StackConfig};
+
+const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
+
+/// The process's EAL, the same for every in-process test (EAL initialises once).
+fn eal() -> &'static megatcp_nic::dpdk::Eal {
+    init_eal(&EalConfig::default()).unwrap()
+}
+
+fn stack(mac_last: u8, ip: Ipv4Addr) -> StackConfig {
+    let mut c = StackConfig::new(
+        MacAddr([2, 0x6d, 0x74, 0, 0, mac_last]),
+        LocalAddr::new(ip, 24),
+    );
+    c.seed ^= u64::from(std::process::id()) ^ u64::from(mac_last);
+    c.arp.max_queued_per_neighbour = 4096;
+    c
+}
+
+/// Runs the echo server on core 0 and the load generator on core 1, each on one port of a
+/// fresh ring pair; returns the load report and both ports' device counters.
+fn ring_run(name: &str, load: LoadOpts) -> (LoadReport, u64, u64) {
+    let eal = eal();
+    let (a, b) = eal.ring_pair(name, 1).unwrap();
+    let pa = DpdkPort::open(eal, a, &PortConfig::new(1)).unwrap();
+    let pb = DpdkPort::open(eal, b, &PortConfig::new(1)).unwrap();
+    assert_eq!(pa.capabilities().queues, 1);
+    let server_ip = Ipv4Addr::new(10, 79, 0, 1);
+    let server_rt = Runtime::new(&[0]).handle_signals(false).pin(false);
+    let client_rt = Runtime::new(&[1]).handle_signals(false).pin(false);
+    let server_stop = server_rt.stop_flag();
+    let reports = Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        let server = s.spawn(|| {
+            server_rt.run(
+                |_| pa.queue(0).map_err(|e| e.to_string()),
+                |_| stack(1, server_ip),
+                |_, ch| serve(ch, 7, 4096).map(|_| ()).unwrap(),
+            )
+        });
+        let client = client_rt.run(
+            |_| pb.queue(0).map_err(|e| e.to_string()),
+            |_| stack(2, Ipv4Addr::new(10, 79, 0, 2)),
+            |_, ch| {
+                let r = run_load(
+                    ch,
+                    LoadOpts {
+                        target: SocketAddrV4::new(server_ip, 7),
+                        ..load.clone()
+                    },
+                );
+                reports.lock().unwrap().push(r);
+            },
+        );
+        server_stop.store(true, Ordering::Relaxed);
+        let server = server.join().unwrap().unwrap();
+        let client = client.unwrap();
+        eprintln!("{}\n{}", server[0], client[0]);
+        // The stacks' frames went through the DPDK ports.
+        assert!(client[0].nic.tx_frames > 0 && server[0].nic.rx_frames > 0);
+    });
+    let r = LoadReport::merge(&reports.into_inner().unwrap()).unwrap();
+    let (sa, sb) = (pa.stats(), pb.stats());
+    (r, sa.ipackets + sa.opackets, sb.ipackets + sb.opackets)
+}
+
+fn opts(connections: usize, msg: MsgSize, txns_per_conn: u64, duration: Duration) -> LoadOpts {
+    LoadOpts {
+        target: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+        connections,
+        msg,
+        txns_per_conn,
+        duration,
+        warmup: Duration::ZERO,
+        rate: None,
+        max_txns: None,
+        seed: 0xd9d4,
+        close_rst: txns_per_conn > 0,
+    }
+}
+
+#[test]
+fn ring_pair_echo_1000_connections_every_byte_verified() {
+    // 1,000 concurrent persistent connections, random sizes up to 16 KiB.
+    let (r, a, b) = ring_run(
+        "mtcp_r1",
+        opts(
+            1000,
+            MsgSize::Range(1, 16384),
+            0,
+            Duration::from_millis(2000),
+        ),
+    );
+    eprintln!("persistent: {r}");
+    assert_eq!(r.errors.total(), 0, "{r:?}");
+    assert!(r.transactions >= 1000, "{r:?}");
+    assert!(r.bytes > 1_000_000, "{r:?}");
+    // DPDK's own counters saw the traffic (ring ports count what they move).
+    assert!(a > 0 || b > 0);
+
+    // 1,000 short connections (one transaction each), sizes up to 64 KiB, on a new pair.
+    let (r, _, _) = ring_run(
+        "mtcp_r2",
+        opts(
+            1000,
+            MsgSize::Range(1, 65536),
+            1,
+            Duration::from_millis(2000),
+        ),
+    );
+    eprintln!("short: {r}");
+    assert_eq!(r.errors.verify, 0, "{r:?}");
+    assert_eq!(r.errors.connect, 0, "{r:?}");
+    assert!(r.connections >= 1000, "{r:?}");
+}
+
+#[test]
+fn a_missing_port_or_queue_is_a_clear_error() {
+    let eal = eal();
+    let e = DpdkPort::open(eal, 200, &PortConfig::new(1)).unwrap_err();
+    assert!(e.to_string().contains("no DPDK port 200"), "{e}");
+    let (a, _) = eal.ring_pair("mtcp_r3", 1).unwrap();
+    let e = DpdkPort::open(eal, a, &PortConfig::new(64)).unwrap_err();
+    assert!(e.to_string().contains("queues"), "{e}");
+    let p = DpdkPort::open(eal, a, &PortConfig::new(1)).unwrap();
+    let e = p.queue(1).unwrap_err();
+    assert!(e.to_string().contains("no queue 1"), "{e}");
+    let q = p.queue(0).unwrap();
+    assert_eq!(q.queue_id(), 0);
+    // A second initialisation with other arguments is refused, not ignored.
+    let e = init_eal(&EalConfig::new(&["--vdev", "net_null0"])).unwrap_err();
+    assert!(e.to_string().contains("already initialised"), "{e}");
+}
+
+/// Runs `megatcp-echo` with `args`, killed after `limit`; (output, elapsed).
+fn run_bounded(args: &[&str], limit: Duration) -> (Output, Duration) {
+    let start = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child.wait_with_output().unwrap(), start.elapsed())
+}
+
+/// A child process killed if the test fails half-way.
+struct Proc(Option<Child>);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Proc {
+    /// SIGTERM, then wait at most 10 s; the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let mut c = self.0.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &c.id().to_string()])
+            .status()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > end {
+                let _ = c.kill();
+                panic!("the server did not stop within 10 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn report(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// `megatcp-echo serve --backend dpdk` on `cores` over the memif socket `sock`.
+fn memif_server(cores: &str, sock: &std::path::Path) -> Proc {
+    let _ = std::fs::remove_file(sock);
+    let vdev = format!("--vdev net_memif0,role=server,socket={}", sock.display());
+    Proc(Some(
+        Command::new(BIN)
+            .args(["serve", "--backend", "dpdk", "--cores", cores])
+            .args(["--ip", "10.78.0.1/24", "--dpdk-args", &vdev])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ))
+}
+
+/// `megatcp-echo load --backend dpdk --json` on `cores` over the memif socket `sock`.
+fn memif_load(cores: &str, sock: &std::path::Path, extra: &[&str]) -> Output {
+    let vdev = format!("--vdev net_memif0,role=client,socket={}", sock.display());
+    let mut args = vec!["load", "--backend", "dpdk", "--cores", cores, "--json"];
+    args.extend_from_slice(&["--ip", "10.78.0.2/24", "--dpdk-args", &vdev]);
+    args.extend_from_slice(&["--connect", "10.78.0.1:7", "--warmup", "0s"]);
+    args.extend_from_slice(extra);
+    run_bounded(&args, Duration::from_secs(60)).0
+}
+
+/// Waits until a short load run over `sock` succeeds (memif connects within a second).
+fn wait_for_memif(cores: &str, sock: &std::path::Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = memif_load(cores, sock, &["--connections", "1", "--duration", "300ms"]);
+        if out.status.success() && report(&out)["transactions"].as_u64().unwrap_or(0) > 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the memif server did not come up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn memif_socket(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("mtcp-memif-{tag}-{}.sock", std::process::id()))
+}
+
+#[test]
+fn process_to_process_over_memif() {
+    let sock = memif_socket("1");
+    let server = memif_server("0", &sock);
+    wait_for_memif("1", &sock);
+    // 64 persistent connections, random sizes up to 16 KiB, every byte verified.
+    let out = memif_load(
+        "1",
+        &sock,
+        &[
+            "--connections",
+            "64",
+            "--msg-size",
+            "1..16384",
+            "--duration",
+            "2s",
+        ],
+    );
+    let r = report(&out);
+    assert!(out.status.success(), "{r}");
+    assert_eq!(r["errors"]["verify"], 0, "{r}");
+    assert!(r["transactions"].as_u64().unwrap() > 1000, "{r}");
+    // 1 MiB messages on one connection: 256 MiB each way, every byte compared.
+    let out = memif_load(
+        "1",
+        &sock,
+        &[
+            "--connections",
+            "1",
+            "--msg-size",
+            "1048576",
+            "--max-txns",
+            "256",
+            "--duration",
+            "60s",
+        ],
+    );
+    let r = report(&out);
+    assert!(out.status.success(), "{r}");
+    assert_eq!(r["errors"]["verify"], 0, "{r}");
+    assert!(r["bytes"].as_u64().unwrap() >= 256 << 20, "{r}");
+    assert!(server.terminate().success());
+    assert!(!sock.exists(), "the memif socket was left behind");
+}
+
+#[test]
+fn two_queues_each_side_over_memif() {
+    let sock = memif_socket("2");
+    let server = memif_server("0,1", &sock);
+    wait_for_memif("0,1", &sock);
+    // Short connections spread over both queues of both sides, every byte verified.
+    let out = memif_load(
+        "0,1",
+        &sock,
+        &[
+            "--connections",
+            "200",
+            "--msg-size",
+            "1..4096",
+            "--txns-per-conn",
+            "1",
+            "--close-rst",
+            "--duration",
+            "2s",
+        ],
+    );
+    let r = report(&out);
+    assert!(out.status.success(), "{r}");
+    assert_eq!(r["errors"]["verify"], 0, "{r}");
+    assert!(r["connections"].as_u64().unwrap() >= 1000, "{r}");
+    assert!(server.terminate().success());
+}
+
+/// The testbed reserves hugepages while it is up: the test that checks what happens without
+/// them and the testbed test must not run at the same time.
+static HUGEPAGES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn expect_failure(args: &[&str], needle: &str) {
+    let (out, took) = run_bounded(args, Duration::from_secs(30));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(took < Duration::from_secs(30), "hung: {err}");
+    assert!(!out.status.success(), "exit 0 for {args:?}: {err}");
+    assert!(err.contains(needle), "no {needle:?} in: {err}");
+}
+
+#[test]
+fn bad_eal_arguments_a_missing_device_and_no_hugepages_fail_clearly() {
+    let _hugepages = HUGEPAGES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let serve = ["serve", "--backend", "dpdk", "--ip", "10.78.1.1/24"];
+    let with = |extra: &[&'static str]| {
+        let mut v: Vec<&str> = serve.to_vec();
+        v.extend_from_slice(extra);
+        v
+    };
+    // An option EAL does not know.
+    expect_failure(
+        &with(&["--dpdk-args", "--vdev net_null0 --no-such-eal-option"]),
+        "rte_eal_init failed",
+    );
+    // A driver that does not exist: EAL refuses the device.
+    expect_failure(
+        &with(&["--dpdk-args", "--vdev net_nosuchdriver0"]),
+        "rte_eal_init failed",
+    );
+    // A vdev whose probe fails: EAL starts all the same, and no port appears.
+    expect_failure(
+        &with(&["--dpdk-args", "--vdev net_memif0,role=bogus"]),
+        "DPDK found no device",
+    );
+    // A PCI device named in the EAL arguments instead of --pci: refused before EAL runs
+    // (EAL always gets --no-pci otherwise).
+    expect_failure(
+        &with(&["--dpdk-args", "-a 0000:7e:1f.6 --vdev net_null0"]),
+        "name a PCI device with --pci",
+    );
+    // No device at all.
+    expect_failure(&with(&[]), "needs a device");
+    // Hugepage memory asked for where none is reserved (no PCI device involved).
+    if megatcp_nic::dpdk::free_hugepages() == 0 {
+        expect_failure(
+            &with(&["--dpdk-args", "--vdev net_null0 --socket-mem 64"]),
+            "no free hugepages",
+        );
+        // A PCI NIC needs hugepages: refused before EAL looks at any device.
+        expect_failure(&with(&["--pci", "0000:ff:1f.7"]), "no free hugepages");
+    } else {
+        eprintln!("note: hugepages are reserved: the no-hugepages cases are skipped");
+    }
+}
+
+// ---- the veth testbed (root) ----
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn testbed(arg: &str) {
+    let out = Command::new(repo().join("scripts/testbed"))
+        .arg(arg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "testbed {arg}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The testbed, taken down when the test ends, however it ends.
+struct Testbed;
+
+impl Drop for Testbed {
+    fn drop(&mut self) {
+        testbed("down");
+    }
+}
+
+fn kernel_load(extra: &[&str]) -> Result<serde_json::Value, String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", "megatcp-cli", BIN, "load", "--json"])
+        .args([
+            "--backend",
+            "epoll",
+            "--cores",
+            "1",
+            "--connect",
+            "10.77.0.10:7",
+        ])
+        .args(["--warmup", "0s"])
+        .args(extra)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    if !out.status.success() {
+        return Err(format!("load failed: {r}"));
+    }
+    Ok(r)
+}
+
+#[test]
+fn linux_kernel_client_against_the_dpdk_server_on_af_packet() {
+    let root = Command::new("id").arg("-u").output().unwrap();
+    if String::from_utf8_lossy(&root.stdout).trim() != "0" {
+        eprintln!("note: not root: the testbed test needs network namespaces; skipped");
+        return;
+    }
+    let _hugepages = HUGEPAGES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    testbed("down");
+    testbed("up");
+    let _testbed = Testbed;
+    let server = Proc(Some(
+        Command::new("ip")
+            .args(["netns", "exec", "megatcp-srv", BIN, "serve"])
+            .args(["--backend", "dpdk", "--cores", "0", "--ip", "10.77.0.10/24"])
+            .args(["--dpdk-args", "--vdev net_af_packet0,iface=mtcp-srv"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while kernel_load(&["--connections", "1", "--duration", "200ms"]).is_err() {
+        assert!(Instant::now() < deadline, "the DPDK server did not come up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // 1,000 short connections, sizes up to 64 KiB, every byte verified.
+    let r = kernel_load(&[
+        "--connections",
+        "1000",
+        "--msg-size",
+        "1..65536",
+        "--txns-per-conn",
+        "1",
+        "--duration",
+        "3s",
+    ])
+    .unwrap();
+    assert_eq!(r["errors"]["verify"], 0, "{r}");
+    assert!(r["transactions"].as_u64().unwrap() >= 1000, "{r}");
+    // 64 persistent connections, 64 B.
+    let r = kernel_load(&["--connections", "64", "--duration", "2s"]).unwrap();
+    assert_eq!(r["errors"]["verify"], 0, "{r}");
+    assert!(r["transactions"].as_u64().unwrap() > 1000, "{r}");
+    assert!(server.terminate().success());
+}

@@ -1,0 +1,740 @@
+//! A memcached load generator on the channel API (text protocol), verifying every response.
+//!
+//! How to drive it: fill a [`LoadOpts`] (target, connections, get ratio, key space, value
+//! size, pipelining depth, duration) and call [`run_load`] on each core with that core's
+//! channel and its [`LoadOpts::share`]; merge the per-core [`LoadReport`]s with
+//! [`LoadReport::merge`]. Each connection keeps `depth` requests in flight (closed loop);
+//! keys are drawn uniformly from the key space. Before measuring, each core stores its share
+//! of the keys so that gets hit (`preload`).
+//!
+//! Verification: the value stored under key `i` is always the same bytes (a function of
+//! `i` and the value size), with client flags `i mod 2^32`; a get must return exactly that,
+//! or a miss; a set must return `STORED`. Anything else is counted as a verify or protocol
+//! error and the connection is replaced.
+
+use core::net::SocketAddrV4;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use megatcp_channel::{Backend, Channel, Completion, Handle};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadOpts {
+    /// The server.
+    pub target: SocketAddrV4,
+    /// Connections (of this core).
+    pub connections: usize,
+    /// Fraction of gets (the rest are sets), 0.0..=1.0.
+    pub get_ratio: f64,
+    /// Number of distinct keys.
+    pub keys: u64,
+    /// Value size in bytes.
+    pub value_size: usize,
+    /// Requests in flight per connection.
+    pub depth: usize,
+    /// Measured duration.
+    pub duration: Duration,
+    /// Warm-up before measuring (after the preload).
+    pub warmup: Duration,
+    /// Store every key (this core's share) before the run.
+    pub preload: bool,
+    /// Seed of the key and operation choices.
+    pub seed: u64,
+    /// This core's position and the number of cores (for the preload share).
+    pub core: (usize, usize),
+}
+
+impl Default for LoadOpts {
+    fn default() -> Self {
+        Self {
+            target: SocketAddrV4::new([127, 0, 0, 1].into(), 11211),
+            connections: 64,
+            get_ratio: 0.9,
+            keys: 10_000,
+            value_size: 64,
+            depth: 1,
+            duration: Duration::from_secs(5),
+            warmup: Duration::from_millis(500),
+            preload: true,
+            seed: 0x6b76,
+            core: (0, 1),
+        }
+    }
+}
+
+impl LoadOpts {
+    /// Core `core`'s share when `cores` cores run this load together.
+    pub fn share(&self, cores: usize, core: usize) -> LoadOpts {
+        let n = cores.max(1);
+        LoadOpts {
+            connections: self.connections.div_ceil(n),
+            seed: self.seed ^ (core as u64).wrapping_mul(0x9e37_79b9),
+            core: (core, n),
+            ..self.clone()
+        }
+    }
+}
+
+/// Errors seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoadErrors {
+    /// A value that is not the one stored under the key.
+    pub verify: u64,
+    /// A response that is not what the request calls for.
+    pub protocol: u64,
+    /// Connections refused or failed.
+    pub connect: u64,
+    /// Connections reset or closed by the server while in use.
+    pub closed: u64,
+}
+
+impl LoadErrors {
+    /// All errors.
+    pub fn total(&self) -> u64 {
+        self.verify + self.protocol + self.connect + self.closed
+    }
+}
+
+/// Results of a run (one core's, or several merged).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadReport {
+    /// Operations completed and verified in the measured window.
+    pub ops: u64,
+    /// Gets among them.
+    pub gets: u64,
+    /// Gets that found the key.
+    pub hits: u64,
+    /// Sets among them.
+    pub sets: u64,
+    /// Length of the measured window, seconds.
+    pub seconds: f64,
+    /// Operations per second.
+    pub ops_per_sec: f64,
+    /// Latency percentiles, microseconds.
+    pub p50_us: f64,
+    /// 99th percentile.
+    pub p99_us: f64,
+    /// 99.9th percentile.
+    pub p999_us: f64,
+    /// Mean latency.
+    pub mean_us: f64,
+    /// Keys stored before the run.
+    pub preloaded: u64,
+    /// Errors.
+    pub errors: LoadErrors,
+    #[serde(skip)]
+    hist: Histogram<u64>,
+}
+
+impl LoadReport {
+    fn new() -> Self {
+        Self {
+            ops: 0,
+            gets: 0,
+            hits: 0,
+            sets: 0,
+            seconds: 0.0,
+            ops_per_sec: 0.0,
+            p50_us: 0.0,
+            p99_us: 0.0,
+            p999_us: 0.0,
+            mean_us: 0.0,
+            preloaded: 0,
+            errors: LoadErrors::default(),
+            hist: new_hist(),
+        }
+    }
+
+    fn finish(&mut self) {
+        let h = &self.hist;
+        let us = |v: u64| v as f64 / 1000.0;
+        self.p50_us = us(h.value_at_quantile(0.50));
+        self.p99_us = us(h.value_at_quantile(0.99));
+        self.p999_us = us(h.value_at_quantile(0.999));
+        self.mean_us = h.mean() / 1000.0;
+        self.ops_per_sec = self.ops as f64 / self.seconds.max(1e-9);
+    }
+
+    /// Merges the reports of several cores (counts add; the window is the longest).
+    pub fn merge(reports: &[LoadReport]) -> Option<LoadReport> {
+        let mut it = reports.iter();
+        let mut r = it.next()?.clone();
+        for o in it {
+            r.ops += o.ops;
+            r.gets += o.gets;
+            r.hits += o.hits;
+            r.sets += o.sets;
+            r.preloaded += o.preloaded;
+            r.seconds = r.seconds.max(o.seconds);
+            r.errors.verify += o.errors.verify;
+            r.errors.protocol += o.errors.protocol;
+            r.errors.connect += o.errors.connect;
+            r.errors.closed += o.errors.closed;
+            let _ = r.hist.add(&o.hist);
+        }
+        r.finish();
+        Some(r)
+    }
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "ops:          {} in {:.2} s = {:.0} ops/s (gets {}, hits {}, sets {})",
+            self.ops, self.seconds, self.ops_per_sec, self.gets, self.hits, self.sets
+        )?;
+        writeln!(
+            f,
+            "latency (us): p50 {:.1}  p99 {:.1}  p99.9 {:.1}  mean {:.1}",
+            self.p50_us, self.p99_us, self.p999_us, self.mean_us
+        )?;
+        let e = &self.errors;
+        write!(
+            f,
+            "errors:       {} (verify {}, protocol {}, connect {}, closed {})",
+            e.total(),
+            e.verify,
+            e.protocol,
+            e.connect,
+            e.closed
+        )
+    }
+}
+
+fn new_hist() -> Histogram<u64> {
+    // 1 ns .. 100 s, 3 significant digits: cannot fail.
+    Histogram::new_with_bounds(1, 100_000_000_000, 3).unwrap_or_else(|_| {
+        Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"))
+    })
+}
+
+/// The key of index `i`.
+pub fn key_of(i: u64) -> String {
+    format!("kv:{i}")
+}
+
+fn push_key(out: &mut Vec<u8>, i: u64) {
+    out.extend_from_slice(b"kv:");
+    crate::session::push_u64(out, i);
+}
+
+/// Byte `j` of the value always stored under key `i`.
+#[inline]
+fn value_byte(i: u64, j: u64) -> u8 {
+    let k = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    b'a' + ((k >> ((j % 8) * 8)) as u8 ^ j as u8) % 26
+}
+
+/// The value always stored under key `i`.
+pub fn value_of(i: u64, size: usize) -> Vec<u8> {
+    (0..size as u64).map(|j| value_byte(i, j)).collect()
+}
+
+fn value_matches(i: u64, size: usize, v: &[u8]) -> bool {
+    v.len() == size && v.iter().zip(0u64..).all(|(&b, j)| b == value_byte(i, j))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Get(u64),
+    Set,
+}
+
+struct Conn {
+    handle: Option<Handle>,
+    inflight: VecDeque<(Kind, Instant)>,
+    rx: Vec<u8>,
+    /// Preload: next key to store.
+    preload_next: u64,
+}
+
+const CONNECT: u64 = 0;
+const WRITE: u64 = 1;
+const READ: u64 = 2;
+const CLOSE: u64 = 3;
+
+fn cookie(slot: usize, kind: u64) -> u64 {
+    ((slot as u64) << 4) | kind
+}
+
+/// One parsed response: how many bytes, and for a get, the value (or a miss).
+enum Parsed<'a> {
+    Incomplete,
+    Bad,
+    Stored(usize),
+    Value(usize, Option<(u32, &'a [u8])>),
+}
+
+fn parse_response(b: &[u8], kind: Kind) -> Parsed<'_> {
+    let Some(lf) = b.iter().position(|&c| c == b'\n') else {
+        return if b.len() > 4096 {
+            Parsed::Bad
+        } else {
+            Parsed::Incomplete
+        };
+    };
+    let line = &b[..lf];
+    let Some(line) = line.strip_suffix(b"\r") else {
+        return Parsed::Bad;
+    };
+    match kind {
+        Kind::Set => {
+            if line == b"STORED" {
+                Parsed::Stored(lf + 1)
+            } else {
+                Parsed::Bad
+            }
+        }
+        Kind::Get(_) => {
+            if line == b"END" {
+                return Parsed::Value(lf + 1, None);
+            }
+            let mut parts = line.split(|&c| c == b' ');
+            let (Some(b"VALUE"), Some(_key), Some(flags), Some(len), None) = (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+            ) else {
+                return Parsed::Bad;
+            };
+            let num = |s: &[u8]| std::str::from_utf8(s).ok()?.parse::<u64>().ok();
+            let (Some(flags), Some(len)) = (num(flags), num(len)) else {
+                return Parsed::Bad;
+            };
+            let start = lf + 1;
+            let Ok(len) = usize::try_from(len) else {
+                return Parsed::Bad;
+            };
+            let end = start + len;
+            let Some(tail) = b.get(end..end + 7) else {
+                return if len > 64 * 1024 * 1024 {
+                    Parsed::Bad
+                } else {
+                    Parsed::Incomplete
+                };
+            };
+            if tail != b"\r\nEND\r\n" {
+                return Parsed::Bad;
+            }
+            Parsed::Value(end + 7, Some((flags as u32, &b[start..end])))
+        }
+    }
+}
+
+struct Gen<'a> {
+    opts: &'a LoadOpts,
+    conns: Vec<Conn>,
+    rng: ChaCha8Rng,
+    report: LoadReport,
+    measuring: bool,
+    stopping: bool,
+}
+
+impl Gen<'_> {
+    fn push_set(&mut self, req: &mut Vec<u8>, i: u64) {
+        let size = self.opts.value_size;
+        req.extend_from_slice(b"set ");
+        push_key(req, i);
+        req.push(b' ');
+        crate::session::push_u64(req, u64::from(i as u32));
+        req.extend_from_slice(b" 0 ");
+        crate::session::push_u64(req, size as u64);
+        req.extend_from_slice(b"\r\n");
+        req.extend((0..size as u64).map(|j| value_byte(i, j)));
+        req.extend_from_slice(b"\r\n");
+    }
+
+    /// Fills slot `s` up to the pipelining depth.
+    fn refill<B: Backend>(&mut self, ch: &mut Channel<B>, s: usize) {
+        let Some(h) = self.conns.get(s).and_then(|c| c.handle) else {
+            return;
+        };
+        let mut req = Vec::new();
+        let now = Instant::now();
+        let (core, cores) = self.opts.core;
+        loop {
+            let Some(c) = self.conns.get(s) else { return };
+            if c.inflight.len() >= self.opts.depth.max(1) || self.stopping {
+                break;
+            }
+            if self.opts.preload && c.preload_next < self.opts.keys {
+                // Preload: this connection stores keys core + cores * (s + conns * j).
+                let i = c.preload_next;
+                let stride = (cores * self.conns.len()) as u64;
+                if let Some(c) = self.conns.get_mut(s) {
+                    c.preload_next += stride;
+                    c.inflight.push_back((Kind::Set, now));
+                }
+                let _ = core;
+                self.push_set(&mut req, i);
+                self.report.preloaded += 1;
+                continue;
+            }
+            let i = self.rng.random_range(0..self.opts.keys.max(1));
+            let kind = if self.rng.random_bool(self.opts.get_ratio.clamp(0.0, 1.0)) {
+                req.extend_from_slice(b"get ");
+                push_key(&mut req, i);
+                req.extend_from_slice(b"\r\n");
+                Kind::Get(i)
+            } else {
+                self.push_set(&mut req, i);
+                Kind::Set
+            };
+            if let Some(c) = self.conns.get_mut(s) {
+                c.inflight.push_back((kind, now));
+            }
+        }
+        if !req.is_empty() {
+            ch.write(h, req, cookie(s, WRITE));
+        }
+    }
+
+    fn on_read<B: Backend>(&mut self, ch: &mut Channel<B>, s: usize, data: &[u8]) {
+        let Some(c) = self.conns.get_mut(s) else {
+            return;
+        };
+        c.rx.extend_from_slice(data);
+        let mut off = 0;
+        let mut bad = false;
+        let now = Instant::now();
+        let size = self.opts.value_size;
+        loop {
+            let Some(c) = self.conns.get(s) else { return };
+            let Some(&(kind, started)) = c.inflight.front() else {
+                if off < c.rx.len() {
+                    bad = true;
+                }
+                break;
+            };
+            let (n, hit) = match parse_response(&c.rx[off..], kind) {
+                Parsed::Incomplete => break,
+                Parsed::Bad => {
+                    self.report.errors.protocol += 1;
+                    bad = true;
+                    break;
+                }
+                Parsed::Stored(n) => (n, None),
+                Parsed::Value(n, v) => {
+                    let Kind::Get(i) = kind else {
+                        bad = true;
+                        break;
+                    };
+                    let ok = match v {
+                        None => true,
+                        Some((flags, val)) => flags == i as u32 && value_matches(i, size, val),
+                    };
+                    if !ok {
+                        self.report.errors.verify += 1;
+                        bad = true;
+                        break;
+                    }
+                    (n, Some(v.is_some()))
+                }
+            };
+            off += n;
+            if let Some(c) = self.conns.get_mut(s) {
+                c.inflight.pop_front();
+            }
+            if self.measuring {
+                self.report.ops += 1;
+                match hit {
+                    Some(h) => {
+                        self.report.gets += 1;
+                        self.report.hits += u64::from(h);
+                    }
+                    None => self.report.sets += 1,
+                }
+                let ns = now.duration_since(started).as_nanos() as u64;
+                let _ = self.report.hist.record(ns.max(1));
+            }
+        }
+        if let Some(c) = self.conns.get_mut(s) {
+            c.rx.drain(..off.min(c.rx.len()));
+        }
+        if bad {
+            self.replace(ch, s);
+            return;
+        }
+        if let Some(h) = self.conns.get(s).and_then(|c| c.handle) {
+            ch.read(h, cookie(s, READ));
+        }
+        self.refill(ch, s);
+    }
+
+    /// Drops slot `s`'s connection and opens a new one (unless stopping).
+    fn replace<B: Backend>(&mut self, ch: &mut Channel<B>, s: usize) {
+        if let Some(c) = self.conns.get_mut(s) {
+            if let Some(h) = c.handle.take() {
+                ch.abort(h, cookie(s, CLOSE));
+            }
+            c.inflight.clear();
+            c.rx.clear();
+        }
+        if !self.stopping {
+            ch.connect(self.opts.target, cookie(s, CONNECT));
+        }
+    }
+
+    fn slot_of(&self, h: Handle) -> Option<usize> {
+        self.conns.iter().position(|c| c.handle == Some(h))
+    }
+}
+
+/// Runs the load on this core's channel until the duration is over (or the channel is
+/// asked to stop); returns this core's report.
+pub fn run_load<B: Backend>(ch: &mut Channel<B>, opts: &LoadOpts) -> LoadReport {
+    let (core, cores) = opts.core;
+    let mut g = Gen {
+        opts,
+        conns: (0..opts.connections.max(1))
+            .map(|s| Conn {
+                handle: None,
+                inflight: VecDeque::new(),
+                rx: Vec::new(),
+                preload_next: (core + cores * s) as u64,
+            })
+            .collect(),
+        rng: ChaCha8Rng::seed_from_u64(opts.seed),
+        report: LoadReport::new(),
+        measuring: false,
+        stopping: false,
+    };
+    for s in 0..g.conns.len() {
+        ch.connect(opts.target, cookie(s, CONNECT));
+    }
+    let mut phase_start: Option<Instant> = None;
+    let mut measure_start = Instant::now();
+    let give_up = Instant::now() + opts.duration + opts.warmup + Duration::from_secs(60);
+    loop {
+        if ch.is_stopping() || Instant::now() > give_up {
+            break;
+        }
+        let preloading = opts.preload && g.conns.iter().any(|c| c.preload_next < opts.keys);
+        let connected = g.conns.iter().all(|c| c.handle.is_some());
+        if !preloading && connected && phase_start.is_none() {
+            phase_start = Some(Instant::now());
+        }
+        if let Some(p) = phase_start {
+            let el = p.elapsed();
+            if !g.measuring && el >= opts.warmup {
+                g.measuring = true;
+                measure_start = Instant::now();
+            }
+            if g.measuring && measure_start.elapsed() >= opts.duration {
+                g.report.seconds = measure_start.elapsed().as_secs_f64();
+                g.stopping = true;
+                break;
+            }
+        }
+        let mut batch = ch.dispatch(Some(Duration::from_millis(5)));
+        for c in batch.drain(..) {
+            match c {
+                Completion::Connected { handle, cookie } => {
+                    let s = (cookie >> 4) as usize;
+                    if let Some(c) = g.conns.get_mut(s) {
+                        c.handle = Some(handle);
+                    }
+                    ch.read(handle, self::cookie(s, READ));
+                    g.refill(ch, s);
+                }
+                Completion::Read { data, cookie, .. } => {
+                    g.on_read(ch, (cookie >> 4) as usize, &data);
+                }
+                Completion::Eof { handle, .. } | Completion::Reset { handle } => {
+                    if let Some(s) = g.slot_of(handle) {
+                        g.report.errors.closed += 1;
+                        if let Some(c) = g.conns.get_mut(s) {
+                            c.handle = None;
+                        }
+                        if let Completion::Eof { .. } = c {
+                            ch.close(handle, cookie(s, CLOSE));
+                        }
+                        g.replace(ch, s);
+                    }
+                }
+                Completion::Error { cookie, .. } => {
+                    let (s, kind) = ((cookie >> 4) as usize, cookie & 0xf);
+                    match kind {
+                        CONNECT => {
+                            g.report.errors.connect += 1;
+                            if g.report.errors.connect > 10 * opts.connections as u64 + 100 {
+                                g.stopping = true;
+                            } else {
+                                std::thread::sleep(Duration::from_millis(10));
+                                ch.connect(opts.target, self::cookie(s, CONNECT));
+                            }
+                        }
+                        CLOSE => {}
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        ch.recycle(batch);
+        if g.stopping {
+            break;
+        }
+    }
+    if g.report.seconds == 0.0 && g.measuring {
+        g.report.seconds = measure_start.elapsed().as_secs_f64();
+    }
+    for c in &mut g.conns {
+        if let Some(h) = c.handle.take() {
+            ch.close(h, CLOSE);
+        }
+    }
+    let _ = ch.dispatch(Some(Duration::from_millis(10)));
+    g.report.finish();
+    g.report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn responses_parse_and_verify() {
+        let v = value_of(7, 8);
+        let mut b = b"VALUE kv:7 7 8\r\n".to_vec();
+        b.extend_from_slice(&v);
+        b.extend_from_slice(b"\r\nEND\r\n");
+        match parse_response(&b, Kind::Get(7)) {
+            Parsed::Value(n, Some((7, val))) => {
+                assert_eq!(n, b.len());
+                assert_eq!(val, &v[..]);
+            }
+            _ => panic!("not parsed"),
+        }
+        assert!(matches!(
+            parse_response(&b[..10], Kind::Get(7)),
+            Parsed::Incomplete
+        ));
+        assert!(matches!(
+            parse_response(b"END\r\n", Kind::Get(1)),
+            Parsed::Value(5, None)
+        ));
+        assert!(matches!(
+            parse_response(b"STORED\r\n", Kind::Set),
+            Parsed::Stored(8)
+        ));
+        assert!(matches!(
+            parse_response(b"ERROR\r\n", Kind::Set),
+            Parsed::Bad
+        ));
+    }
+
+    #[test]
+    fn a_wrong_value_fails_verification() {
+        let mut v = value_of(42, 64);
+        assert!(value_matches(42, 64, &v));
+        assert!(!value_matches(43, 64, &v));
+        assert!(!value_matches(42, 64, &v[..63]));
+        v[10] ^= 1;
+        assert!(!value_matches(42, 64, &v));
+    }
+}
+
+/// The load generator's command-line flags, shared by `megatcp-kv load` and
+/// `megatcp-bench kv` (flatten them into a clap command, then call [`run_cli`]).
+#[derive(clap::Args, Clone, Debug)]
+pub struct LoadArgs {
+    /// Network path and cores of the load generator.
+    #[command(flatten)]
+    pub backend: megatcp_launch::BackendArgs,
+    /// The server.
+    #[arg(long)]
+    pub connect: SocketAddrV4,
+    /// Connections in all (split over the cores).
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Fraction of gets (the rest are sets).
+    #[arg(long, default_value_t = 0.9)]
+    pub get_ratio: f64,
+    /// Distinct keys.
+    #[arg(long, default_value_t = 10_000)]
+    pub keys: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 64)]
+    pub value_size: usize,
+    /// Requests in flight per connection (pipelining depth).
+    #[arg(long, default_value_t = 1)]
+    pub depth: usize,
+    /// Measured duration, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Warm-up, seconds.
+    #[arg(long, default_value_t = 0.5)]
+    pub warmup: f64,
+    /// Do not store the keys before the run.
+    #[arg(long)]
+    pub no_preload: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One core's share of the load.
+struct LoadApp {
+    base: LoadOpts,
+    cores: usize,
+}
+
+impl megatcp_launch::App for LoadApp {
+    type Output = LoadReport;
+
+    fn run<B: Backend>(&self, ctx: megatcp_launch::CoreCtx, ch: &mut Channel<B>) -> LoadReport {
+        run_load(ch, &self.base.share(self.cores, ctx.index))
+    }
+}
+
+/// Runs the load of `args` on its backend and cores; the merged report.
+pub fn run_cli(args: &LoadArgs) -> Result<LoadReport, String> {
+    let secs = |v: f64, what: &str| {
+        Duration::try_from_secs_f64(v).map_err(|e| format!("bad --{what} {v}: {e}"))
+    };
+    if !(0.0..=1.0).contains(&args.get_ratio) {
+        return Err(format!(
+            "--get-ratio {} is not within 0..=1",
+            args.get_ratio
+        ));
+    }
+    let base = LoadOpts {
+        target: args.connect,
+        connections: args.connections.max(1),
+        get_ratio: args.get_ratio,
+        keys: args.keys.max(1),
+        value_size: args.value_size,
+        depth: args.depth.max(1),
+        duration: secs(args.duration, "duration")?,
+        warmup: secs(args.warmup, "warmup")?,
+        preload: !args.no_preload,
+        ..LoadOpts::default()
+    };
+    let app = LoadApp {
+        base,
+        cores: args.backend.cores.0.len(),
+    };
+    let cores = megatcp_launch::run(&args.backend, &app).map_err(|e| e.to_string())?;
+    let reports: Vec<LoadReport> = cores.into_iter().filter_map(|c| c.output).collect();
+    LoadReport::merge(&reports).ok_or_else(|| "no core produced a report".into())
+}
+
+/// Prints a report as text, or as JSON with `json`.
+pub fn print_report(r: &LoadReport, json: bool) {
+    if json {
+        match serde_json::to_string_pretty(r) {
+            Ok(s) => println!("{s}"),
+            Err(e) => eprintln!("cannot encode the report: {e}"),
+        }
+    } else {
+        println!("{r}");
+    }
+}

@@ -1,0 +1,162 @@
+//! Helpers of the integration tests: start `megatcp-kv` and real memcached on free loopback
+//! ports (killed on drop), talk to them over plain sockets.
+#![allow(dead_code, clippy::unwrap_used, unreachable_pub)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const KV: &str = env!("CARGO_BIN_EXE_megatcp-kv");
+
+/// A server process, killed and reaped on drop.
+pub struct Proc {
+    child: Child,
+    pub port: u16,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the process, KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        s.lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// Whether the process still runs.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A free port below the kernel's ephemeral range (32768..), never the same twice in one
+/// test binary: servers listen with `SO_REUSEPORT`, so two servers given the same port
+/// would silently share it, and a port from the ephemeral range can be taken by any
+/// client socket on the machine meanwhile.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 500) as u16 * 20,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(p < 32_000, "no free port left");
+        if TcpListener::bind(("0.0.0.0", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn wait_listening(mut p: Proc, what: &str) -> Proc {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if TcpStream::connect(("127.0.0.1", p.port)).is_ok() {
+            return p;
+        }
+        assert!(p.alive(), "{what} exited at start");
+        assert!(Instant::now() < deadline, "{what} did not start listening");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `megatcp-kv` on a free port with extra arguments (epoll on core 0 unless given).
+pub fn start_kv(extra: &[&str]) -> Proc {
+    let port = free_port();
+    let child = Command::new(KV)
+        .args(["-p", &port.to_string()])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    wait_listening(Proc { child, port }, "megatcp-kv")
+}
+
+/// Starts Debian's memcached on a free loopback port (`-t 1 -U 0`); panics with a hint
+/// when it is not installed (`scripts/install-deps` installs it).
+pub fn start_memcached(extra: &[&str]) -> Proc {
+    let port = free_port();
+    let child = Command::new("memcached")
+        .args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "1",
+            "-U",
+            "0",
+        ])
+        .args(["-u", "nobody"])
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("memcached: {e} (install it: scripts/install-deps)"));
+    wait_listening(Proc { child, port }, "memcached")
+}
+
+/// A connection with a 10 s read timeout.
+pub fn connect(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port))
+        .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_nodelay(true).unwrap();
+    s
+}
+
+/// Reads until `buf` ends with `suffix` (or EOF / timeout: then whatever came).
+pub fn read_until(s: &mut TcpStream, suffix: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    while !buf.ends_with(suffix) {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    buf
+}
+
+/// Reads until the peer closes (or timeout).
+pub fn read_to_eof(s: &mut TcpStream) -> (Vec<u8>, bool) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        match s.read(&mut chunk) {
+            Ok(0) => return (buf, true),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return (buf, true),
+            Err(_) => return (buf, false),
+        }
+    }
+}
+
+/// Sends `req` and reads the reply up to `suffix`.
+pub fn roundtrip(s: &mut TcpStream, req: &[u8], suffix: &[u8]) -> Vec<u8> {
+    s.write_all(req).unwrap();
+    read_until(s, suffix)
+}
+
+/// Text of bytes, for assertion messages.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}

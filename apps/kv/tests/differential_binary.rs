@@ -1,0 +1,277 @@
+//! Differential test of the binary protocol: one script of requests (quiet variants, errors,
+//! CAS, incr/decr with initial values, touch/gat, protocol errors) sent to real memcached
+//! (`-t 1 -U 0`) and to `megatcp-kv`; every response packet must match byte for byte,
+//! with non-zero CAS values and the version string masked.
+//!
+//! Each step ends with a NOOP (opaque `0xffffffff`) whose answer marks the end of the
+//! step's responses (quiet commands answer nothing on success).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use common::{connect, read_to_eof, start_kv, start_memcached};
+use megatcp_kv::binary::{Header, op, parse_response};
+
+const MARK: u32 = 0xffff_ffff;
+
+fn req(opcode: u8, extras: &[u8], key: &[u8], value: &[u8], cas: u64, opaque: u32) -> Vec<u8> {
+    let mut b = Vec::new();
+    Header {
+        opcode,
+        keylen: key.len() as u16,
+        extlen: extras.len() as u8,
+        bodylen: (extras.len() + key.len() + value.len()) as u32,
+        opaque,
+        cas,
+    }
+    .encode(&mut b);
+    b.extend_from_slice(extras);
+    b.extend_from_slice(key);
+    b.extend_from_slice(value);
+    b
+}
+
+fn set_ext(flags: u32, exptime: u32) -> Vec<u8> {
+    [flags.to_be_bytes(), exptime.to_be_bytes()].concat()
+}
+
+fn incr_ext(delta: u64, initial: u64, exptime: u32) -> Vec<u8> {
+    [
+        &delta.to_be_bytes()[..],
+        &initial.to_be_bytes(),
+        &exptime.to_be_bytes(),
+    ]
+    .concat()
+}
+
+/// A step: the bytes to send given the last CAS seen, and whether the server closes.
+type Step = (Box<dyn Fn(u64) -> Vec<u8>>, bool);
+
+fn step(f: impl Fn(u64) -> Vec<u8> + 'static) -> Step {
+    (Box::new(f), false)
+}
+
+fn script() -> Vec<Step> {
+    let big = 1_048_576 - 48 - 2 - 8 - 2 + 1; // one byte over -I 1m for key "b"
+    vec![
+        step(|_| req(op::FLUSH, &[], &[], &[], 0, 1)),
+        step(|_| req(op::SET, &set_ext(5, 0), b"k", b"value", 0, 2)),
+        step(|_| req(op::GET, &[], b"k", &[], 0, 3)),
+        step(|_| req(op::GETK, &[], b"k", &[], 0, 4)),
+        step(|_| {
+            [
+                req(op::GETQ, &[], b"missing", &[], 0, 5),
+                req(op::GETKQ, &[], b"missing", &[], 0, 6),
+                req(op::GETQ, &[], b"k", &[], 0, 7),
+                req(op::GETKQ, &[], b"k", &[], 0, 8),
+            ]
+            .concat()
+        }),
+        step(|_| req(op::GET, &[], b"missing", &[], 0, 9)),
+        step(|_| req(op::GETK, &[], b"missing", &[], 0, 10)),
+        step(|_| req(op::ADD, &set_ext(0, 0), b"k", b"x", 0, 11)),
+        step(|_| req(op::ADDQ, &set_ext(0, 0), b"k", b"x", 0, 12)),
+        step(|_| req(op::ADDQ, &set_ext(0, 0), b"a", b"x", 0, 13)),
+        step(|_| req(op::REPLACE, &set_ext(0, 0), b"missing", b"x", 0, 14)),
+        step(|_| req(op::REPLACEQ, &set_ext(0, 0), b"missing", b"x", 0, 15)),
+        step(|_| req(op::REPLACE, &set_ext(9, 0), b"a", b"yy", 0, 16)),
+        step(|_| {
+            [
+                req(op::APPEND, &[], b"a", b"-end", 0, 17),
+                req(op::PREPENDQ, &[], b"a", b"start-", 0, 18),
+                req(op::GET, &[], b"a", &[], 0, 19),
+            ]
+            .concat()
+        }),
+        step(|_| req(op::APPEND, &[], b"missing", b"x", 0, 20)),
+        step(|_| req(op::GETK, &[], b"k", &[], 0, 21)),
+        step(|cas| req(op::SET, &set_ext(0, 0), b"k", b"new", cas + 1000, 22)),
+        step(|cas| req(op::SET, &set_ext(0, 0), b"k", b"new", cas, 23)),
+        step(|_| req(op::SET, &set_ext(0, 0), b"nokey", b"new", 77, 24)),
+        step(|cas| req(op::APPEND, &[], b"k", b"x", cas + 1000, 25)),
+        step(|_| req(op::DELETE, &[], b"missing", &[], 0, 26)),
+        step(|_| req(op::GETK, &[], b"k", &[], 0, 27)),
+        step(|cas| req(op::DELETE, &[], b"k", &[], cas + 1000, 28)),
+        step(|cas| req(op::DELETE, &[], b"k", &[], cas, 29)),
+        step(|_| req(op::DELETEQ, &[], b"a", &[], 0, 30)),
+        step(|_| req(op::DELETEQ, &[], b"a", &[], 0, 31)),
+        step(|_| req(op::INCREMENT, &incr_ext(1, 10, 0), b"n", &[], 0, 32)),
+        step(|_| req(op::INCREMENT, &incr_ext(5, 10, 0), b"n", &[], 0, 33)),
+        step(|_| req(op::DECREMENT, &incr_ext(100, 10, 0), b"n", &[], 0, 34)),
+        step(|_| req(op::INCREMENTQ, &incr_ext(7, 0, 0), b"n", &[], 0, 35)),
+        step(|_| req(op::GET, &[], b"n", &[], 0, 36)),
+        step(|_| {
+            req(
+                op::INCREMENT,
+                &incr_ext(1, 0, 0xffff_ffff),
+                b"m",
+                &[],
+                0,
+                37,
+            )
+        }),
+        step(|_| {
+            req(
+                op::DECREMENT,
+                &incr_ext(1, 0, 0xffff_ffff),
+                b"m",
+                &[],
+                0,
+                38,
+            )
+        }),
+        step(|_| {
+            [
+                req(
+                    op::SET,
+                    &set_ext(0, 0),
+                    b"w",
+                    b"18446744073709551615",
+                    0,
+                    39,
+                ),
+                req(op::INCREMENT, &incr_ext(2, 0, 0), b"w", &[], 0, 40),
+                req(op::GET, &[], b"w", &[], 0, 41),
+            ]
+            .concat()
+        }),
+        step(|_| {
+            [
+                req(op::SET, &set_ext(0, 0), b"t", b"text", 0, 42),
+                req(op::INCREMENT, &incr_ext(1, 0, 0), b"t", &[], 0, 43),
+            ]
+            .concat()
+        }),
+        step(|_| req(op::TOUCH, &100u32.to_be_bytes(), b"t", &[], 0, 44)),
+        step(|_| req(op::TOUCH, &100u32.to_be_bytes(), b"missing", &[], 0, 45)),
+        step(|_| req(op::GAT, &100u32.to_be_bytes(), b"t", &[], 0, 46)),
+        step(|_| req(op::GATK, &100u32.to_be_bytes(), b"t", &[], 0, 47)),
+        step(|_| {
+            [
+                req(op::GATQ, &100u32.to_be_bytes(), b"missing", &[], 0, 48),
+                req(op::GATKQ, &100u32.to_be_bytes(), b"t", &[], 0, 49),
+            ]
+            .concat()
+        }),
+        step(|_| req(op::GATK, &100u32.to_be_bytes(), b"missing", &[], 0, 50)),
+        step(|_| req(op::SET, &set_ext(0, 0xffff_ffff), b"e", b"1", 0, 51)),
+        step(|_| req(op::GET, &[], b"e", &[], 0, 52)),
+        step(|_| req(op::VERSION, &[], &[], &[], 0, 53)),
+        step(|_| req(op::SETQ, &set_ext(1, 0), b"q", b"quiet", 0, 54)),
+        step(|_| req(op::GETK, &[], b"q", &[], 0, 55)),
+        step(move |_| req(op::SET, &set_ext(0, 0), b"b", &vec![b'x'; big], 0, 56)),
+        step(move |_| req(op::SET, &set_ext(0, 0), b"b", &vec![b'x'; big - 1], 0, 57)),
+        step(|_| req(op::FLUSHQ, &[], &[], &[], 0, 58)),
+        step(|_| req(op::GET, &[], b"q", &[], 0, 59)),
+        (Box::new(|_| req(op::SET, &[0; 4], b"k", b"v", 0, 60)), true),
+        (Box::new(|_| req(op::GET, &[0; 4], b"k", &[], 0, 61)), true),
+        (Box::new(|_| req(op::NOOP, &[], b"k", &[], 0, 62)), true),
+        (Box::new(|_| req(op::QUIT, &[], &[], &[], 0, 63)), true),
+        (Box::new(|_| req(op::QUITQ, &[], &[], &[], 0, 64)), true),
+    ]
+}
+
+/// Reads packets until the marker NOOP's answer.
+fn read_step(c: &mut TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let mut off = 0;
+        while let Ok(Some((r, n))) = parse_response(&buf[off..]) {
+            off += n;
+            if r.opaque == MARK {
+                return buf;
+            }
+        }
+        let n = c.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed while waiting for the marker");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The packets of a transcript with CAS values and the version masked, one per line.
+fn mask(resp: &[u8], last_cas: &mut u64) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = resp;
+    while !rest.is_empty() {
+        let Ok(Some((r, n))) = parse_response(rest) else {
+            out.push(format!("unparsable {:?}", &rest[..rest.len().min(64)]));
+            break;
+        };
+        if r.cas != 0 {
+            *last_cas = r.cas;
+        }
+        let value = if r.opcode == op::VERSION {
+            "<version>".to_string()
+        } else if r.value.len() > 64 {
+            format!("{} bytes", r.value.len())
+        } else {
+            String::from_utf8_lossy(r.value).into_owned()
+        };
+        out.push(format!(
+            "op {:#04x} status {:#06x} opaque {:#x} cas {} extras {:?} key {:?} value {:?}",
+            r.opcode,
+            r.status,
+            r.opaque,
+            if r.cas == 0 { "0" } else { "<cas>" },
+            r.extras,
+            String::from_utf8_lossy(r.key),
+            value
+        ));
+        rest = &rest[n..];
+    }
+    out
+}
+
+fn run_script(port: u16) -> Vec<Vec<String>> {
+    let mut c = connect(port);
+    let mut cas = 0;
+    let mut transcript = Vec::new();
+    let noop = req(op::NOOP, &[], &[], &[], 0, MARK);
+    for (make, closes) in script() {
+        let bytes = make(cas);
+        c.write_all(&bytes).unwrap();
+        let resp = if closes {
+            let (resp, closed) = read_to_eof(&mut c);
+            assert!(closed, "the server did not close");
+            c = connect(port);
+            resp
+        } else {
+            c.write_all(&noop).unwrap();
+            read_step(&mut c)
+        };
+        transcript.push(mask(&resp, &mut cas));
+    }
+    transcript
+}
+
+#[test]
+fn binary_protocol_matches_real_memcached_byte_for_byte() {
+    let mc = start_memcached(&[]);
+    let expected = run_script(mc.port);
+    drop(mc);
+    let kv = start_kv(&["--backend", "epoll", "--cores", "0"]);
+    let got = run_script(kv.port);
+    if std::env::var_os("KV_DIFF_DUMP").is_some() {
+        for (i, e) in expected.iter().enumerate() {
+            eprintln!("{i}: {e:#?}");
+        }
+    }
+    let diffs: Vec<String> = expected
+        .iter()
+        .zip(&got)
+        .enumerate()
+        .filter(|(_, (e, g))| e != g)
+        .map(|(i, (e, g))| format!("step {i}\n  memcached:  {e:#?}\n  megatcp-kv: {g:#?}"))
+        .collect();
+    assert_eq!(expected.len(), got.len());
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}

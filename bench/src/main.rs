@@ -1,0 +1,353 @@
+//! `megatcp-bench`: the head-to-head of megatcp's kernel-bypass paths against the Linux
+//! kernel, on the veth testbed, with a report (CSV, JSON, Markdown, SVG plots); and
+//! `megatcp-bench kv`, a memcached load generator on the channel API.
+//!
+//! ```text
+//! megatcp-bench --quick                 # about 2-3 minutes
+//! megatcp-bench --out report/           # the full sweeps, 3 trials per point
+//! megatcp-bench kv --connect 10.77.0.10:11211 --backend afxdp --iface mtcp-cli --ip 10.77.0.20/24
+//! ```
+//!
+//! The echo head-to-head needs root (network namespaces, AF_XDP) and `megatcp-echo` built
+//! with the `afxdp` feature next to this binary (or `--echo-bin`).
+
+mod kv;
+mod plan;
+mod plot;
+mod procs;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::plan::{Point, Sweep, Variant};
+use crate::report::{RunInfo, Trial};
+
+#[derive(Parser)]
+#[command(
+    name = "megatcp-bench",
+    version,
+    about = "Head-to-head benchmark: megatcp (AF_XDP, DPDK) vs the Linux kernel (io_uring, epoll)",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    echo: EchoArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// memcached load generator on the channel API (any memcached-compatible server).
+    Kv(kv::KvArgs),
+}
+
+#[derive(Args)]
+struct EchoArgs {
+    /// Reduced sweeps, 2 trials of 1 s per point: about 2-3 minutes.
+    #[arg(long)]
+    quick: bool,
+    /// Report directory (default: a new timestamped directory under target/megatcp-bench/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Trials per point (default 3; 2 with --quick).
+    #[arg(long)]
+    trials: Option<usize>,
+    /// Measured seconds per trial (default 3; 1 with --quick).
+    #[arg(long)]
+    secs: Option<f64>,
+    /// Server variants, in order.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "afxdp,dpdk,uring,epoll"
+    )]
+    variants: Vec<Variant>,
+    /// The megatcp-echo binary (built with `--features afxdp`; default: next to this one).
+    #[arg(long)]
+    echo_bin: Option<PathBuf>,
+    /// The repository (for scripts/testbed; default: found from this binary's location).
+    #[arg(long)]
+    repo: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.cmd {
+        Some(Cmd::Kv(args)) => kv::run(args),
+        None => head_to_head(&cli.echo),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("megatcp-bench: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The directory holding `scripts/testbed`, searched upwards from `start`.
+fn find_repo(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|d| d.join("scripts/testbed").is_file())
+        .map(Path::to_path_buf)
+}
+
+fn testbed(repo: &Path, arg: &str) -> Result<(), String> {
+    let out = Command::new(repo.join("scripts/testbed"))
+        .arg(arg)
+        .output()
+        .map_err(|e| format!("scripts/testbed {arg}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "scripts/testbed {arg}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+fn testbed_is_up() -> bool {
+    Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(procs::SRV_NS))
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0")
+    })
+}
+
+/// UTC time as `YYYYMMDD-HHMMSS` (no time-zone database needed).
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+fn host_info() -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    format!("Linux {}, {cpus} CPUs", kernel.trim())
+}
+
+fn head_to_head(args: &EchoArgs) -> Result<(), String> {
+    if !is_root() {
+        return Err("the head-to-head needs root (network namespaces, AF_XDP): run as root".into());
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let echo = match &args.echo_bin {
+        Some(p) => p.clone(),
+        None => exe.with_file_name("megatcp-echo"),
+    };
+    if !echo.is_file() {
+        return Err(format!(
+            "{} not found: cargo build --release -p megatcp-echo --features afxdp (or --echo-bin)",
+            echo.display()
+        ));
+    }
+    let repo = match &args.repo {
+        Some(r) => r.clone(),
+        None => find_repo(&exe)
+            .or_else(|| std::env::current_dir().ok().and_then(|d| find_repo(&d)))
+            .ok_or("cannot find the repository (scripts/testbed): pass --repo")?,
+    };
+    let started = timestamp();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| repo.join("target/megatcp-bench").join(&started));
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let (trials, secs) = (
+        args.trials.unwrap_or(if args.quick { 2 } else { 3 }).max(1),
+        args.secs.unwrap_or(if args.quick { 1.0 } else { 3.0 }),
+    );
+    if !(secs > 0.0 && secs <= 600.0) {
+        return Err(format!("--secs {secs}: must be within (0, 600]"));
+    }
+    let warmup = if args.quick { 0.3 } else { 1.0 };
+    let mut variants = args.variants.clone();
+    variants.dedup();
+    let points = plan::points(args.quick);
+
+    let was_up = testbed_is_up();
+    testbed(&repo, "up")?;
+    let result = run_all(&echo, &out, &variants, &points, trials, secs, warmup);
+    if !was_up {
+        testbed(&repo, "down")?;
+    }
+    let trials_done = result?;
+
+    let cells = report::cells(&trials_done, &variants, &points);
+    let info = RunInfo {
+        started,
+        mode: if args.quick { "quick" } else { "full" },
+        trials,
+        secs,
+        host: host_info(),
+    };
+    let md = report::markdown(&info, &variants, &cells);
+    let write = |name: &str, text: &str| {
+        std::fs::write(out.join(name), text).map_err(|e| format!("{name}: {e}"))
+    };
+    write("summary.md", &md)?;
+    write(
+        "trials.json",
+        &serde_json::to_string_pretty(&trials_done).map_err(|e| e.to_string())?,
+    )?;
+    write(
+        "summary.json",
+        &serde_json::to_string_pretty(&cells).map_err(|e| e.to_string())?,
+    )?;
+    report::write_csv(&out.join("trials.csv"), &trials_done).map_err(|e| e.to_string())?;
+    for sweep in Sweep::ALL {
+        plot::draw(
+            &out.join(format!("{}.svg", sweep.name())),
+            sweep,
+            &variants,
+            &cells,
+        )?;
+    }
+    println!("{md}");
+    println!("report: {}", out.display());
+    Ok(())
+}
+
+/// Runs every point of every variant; a variant or point that fails is recorded as failed.
+fn run_all(
+    echo: &Path,
+    out: &Path,
+    variants: &[Variant],
+    points: &[Point],
+    trials: usize,
+    secs: f64,
+    warmup: f64,
+) -> Result<Vec<Trial>, String> {
+    let total = (variants.len() * points.len() * trials) as u64;
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} runs, about {eta} left · {msg}",
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    // A first estimate of the remaining time before any run finished: per run, the window,
+    // the warm-up and about a second of process start and stop.
+    let per_run = Duration::from_secs_f64(secs + warmup + 1.0);
+    bar.set_message(format!(
+        "estimated {} s in all",
+        (per_run * total as u32).as_secs() + 3 * variants.len() as u64
+    ));
+    let mut done = Vec::new();
+    for &v in variants {
+        bar.set_message(format!("starting the {} server", v.name()));
+        let mut server = match procs::Server::start(echo, v, out) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                for p in points {
+                    for t in 0..trials {
+                        done.push(Trial::failed(v, *p, t, e.clone()));
+                        bar.inc(1);
+                    }
+                }
+                continue;
+            }
+        };
+        for p in points {
+            for t in 0..trials {
+                bar.set_message(format!(
+                    "{} server, {} client, {} {}",
+                    v.name(),
+                    p.client.name(),
+                    p.sweep.name(),
+                    p.x_label()
+                ));
+                // A server that died (or failed to restart) fails the rest of its runs.
+                if server.as_mut().is_some_and(|s| !s.alive()) {
+                    let why = server.take().map(|s| s.log_tail());
+                    bar.println(format!(
+                        "{}: server died ({}); restarting it",
+                        v.name(),
+                        why.unwrap_or_default()
+                    ));
+                    server = procs::Server::start(echo, v, out).ok();
+                }
+                let trial = match &server {
+                    None => Trial::failed(v, *p, t, "the server is not running".into()),
+                    Some(s) => match procs::run_load(echo, v, p, secs, warmup, s.pid()) {
+                        Ok(run) => Trial::measured(v, *p, t, &run),
+                        Err(e) => Trial::failed(v, *p, t, e),
+                    },
+                };
+                if let Some(e) = &trial.error {
+                    bar.println(format!(
+                        "{} {} {}: {e}",
+                        v.name(),
+                        p.sweep.name(),
+                        p.x_label()
+                    ));
+                }
+                done.push(trial);
+                bar.inc(1);
+            }
+        }
+        let t0 = Instant::now();
+        if let Some(mut s) = server {
+            s.stop();
+        }
+        // Let the kernel tear the previous server's sockets down before the next one binds.
+        std::thread::sleep(Duration::from_millis(300).saturating_sub(t0.elapsed()));
+    }
+    bar.finish_with_message("done");
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_look_like_dates() {
+        let t = timestamp();
+        assert_eq!(t.len(), 15, "{t}");
+        assert!(t.starts_with("20"), "{t}");
+        assert_eq!(&t[8..9], "-");
+    }
+
+    #[test]
+    fn the_repository_is_found_from_inside_it() {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let repo = find_repo(here).expect("repo");
+        assert!(repo.join("scripts/testbed").is_file());
+    }
+}

@@ -1,0 +1,332 @@
+//! The processes of a run: an echo server in the server namespace, a load generator in the
+//! client namespace, their CPU time (from `/proc/PID/stat`), and stopping them.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::plan::{Client, Point, Variant};
+
+/// Server namespace and interface of the testbed (`scripts/testbed`).
+pub(crate) const SRV_NS: &str = "megatcp-srv";
+/// Client namespace.
+pub(crate) const CLI_NS: &str = "megatcp-cli";
+const SRV_IF: &str = "mtcp-srv";
+const CLI_IF: &str = "mtcp-cli";
+/// The kernel's address in the server namespace, and the bypass stacks' addresses.
+const SRV_KERNEL_IP: &str = "10.77.0.1";
+const SRV_BYPASS_IP: &str = "10.77.0.10";
+const CLI_BYPASS_IP: &str = "10.77.0.20";
+const PORT: u16 = 7;
+/// The server's CPU and the client's.
+const SERVER_CPU: &str = "0";
+const CLIENT_CPU: &str = "1";
+
+/// Clock ticks per second of `/proc/PID/stat` times (USER_HZ, 100 on Linux).
+const TICKS: f64 = 100.0;
+
+/// A running echo server.
+pub(crate) struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    /// Starts `variant`'s server and waits until it serves (10 s at most).
+    pub(crate) fn start(echo: &Path, variant: Variant, dir: &Path) -> Result<Self, String> {
+        let log = dir.join(format!("server-{}.log", variant.name()));
+        let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", SRV_NS])
+            .arg(echo)
+            .args(["serve", "--port", &PORT.to_string(), "--cores", SERVER_CPU])
+            .args(["--backend", variant.name()]);
+        match variant {
+            Variant::Afxdp => {
+                cmd.args(["--iface", SRV_IF, "--ip", &format!("{SRV_BYPASS_IP}/24")]);
+            }
+            Variant::Dpdk => {
+                cmd.args(["--ip", &format!("{SRV_BYPASS_IP}/24")]);
+                cmd.arg(format!("--dpdk-args=--vdev net_af_xdp0,iface={SRV_IF}"));
+            }
+            Variant::Uring | Variant::Epoll => {}
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|e| format!("cannot start the server: {e}"))?;
+        let mut s = Server { child, log };
+        let ready = if variant.is_bypass() {
+            // The NIC queue is open once the backend said so.
+            ["AF_XDP on", "DPDK port"].as_slice()
+        } else {
+            ["serving"].as_slice()
+        };
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = s.child.try_wait() {
+                return Err(format!("server exited ({status}): {}", s.log_tail()));
+            }
+            let text = std::fs::read_to_string(&s.log).unwrap_or_default();
+            if ready.iter().any(|r| text.contains(r)) {
+                // Listening follows at once; leave the XDP program a moment to attach.
+                std::thread::sleep(Duration::from_millis(500));
+                return Ok(s);
+            }
+            if Instant::now() > end {
+                s.stop();
+                return Err(format!("server not ready after 10 s: {}", s.log_tail()));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether it still runs.
+    pub(crate) fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The last lines the server wrote.
+    pub(crate) fn log_tail(&self) -> String {
+        tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 6)
+    }
+
+    /// SIGTERM (a clean stop: the XDP program is detached), SIGKILL after 5 s.
+    pub(crate) fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if !self.alive() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.alive() {
+            self.stop();
+        }
+    }
+}
+
+/// What one run of the load generator gave.
+pub(crate) struct LoadRun {
+    /// The load generator's JSON report.
+    pub(crate) report: serde_json::Value,
+    /// CPU utilisation of the server and of the client over the run (1.0 = one core).
+    pub(crate) server_cpu: f64,
+    pub(crate) client_cpu: f64,
+    /// Busy share of the server's CPU and of the client's CPU over the run (from
+    /// `/proc/stat`: everything but idle and iowait, so softirq work is counted: on a veth,
+    /// the kernel's TCP receive path for one side often runs on the other side's CPU).
+    pub(crate) server_core: f64,
+    pub(crate) client_core: f64,
+}
+
+/// Runs the load generator for `point` against `variant`'s server for `secs` seconds.
+pub(crate) fn run_load(
+    echo: &Path,
+    variant: Variant,
+    point: &Point,
+    secs: f64,
+    warmup: f64,
+    server_pid: u32,
+) -> Result<LoadRun, String> {
+    let target = if variant.is_bypass() {
+        SRV_BYPASS_IP
+    } else {
+        SRV_KERNEL_IP
+    };
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", CLI_NS])
+        .arg(echo)
+        .args(["load", "--json", "--cores", CLIENT_CPU])
+        .args(["--backend", point.client.name()])
+        .args(["--connect", &format!("{target}:{PORT}")])
+        .args(["--connections", &point.connections.to_string()])
+        .args(["--msg-size", &point.msg_size.to_string()])
+        .args(["--txns-per-conn", &point.txns_per_conn.to_string()])
+        .args(["--duration", &format!("{secs}s")])
+        .args(["--warmup", &format!("{warmup}s")]);
+    if point.client == Client::Afxdp {
+        cmd.args(["--iface", CLI_IF, "--ip", &format!("{CLI_BYPASS_IP}/24")]);
+    }
+    if point.txns_per_conn > 0 {
+        // Without RST closes, TIME-WAIT would hold the client's ports.
+        cmd.arg("--close-rst");
+    }
+    if let Some(rate) = point.rate {
+        cmd.args(["--rate", &format!("{rate}")]);
+    }
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start the load generator: {e}"))?;
+    // Read the pipes on threads so that a chatty child never blocks.
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.read_to_string(&mut s);
+        }
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    });
+    // Sample both processes' CPU time from the end of the warm-up to the end of the window.
+    let client_pid = child.id();
+    let start = Instant::now();
+    let limit = Duration::from_secs_f64(secs + warmup + 20.0);
+    let measure_from = Duration::from_secs_f64(warmup + 0.1);
+    let mut first: Option<(Instant, u64, u64, CoreTimes)> = None;
+    let mut last: Option<(Instant, u64, u64, CoreTimes)> = None;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "the load generator did not finish within {limit:?}"
+            ));
+        }
+        if start.elapsed() >= measure_from
+            && start.elapsed() <= measure_from + Duration::from_secs_f64(secs)
+            && let (Some(s), Some(c), Some(k)) =
+                (cpu_ticks(server_pid), cpu_ticks(client_pid), core_times())
+        {
+            let sample = (Instant::now(), s, c, k);
+            first.get_or_insert(sample);
+            last = Some(sample);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = out_t.join().unwrap_or_default();
+    let stderr = err_t.join().unwrap_or_default();
+    if !status.success() && stdout.trim().is_empty() {
+        return Err(format!(
+            "load generator failed ({status}): {}",
+            tail(&stderr, 4)
+        ));
+    }
+    let report: serde_json::Value = serde_json::from_str(&stdout).map_err(|e| {
+        format!(
+            "bad report from the load generator ({e}): {}",
+            tail(&stderr, 4)
+        )
+    })?;
+    let (server_cpu, client_cpu, server_core, client_core) = match (first, last) {
+        (Some((t0, s0, c0, k0)), Some((t1, s1, c1, k1))) if t1 > t0 => {
+            let wall = (t1 - t0).as_secs_f64();
+            let busy = |i: usize| {
+                let ((b0, n0), (b1, n1)) = (k0[i], k1[i]);
+                match n1.saturating_sub(n0) {
+                    0 => f64::NAN,
+                    n => b1.saturating_sub(b0) as f64 / n as f64,
+                }
+            };
+            (
+                (s1.saturating_sub(s0)) as f64 / TICKS / wall,
+                (c1.saturating_sub(c0)) as f64 / TICKS / wall,
+                busy(0),
+                busy(1),
+            )
+        }
+        _ => (f64::NAN, f64::NAN, f64::NAN, f64::NAN),
+    };
+    Ok(LoadRun {
+        report,
+        server_cpu,
+        client_cpu,
+        server_core,
+        client_core,
+    })
+}
+
+/// (busy, total) clock ticks of the server's CPU and of the client's CPU.
+type CoreTimes = [(u64, u64); 2];
+
+/// The server's and the client's CPU times from `/proc/stat` (busy = all but idle and
+/// iowait).
+fn core_times() -> Option<CoreTimes> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let one = |cpu: &str| -> Option<(u64, u64)> {
+        let name = format!("cpu{cpu}");
+        let line = stat
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .ok()?;
+        let total: u64 = v.iter().take(8).sum();
+        let idle = v.get(3)? + v.get(4)?;
+        Some((total.saturating_sub(idle), total))
+    };
+    Some([one(SERVER_CPU)?, one(CLIENT_CPU)?])
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its ')' are fixed.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split(' ');
+    // Fields 3.. : state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt
+    // utime stime: the 12th and 13th after ')'.
+    let utime: u64 = f.nth(11)?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// The last `n` non-empty lines of `text`, joined.
+pub(crate) fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("libbpf:") && !l.starts_with("libxdp:"))
+        .collect();
+    lines[lines.len().saturating_sub(n)..].join(" | ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_of_this_process_parse() {
+        assert!(cpu_ticks(std::process::id()).is_some());
+        let [(b, n), _] = core_times().expect("/proc/stat has cpu0 and cpu1");
+        assert!(n > 0 && b <= n);
+    }
+
+    #[test]
+    fn tail_skips_library_noise() {
+        let t = "a\nlibbpf: x\n\nb\nc\n";
+        assert_eq!(tail(t, 2), "b | c");
+    }
+}

@@ -1,0 +1,533 @@
+//! The report: every trial (CSV and JSON), medians with min-max per point and variant, the
+//! Markdown summary with ratios and the targets.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::plan::{Point, Sweep, Variant};
+
+/// One trial of one point on one variant: measured, or failed with its error.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Trial {
+    pub(crate) variant: Variant,
+    #[serde(flatten)]
+    pub(crate) point: Point,
+    pub(crate) x: String,
+    pub(crate) trial: usize,
+    pub(crate) ok: bool,
+    pub(crate) error: Option<String>,
+    pub(crate) txns_per_sec: f64,
+    pub(crate) conns_per_sec: f64,
+    pub(crate) p50_us: f64,
+    pub(crate) p99_us: f64,
+    pub(crate) p999_us: f64,
+    /// Errors the load generator counted (verification, resets, ...).
+    pub(crate) load_errors: u64,
+    /// CPU utilisation over the measured window (1.0 = one core).
+    pub(crate) server_cpu: f64,
+    pub(crate) client_cpu: f64,
+    /// Busy share of the server's and the client's CPU (softirq included).
+    pub(crate) server_core: f64,
+    pub(crate) client_core: f64,
+}
+
+impl Trial {
+    pub(crate) fn failed(variant: Variant, point: Point, trial: usize, error: String) -> Self {
+        Self {
+            variant,
+            x: point.x_label(),
+            point,
+            trial,
+            ok: false,
+            error: Some(error),
+            txns_per_sec: f64::NAN,
+            conns_per_sec: f64::NAN,
+            p50_us: f64::NAN,
+            p99_us: f64::NAN,
+            p999_us: f64::NAN,
+            load_errors: 0,
+            server_cpu: f64::NAN,
+            client_cpu: f64::NAN,
+            server_core: f64::NAN,
+            client_core: f64::NAN,
+        }
+    }
+
+    /// From the load generator's JSON report. A run with verification errors is a failure.
+    pub(crate) fn measured(
+        variant: Variant,
+        point: Point,
+        trial: usize,
+        run: &crate::procs::LoadRun,
+    ) -> Self {
+        let r = &run.report;
+        let num = |k: &str| {
+            r.get(k)
+                .and_then(serde_json::Value::as_f64)
+                .unwrap_or(f64::NAN)
+        };
+        let load_errors = r
+            .get("errors")
+            .and_then(serde_json::Value::as_object)
+            .map(|o| o.values().filter_map(serde_json::Value::as_u64).sum())
+            .unwrap_or(0);
+        let verify = r
+            .get("errors")
+            .and_then(|e| e.get("verify"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0);
+        let mut t = Self {
+            variant,
+            x: point.x_label(),
+            point,
+            trial,
+            ok: true,
+            error: None,
+            txns_per_sec: num("txns_per_sec"),
+            conns_per_sec: num("conns_per_sec"),
+            p50_us: num("p50_us"),
+            p99_us: num("p99_us"),
+            p999_us: num("p999_us"),
+            load_errors,
+            server_cpu: run.server_cpu,
+            client_cpu: run.client_cpu,
+            server_core: run.server_core,
+            client_core: run.client_core,
+        };
+        if verify > 0 {
+            t.ok = false;
+            t.error = Some(format!("{verify} echoed messages failed verification"));
+        } else if t.txns_per_sec.is_nan() || t.txns_per_sec <= 0.0 {
+            t.ok = false;
+            t.error = Some("no transaction completed".into());
+        }
+        t
+    }
+}
+
+/// Median, min and max of the successful trials of a cell.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Stat {
+    pub(crate) median: f64,
+    pub(crate) min: f64,
+    pub(crate) max: f64,
+    pub(crate) n: usize,
+}
+
+fn stat(mut v: Vec<f64>) -> Option<Stat> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(Stat {
+        median,
+        min: v[0],
+        max: v[n - 1],
+        n,
+    })
+}
+
+/// The trials of one point on one variant, summarised.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Cell {
+    pub(crate) variant: Variant,
+    pub(crate) point: Point,
+    pub(crate) x: String,
+    pub(crate) txns_per_sec: Option<Stat>,
+    pub(crate) p50_us: Option<Stat>,
+    pub(crate) p99_us: Option<Stat>,
+    pub(crate) p999_us: Option<Stat>,
+    pub(crate) server_cpu: Option<Stat>,
+    pub(crate) client_cpu: Option<Stat>,
+    pub(crate) server_core: Option<Stat>,
+    pub(crate) client_core: Option<Stat>,
+    /// Errors of the failed trials.
+    pub(crate) errors: Vec<String>,
+}
+
+impl Cell {
+    /// Which side ran out of CPU: the side whose CPU was 90 % busy or more (process time,
+    /// or the whole CPU's busy time, softirq included, whichever is higher).
+    pub(crate) fn saturated(&self) -> &'static str {
+        let busy = |s: Option<Stat>, k: Option<Stat>| {
+            s.is_some_and(|s| s.median >= 0.9) || k.is_some_and(|k| k.median >= 0.9)
+        };
+        match (
+            busy(self.server_cpu, self.server_core),
+            busy(self.client_cpu, self.client_core),
+        ) {
+            (true, true) => "both",
+            (true, false) => "server",
+            (false, true) => "client",
+            (false, false) => "neither",
+        }
+    }
+}
+
+/// Every point of `points` on every variant, summarised, in plan order.
+pub(crate) fn cells(trials: &[Trial], variants: &[Variant], points: &[Point]) -> Vec<Cell> {
+    let mut out = Vec::new();
+    for p in points {
+        for &v in variants {
+            let these: Vec<&Trial> = trials
+                .iter()
+                .filter(|t| t.variant == v && t.point == *p)
+                .collect();
+            let ok: Vec<&&Trial> = these.iter().filter(|t| t.ok).collect();
+            let get = |f: fn(&Trial) -> f64| stat(ok.iter().map(|t| f(t)).collect());
+            let mut errors: Vec<String> = these.iter().filter_map(|t| t.error.clone()).collect();
+            errors.dedup();
+            out.push(Cell {
+                variant: v,
+                point: *p,
+                x: p.x_label(),
+                txns_per_sec: get(|t| t.txns_per_sec),
+                p50_us: get(|t| t.p50_us),
+                p99_us: get(|t| t.p99_us),
+                p999_us: get(|t| t.p999_us),
+                server_cpu: get(|t| t.server_cpu),
+                client_cpu: get(|t| t.client_cpu),
+                server_core: get(|t| t.server_core),
+                client_core: get(|t| t.client_core),
+                errors,
+            });
+        }
+    }
+    out
+}
+
+/// Writes `trials.csv`.
+pub(crate) fn write_csv(path: &Path, trials: &[Trial]) -> std::io::Result<()> {
+    let mut s = String::from(
+        "variant,client,sweep,x,txns_per_conn,msg_size,connections,rate,trial,ok,txns_per_sec,\
+         conns_per_sec,p50_us,p99_us,p999_us,load_errors,server_cpu,client_cpu,server_core,\
+         client_core,error\n",
+    );
+    for t in trials {
+        let p = &t.point;
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{},{},{},{},{},{:.1},{:.1},{:.2},{:.2},{:.2},{},{:.3},{:.3},{:.3},{:.3},{}",
+            t.variant.name(),
+            p.client.name(),
+            p.sweep.name(),
+            csv_field(&t.x),
+            p.txns_per_conn,
+            p.msg_size,
+            p.connections,
+            p.rate.map(|r| r.to_string()).unwrap_or_default(),
+            t.trial,
+            t.ok,
+            t.txns_per_sec,
+            t.conns_per_sec,
+            t.p50_us,
+            t.p99_us,
+            t.p999_us,
+            t.load_errors,
+            t.server_cpu,
+            t.client_cpu,
+            t.server_core,
+            t.client_core,
+            csv_field(t.error.as_deref().unwrap_or("")),
+        );
+    }
+    std::fs::write(path, s)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\"").replace('\n', " "))
+    } else {
+        s.to_string()
+    }
+}
+
+fn kilo(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn pct(s: Option<Stat>) -> String {
+    s.map_or("-".into(), |s| format!("{:.0}%", s.median * 100.0))
+}
+
+fn cell_text(c: &Cell) -> String {
+    match c.txns_per_sec {
+        Some(s) => format!(
+            "{} [{}–{}] cpu {}/{} core {}/{}",
+            kilo(s.median),
+            kilo(s.min),
+            kilo(s.max),
+            pct(c.server_cpu),
+            pct(c.client_cpu),
+            pct(c.server_core),
+            pct(c.client_core)
+        ),
+        None => "FAILED".into(),
+    }
+}
+
+fn find(cells: &[Cell], v: Variant, pred: impl Fn(&Point) -> bool) -> Option<&Cell> {
+    cells.iter().find(|c| c.variant == v && pred(&c.point))
+}
+
+fn ratio(
+    cells: &[Cell],
+    a: Variant,
+    b: Variant,
+    pred: impl Fn(&Point) -> bool + Copy,
+) -> Option<f64> {
+    let x = find(cells, a, pred)?.txns_per_sec?.median;
+    let y = find(cells, b, pred)?.txns_per_sec?.median;
+    (y > 0.0).then_some(x / y)
+}
+
+/// A target: `afxdp >= factor x other` at the points `pred` selects.
+pub(crate) struct Target {
+    pub(crate) text: String,
+    pub(crate) ratio: Option<f64>,
+    pub(crate) factor: f64,
+}
+
+impl Target {
+    pub(crate) fn verdict(&self) -> String {
+        match self.ratio {
+            Some(r) if r >= self.factor => format!("PASS ({r:.2}x)"),
+            Some(r) => format!(
+                "MISS ({r:.2}x, {:.0}% short)",
+                (1.0 - r / self.factor) * 100.0
+            ),
+            None => "n/a (a variant failed or was not run)".into(),
+        }
+    }
+}
+
+/// The issue's targets, evaluated from the cells.
+pub(crate) fn targets(cells: &[Cell]) -> Vec<Target> {
+    let short = |p: &Point| p.is_short_headline();
+    let pers = |p: &Point| p.is_persistent_headline();
+    vec![
+        Target {
+            text: "one transaction per connection: afxdp >= 3 x epoll".into(),
+            ratio: ratio(cells, Variant::Afxdp, Variant::Epoll, short),
+            factor: 3.0,
+        },
+        Target {
+            text: "persistent connections: afxdp >= 1.5 x epoll".into(),
+            ratio: ratio(cells, Variant::Afxdp, Variant::Epoll, pers),
+            factor: 1.5,
+        },
+        Target {
+            text: "one transaction per connection: afxdp >= uring".into(),
+            ratio: ratio(cells, Variant::Afxdp, Variant::Uring, short),
+            factor: 1.0,
+        },
+        Target {
+            text: "persistent connections: afxdp >= uring".into(),
+            ratio: ratio(cells, Variant::Afxdp, Variant::Uring, pers),
+            factor: 1.0,
+        },
+    ]
+}
+
+/// Facts of the run printed at the top of the summary.
+pub(crate) struct RunInfo {
+    pub(crate) started: String,
+    pub(crate) mode: &'static str,
+    pub(crate) trials: usize,
+    pub(crate) secs: f64,
+    pub(crate) host: String,
+}
+
+/// The Markdown summary.
+pub(crate) fn markdown(info: &RunInfo, variants: &[Variant], cells: &[Cell]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# megatcp-bench: bypass vs kernel, head to head\n");
+    let _ = writeln!(
+        s,
+        "{} · {} mode · {} trial(s) of {} s per point · {}\n",
+        info.started, info.mode, info.trials, info.secs, info.host
+    );
+    let _ = writeln!(
+        s,
+        "Server: `megatcp-echo serve` pinned to CPU 0 in namespace megatcp-srv, one variant at a \
+         time. Client: `megatcp-echo load` over AF_XDP pinned to CPU 1 in namespace megatcp-cli, \
+         the same for every variant (and over epoll in the kernel-client table). Cells: median \
+         transactions/s [min–max over trials], then the CPU use of server/client over the \
+         measured window (100% = one core; the bypass side polls and only sleeps after 2,000 \
+         empty turns, so it shows near 100% whenever traffic flows), then how busy CPU 0 / \
+         CPU 1 were as a whole (softirq included: on a veth the kernel's receive path for one \
+         side often runs on the other side's CPU, so a kernel server's work is partly \
+         charged to the client's CPU). Saturated: the side at 90% or more.\n"
+    );
+    let _ = writeln!(
+        s,
+        "## Targets (64 B messages, server on one core, same client)\n"
+    );
+    let _ = writeln!(s, "| target | result |\n|---|---|");
+    for t in targets(cells) {
+        let _ = writeln!(s, "| {} | {} |", t.text, t.verdict());
+    }
+    let _ = writeln!(s);
+    for sweep in Sweep::ALL {
+        let rows: Vec<&Cell> = cells.iter().filter(|c| c.point.sweep == sweep).collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let _ = writeln!(s, "## {}\n", sweep.title());
+        if sweep == Sweep::Latency {
+            let _ = writeln!(
+                s,
+                "| variant | offered | achieved | p50 µs | p99 µs | p99.9 µs |"
+            );
+            let _ = writeln!(s, "|---|---|---|---|---|---|");
+            for c in &rows {
+                let m = |x: Option<Stat>| x.map_or("-".into(), |x| format!("{:.1}", x.median));
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {} | {} | {} | {} |",
+                    c.variant.name(),
+                    c.x,
+                    c.txns_per_sec.map_or("FAILED".into(), |t| kilo(t.median)),
+                    m(c.p50_us),
+                    m(c.p99_us),
+                    m(c.p999_us)
+                );
+            }
+            let _ = writeln!(s);
+            continue;
+        }
+        let _ = write!(s, "| {} |", sweep_x_name(sweep));
+        for v in variants {
+            let _ = write!(s, " {} |", v.name());
+        }
+        let _ = writeln!(s, " afxdp/epoll | afxdp/uring | saturated (afxdp run) |");
+        let _ = writeln!(s, "|{}", "---|".repeat(variants.len() + 4));
+        let mut xs: Vec<&Point> = Vec::new();
+        for c in &rows {
+            if !xs.contains(&&c.point) {
+                xs.push(&c.point);
+            }
+        }
+        for p in xs {
+            let _ = write!(s, "| {} |", p.x_label());
+            for &v in variants {
+                let text = find(cells, v, |q| q == p).map_or("-".into(), cell_text);
+                let _ = write!(s, " {text} |");
+            }
+            let r = |b| {
+                ratio(cells, Variant::Afxdp, b, |q| q == p)
+                    .map_or("-".into(), |r| format!("{r:.2}x"))
+            };
+            let sat = find(cells, Variant::Afxdp, |q| q == p).map_or("-", Cell::saturated);
+            let _ = writeln!(
+                s,
+                " {} | {} | {} |",
+                r(Variant::Epoll),
+                r(Variant::Uring),
+                sat
+            );
+        }
+        let _ = writeln!(s);
+    }
+    let failed: Vec<&Cell> = cells.iter().filter(|c| !c.errors.is_empty()).collect();
+    if !failed.is_empty() {
+        let _ = writeln!(s, "## Failures\n");
+        // A variant that failed everywhere with one error gets one line.
+        let mut whole = Vec::new();
+        for &v in variants {
+            let mine: Vec<&Cell> = cells.iter().filter(|c| c.variant == v).collect();
+            let first = mine.first().and_then(|c| c.errors.first());
+            if let Some(e) = first
+                && mine
+                    .iter()
+                    .all(|c| c.txns_per_sec.is_none() && c.errors.iter().all(|x| x == e))
+            {
+                let _ = writeln!(s, "- {}: FAILED at every point: {e}", v.name());
+                whole.push(v);
+            }
+        }
+        for c in failed.into_iter().filter(|c| !whole.contains(&c.variant)) {
+            let _ = writeln!(
+                s,
+                "- {} / {} {}: {}",
+                c.variant.name(),
+                c.point.sweep.name(),
+                c.x,
+                c.errors.join("; ")
+            );
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+pub(crate) fn sweep_x_name(sweep: Sweep) -> &'static str {
+    match sweep {
+        Sweep::TxnsPerConn | Sweep::KernelClient => "txns/conn",
+        Sweep::MsgSize => "message bytes",
+        Sweep::Connections => "connections",
+        Sweep::Latency => "offered load",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_take_medians_and_skip_failures() {
+        let s = stat(vec![3.0, 1.0, f64::NAN, 2.0]).expect("values");
+        assert_eq!((s.median, s.min, s.max, s.n), (2.0, 1.0, 3.0, 3));
+        let s = stat(vec![4.0, 1.0]).expect("values");
+        assert_eq!(s.median, 2.5);
+        assert!(stat(vec![f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn csv_fields_with_commas_are_quoted() {
+        assert_eq!(csv_field("a,b \"c\""), "\"a,b \"\"c\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
+
+    #[test]
+    fn a_failed_variant_shows_as_failed_and_its_targets_as_not_available() {
+        let points = crate::plan::points(true);
+        let p = points[0];
+        let trials = vec![Trial::failed(
+            Variant::Uring,
+            p,
+            0,
+            "server exited: not built".into(),
+        )];
+        let cells = cells(&trials, &[Variant::Afxdp, Variant::Uring], &points);
+        let md = markdown(
+            &RunInfo {
+                started: "t".into(),
+                mode: "quick",
+                trials: 1,
+                secs: 1.0,
+                host: "h".into(),
+            },
+            &[Variant::Afxdp, Variant::Uring],
+            &cells,
+        );
+        assert!(md.contains("FAILED"));
+        assert!(md.contains("server exited: not built"));
+        assert!(md.contains("n/a"));
+    }
+}
