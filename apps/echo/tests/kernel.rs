@@ -18,13 +18,21 @@ type Stop = std::sync::Arc<std::sync::atomic::AtomicBool>;
 
 /// A port no other test of this binary gets, below the ephemeral range. Servers listen with
 /// `SO_REUSEPORT`, so two tests whose servers were handed the same port (which a released
-/// `bind(0)` probe allows) would silently split each other's connections.
+/// `bind(0)` probe allows) would silently split each other's connections. The probe binds
+/// without listening (`SO_REUSEPORT` too), so it never answers a connection meant for the
+/// server.
 fn free_port() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(24_000);
     loop {
         let port = NEXT.fetch_add(1, Ordering::Relaxed);
         assert!(port < 32_768, "ran out of test ports");
-        if TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).is_ok() {
+        let probe = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .and_then(|s| {
+                s.set_reuse_address(true)?;
+                s.set_reuse_port(true)?;
+                s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())
+            });
+        if probe.is_ok() {
             return port;
         }
     }

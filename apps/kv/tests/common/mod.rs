@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, unreachable_pub)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -47,6 +47,10 @@ impl Drop for Proc {
 /// test binary: servers listen with `SO_REUSEPORT`, so two servers given the same port
 /// would silently share it, and a port from the ephemeral range can be taken by any
 /// client socket on the machine meanwhile.
+///
+/// The probe binds without listening, with `SO_REUSEADDR` and `SO_REUSEPORT`: a child that
+/// another test thread forks at that moment inherits the probe until its `exec`, and a
+/// listening probe would answer (then reset) connections meant for the server.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU16, Ordering};
     static NEXT: AtomicU16 = AtomicU16::new(0);
@@ -59,17 +63,30 @@ pub fn free_port() -> u16 {
     loop {
         let p = NEXT.fetch_add(1, Ordering::Relaxed);
         assert!(p < 32_000, "no free port left");
-        if TcpListener::bind(("0.0.0.0", p)).is_ok() {
+        let probe = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .and_then(|s| {
+                s.set_reuse_address(true)?;
+                s.set_reuse_port(true)?;
+                s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, p)).into())
+            });
+        if probe.is_ok() {
             return p;
         }
     }
 }
 
+/// Waits until the server answers `version` on its port (a connection alone could reach a
+/// socket that is not the server's).
 fn wait_listening(mut p: Proc, what: &str) -> Proc {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if TcpStream::connect(("127.0.0.1", p.port)).is_ok() {
-            return p;
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", p.port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            if s.write_all(b"version\r\n").is_ok()
+                && read_until(&mut s, b"\r\n").starts_with(b"VERSION ")
+            {
+                return p;
+            }
         }
         assert!(p.alive(), "{what} exited at start");
         assert!(Instant::now() < deadline, "{what} did not start listening");
