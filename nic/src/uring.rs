@@ -150,8 +150,8 @@ pub struct Cqe {
 pub struct RingConfig {
     /// Submission queue entries (the completion queue is four times larger).
     pub entries: u32,
-    /// Fixed descriptor slots (connections); capped by `RLIMIT_NOFILE`, which is raised to
-    /// its hard limit first.
+    /// Fixed descriptor slots (connections); capped by `RLIMIT_NOFILE`, which
+    /// [`raise_nofile`] raises first.
     pub files: u32,
     /// Provided receive buffers (a power of two, at most 32768).
     pub buffers: u16,
@@ -652,7 +652,7 @@ fn peer_of(ss: &libc::sockaddr_storage) -> Option<SocketAddrV4> {
 }
 
 /// Descriptors a server or load generator asks for: [`RingConfig::files`]' default.
-pub const NOFILE_WANTED: u64 = 65536;
+pub const NOFILE_WANTED: libc::rlim_t = 65536;
 
 /// Raises `RLIMIT_NOFILE` so that a process with thousands of kernel sockets does not run
 /// out (the usual soft limit is 1,024, and some machines set the hard limit there too).
