@@ -40,6 +40,8 @@ use megatcp_channel::{Backend, Channel};
 use megatcp_engine::{EngineError, Runtime};
 use megatcp_stack::{LocalAddr, MacAddr, StackConfig};
 
+pub mod latency;
+
 #[cfg(feature = "dpdk")]
 mod dpdk;
 

@@ -9,8 +9,8 @@ use core::net::SocketAddrV4;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use megatcp_channel::{Backend, Channel, Completion, Handle};
+use megatcp_launch::latency::Latency;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -133,30 +133,18 @@ pub struct LoadReport {
     pub txns_per_sec: f64,
     /// Connections per second.
     pub conns_per_sec: f64,
-    /// Latency percentiles, microseconds.
-    pub p50_us: f64,
-    /// 99th percentile.
-    pub p99_us: f64,
-    /// 99.9th percentile.
-    pub p999_us: f64,
-    /// Mean latency.
-    pub mean_us: f64,
+    /// Latency (serialised as `p50_us`, `p99_us`, `p999_us`, `mean_us`).
+    #[serde(flatten)]
+    pub latency: Latency,
     /// Errors.
     pub errors: LoadErrors,
     /// Open loop: requests that found no free connection at their scheduled time and waited.
     pub queued_requests: u64,
-    #[serde(skip)]
-    hist: Histogram<u64>,
 }
 
 impl LoadReport {
     fn finish(&mut self) {
-        let h = &self.hist;
-        let us = |v: u64| v as f64 / 1000.0;
-        self.p50_us = us(h.value_at_quantile(0.50));
-        self.p99_us = us(h.value_at_quantile(0.99));
-        self.p999_us = us(h.value_at_quantile(0.999));
-        self.mean_us = h.mean() / 1000.0;
+        self.latency.finish();
         let s = self.seconds.max(1e-9);
         self.txns_per_sec = self.transactions as f64 / s;
         self.conns_per_sec = self.connections as f64 / s;
@@ -173,7 +161,7 @@ impl LoadReport {
             r.seconds = r.seconds.max(o.seconds);
             r.errors.add(&o.errors);
             r.queued_requests += o.queued_requests;
-            let _ = r.hist.add(&o.hist);
+            r.latency.merge(&o.latency);
         }
         r.finish();
         Some(r)
@@ -195,11 +183,7 @@ impl std::fmt::Display for LoadReport {
             "connections:  {} = {:.0} conn/s",
             self.connections, self.conns_per_sec
         )?;
-        writeln!(
-            f,
-            "latency (us): p50 {:.1}  p99 {:.1}  p99.9 {:.1}  mean {:.1}",
-            self.p50_us, self.p99_us, self.p999_us, self.mean_us
-        )?;
+        writeln!(f, "{}", self.latency)?;
         let e = &self.errors;
         write!(
             f,
@@ -373,7 +357,7 @@ impl Gen {
                 s.txns += 1;
                 if self.measuring {
                     let ns = s.started.elapsed().as_nanos() as u64;
-                    let _ = self.report.hist.record(ns.max(1));
+                    self.report.latency.record(ns);
                     self.report.transactions += 1;
                     self.report.bytes += s.sent.len() as u64;
                 }
@@ -453,14 +437,9 @@ pub fn run_load<B: Backend>(ch: &mut Channel<B>, opts: LoadOpts) -> LoadReport {
             seconds: 0.0,
             txns_per_sec: 0.0,
             conns_per_sec: 0.0,
-            p50_us: 0.0,
-            p99_us: 0.0,
-            p999_us: 0.0,
-            mean_us: 0.0,
+            latency: Latency::default(),
             errors: LoadErrors::default(),
             queued_requests: 0,
-            hist: Histogram::new_with_bounds(1, 60_000_000_000, 3)
-                .expect("constant, valid histogram bounds"),
         },
         backlog: VecDeque::new(),
         idle: VecDeque::new(),

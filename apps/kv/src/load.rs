@@ -16,8 +16,8 @@ use core::net::SocketAddrV4;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use megatcp_channel::{Backend, Channel, Completion, Handle};
+use megatcp_launch::latency::Latency;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -114,20 +114,13 @@ pub struct LoadReport {
     pub seconds: f64,
     /// Operations per second.
     pub ops_per_sec: f64,
-    /// Latency percentiles, microseconds.
-    pub p50_us: f64,
-    /// 99th percentile.
-    pub p99_us: f64,
-    /// 99.9th percentile.
-    pub p999_us: f64,
-    /// Mean latency.
-    pub mean_us: f64,
+    /// Latency (serialised as `p50_us`, `p99_us`, `p999_us`, `mean_us`).
+    #[serde(flatten)]
+    pub latency: Latency,
     /// Keys stored before the run.
     pub preloaded: u64,
     /// Errors.
     pub errors: LoadErrors,
-    #[serde(skip)]
-    hist: Histogram<u64>,
 }
 
 impl LoadReport {
@@ -139,23 +132,14 @@ impl LoadReport {
             sets: 0,
             seconds: 0.0,
             ops_per_sec: 0.0,
-            p50_us: 0.0,
-            p99_us: 0.0,
-            p999_us: 0.0,
-            mean_us: 0.0,
+            latency: Latency::default(),
             preloaded: 0,
             errors: LoadErrors::default(),
-            hist: new_hist(),
         }
     }
 
     fn finish(&mut self) {
-        let h = &self.hist;
-        let us = |v: u64| v as f64 / 1000.0;
-        self.p50_us = us(h.value_at_quantile(0.50));
-        self.p99_us = us(h.value_at_quantile(0.99));
-        self.p999_us = us(h.value_at_quantile(0.999));
-        self.mean_us = h.mean() / 1000.0;
+        self.latency.finish();
         self.ops_per_sec = self.ops as f64 / self.seconds.max(1e-9);
     }
 
@@ -174,7 +158,7 @@ impl LoadReport {
             r.errors.protocol += o.errors.protocol;
             r.errors.connect += o.errors.connect;
             r.errors.closed += o.errors.closed;
-            let _ = r.hist.add(&o.hist);
+            r.latency.merge(&o.latency);
         }
         r.finish();
         Some(r)
@@ -188,11 +172,7 @@ impl std::fmt::Display for LoadReport {
             "ops:          {} in {:.2} s = {:.0} ops/s (gets {}, hits {}, sets {})",
             self.ops, self.seconds, self.ops_per_sec, self.gets, self.hits, self.sets
         )?;
-        writeln!(
-            f,
-            "latency (us): p50 {:.1}  p99 {:.1}  p99.9 {:.1}  mean {:.1}",
-            self.p50_us, self.p99_us, self.p999_us, self.mean_us
-        )?;
+        writeln!(f, "{}", self.latency)?;
         let e = &self.errors;
         write!(
             f,
@@ -204,13 +184,6 @@ impl std::fmt::Display for LoadReport {
             e.closed
         )
     }
-}
-
-fn new_hist() -> Histogram<u64> {
-    // 1 ns .. 100 s, 3 significant digits: cannot fail.
-    Histogram::new_with_bounds(1, 100_000_000_000, 3).unwrap_or_else(|_| {
-        Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant digits are valid"))
-    })
 }
 
 /// The key of index `i`.
@@ -452,7 +425,7 @@ impl Gen<'_> {
                     None => self.report.sets += 1,
                 }
                 let ns = now.duration_since(started).as_nanos() as u64;
-                let _ = self.report.hist.record(ns.max(1));
+                self.report.latency.record(ns);
             }
         }
         if let Some(c) = self.conns.get_mut(s) {
