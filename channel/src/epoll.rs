@@ -310,12 +310,7 @@ impl Epoll {
                         .drain(..)
                         .map(|w| w.cookie)
                         .chain(c.shutdown.take());
-                    for cookie in pending {
-                        out.push(Completion::Error {
-                            cookie,
-                            error: ChannelError::Reset(handle),
-                        });
-                    }
+                    crate::rules::fail_reset(handle, pending, out);
                 }
                 out.push(Completion::Closed { handle, cookie });
             }
@@ -491,12 +486,7 @@ impl Epoll {
                 .into_iter()
                 .chain(c.shutdown)
                 .chain(c.writes.iter().map(|w| w.cookie));
-            for cookie in cookies {
-                out.push(Completion::Error {
-                    cookie,
-                    error: ChannelError::Reset(handle),
-                });
-            }
+            crate::rules::fail_reset(handle, cookies, out);
             out.push(Completion::Reset { handle });
         }
     }

@@ -311,6 +311,19 @@ pub mod rules {
         }
         data.is_empty()
     }
+
+    /// When a connection is reset or aborted, each of its pending operations (`cookies`)
+    /// fails with [`ChannelError::Reset`].
+    pub fn fail_reset(
+        handle: Handle,
+        cookies: impl IntoIterator<Item = crate::Cookie>,
+        out: &mut Vec<crate::Completion>,
+    ) {
+        out.extend(cookies.into_iter().map(|cookie| crate::Completion::Error {
+            cookie,
+            error: ChannelError::Reset(handle),
+        }));
+    }
 }
 
 /// What a backend reports.

@@ -366,12 +366,7 @@ impl State {
                         .chain(c.connecting)
                         .chain(c.writes.iter().map(|w| w.cookie))
                         .chain(c.shutdown);
-                    for cookie in pending {
-                        out.push(Completion::Error {
-                            cookie,
-                            error: ChannelError::Reset(handle),
-                        });
-                    }
+                    crate::rules::fail_reset(handle, pending, out);
                 }
                 out.push(Completion::Closed { handle, cookie });
             }
@@ -592,12 +587,7 @@ impl State {
             .into_iter()
             .chain(c.shutdown)
             .chain(c.writes.iter().map(|w| w.cookie));
-        for cookie in cookies {
-            out.push(Completion::Error {
-                cookie,
-                error: ChannelError::Reset(h),
-            });
-        }
+        crate::rules::fail_reset(h, cookies, out);
         out.push(Completion::Reset { handle: h });
     }
 

@@ -741,12 +741,7 @@ fn fail_pending(h: Handle, c: Conn, out: &mut Vec<Completion>) {
         .into_iter()
         .chain(c.shutdown)
         .chain(c.writes.iter().map(|w| w.cookie));
-    for cookie in cookies {
-        out.push(Completion::Error {
-            cookie,
-            error: ChannelError::Reset(h),
-        });
-    }
+    megatcp_channel::rules::fail_reset(h, cookies, out);
 }
 
 impl<Q: NicQueue> Backend for Bypass<Q> {
