@@ -42,6 +42,17 @@ impl Default for IdlePolicy {
     }
 }
 
+/// Why a [`Bypass`] could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum BypassError {
+    /// The stack refused its configuration.
+    #[error(transparent)]
+    Config(#[from] megatcp_stack::ConfigError),
+    /// The operating system's random source failed.
+    #[error("cannot draw the stack's secret from the operating system: {0}")]
+    Random(getrandom::Error),
+}
+
 /// Counters of the engine loop of one core.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LoopStats {
@@ -83,12 +94,17 @@ pub struct Bypass<Q: NicQueue> {
 
 impl<Q: NicQueue> Bypass<Q> {
     /// A backend over `nic` with a stack made from `cfg`. `stop` is the runtime's stop flag.
+    /// A `cfg` without a secret (all zero) gets one from the operating system's random
+    /// source, so that two processes (or two restarts) never share ISNs, ports or cookies.
     pub fn new(
         nic: Q,
-        cfg: StackConfig,
+        mut cfg: StackConfig,
         stop: Arc<AtomicBool>,
         idle: IdlePolicy,
-    ) -> Result<Self, megatcp_stack::ConfigError> {
+    ) -> Result<Self, BypassError> {
+        if cfg.secret == [0; 16] {
+            getrandom::fill(&mut cfg.secret).map_err(BypassError::Random)?;
+        }
         let start = StdInstant::now();
         let stack = Stack::new(cfg, Instant::from_micros(0))?;
         Ok(Self {

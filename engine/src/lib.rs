@@ -19,6 +19,6 @@ mod handles;
 mod runtime;
 mod steer;
 
-pub use bypass::{Bypass, IdlePolicy, LoopStats};
+pub use bypass::{Bypass, BypassError, IdlePolicy, LoopStats};
 pub use runtime::{CoreCtx, CoreMonitor, CoreReport, EngineError, Runtime};
 pub use steer::SteerStats;

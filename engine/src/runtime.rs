@@ -34,13 +34,13 @@ pub enum EngineError {
         /// Why.
         reason: String,
     },
-    /// A core's stack configuration was refused.
-    #[error("core {core}: bad stack configuration: {source}")]
+    /// A core's stack could not be made (configuration refused, no secret).
+    #[error("core {core}: cannot make the stack: {source}")]
     Stack {
         /// Core number.
         core: usize,
         /// Why.
-        source: megatcp_stack::ConfigError,
+        source: crate::bypass::BypassError,
     },
     /// Installing the signal handlers failed.
     #[error("cannot install signal handlers: {0}")]

@@ -111,6 +111,19 @@ pub struct TcpConfig {
     /// After `close`, the connection is aborted if it has not finished closing within this
     /// time (e.g. a peer that never sends its FIN).
     pub orphan_timeout: Duration,
+    /// How long a closed connection stays in TIME-WAIT, as a compact record (see
+    /// `ARCHITECTURE.md` for the choice of the default, 5 s). At most 120 s.
+    pub time_wait: Duration,
+    /// Minimum (and initial) retransmission timeout: 1 s divided by a whole number from 1
+    /// to 100 (smoltcp's own 1 s, run on a faster clock; see `ARCHITECTURE.md`). Default
+    /// 200 ms, as Linux.
+    pub min_rto: Duration,
+    /// Tail-loss probe: when data sent stays unacknowledged for two smoothed round trips
+    /// plus this allowance, its first unacknowledged segment is sent again (`None`: off).
+    pub tail_probe: Option<Duration>,
+    /// A handshake (SYN-RECEIVED or SYN-SENT) not completed in this time is given up: a
+    /// half-open passive connection is dropped silently, an active open fails.
+    pub handshake_timeout: Duration,
 }
 
 impl Default for TcpConfig {
@@ -125,6 +138,10 @@ impl Default for TcpConfig {
             user_timeout: Some(Duration::from_secs(300)),
             keep_alive: None,
             orphan_timeout: Duration::from_secs(60),
+            time_wait: Duration::from_secs(5),
+            min_rto: Duration::from_millis(200),
+            tail_probe: Some(Duration::from_millis(10)),
+            handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -141,8 +158,17 @@ pub struct StackConfig {
     pub gateway: Option<Ipv4Addr>,
     /// IP MTU (1500 on Ethernet).
     pub mtu: usize,
-    /// Seed for initial sequence numbers; use a different one on each start.
+    /// Seed of smoltcp's own pseudo-random numbers (not security relevant: initial sequence
+    /// numbers, ports and cookies come from `secret`).
     pub seed: u64,
+    /// The key of everything an off-path attacker must not predict: initial sequence numbers
+    /// (RFC 6528), SYN cookies, timestamp offsets, ephemeral ports (see the `secret`
+    /// module). It must come from the operating system's random source and differ on every
+    /// start (the engine takes it from `getrandom`). All zero (the default) derives it from
+    /// `seed`, for reproducible tests only.
+    pub secret: [u8; 16],
+    /// Challenge ACKs (RFC 5961) this stack sends per second at most.
+    pub challenge_ack_limit: u32,
     /// ARP settings.
     pub arp: ArpConfig,
     /// TCP defaults for new connections.
@@ -166,6 +192,8 @@ impl StackConfig {
             gateway: None,
             mtu: 1500,
             seed: 0x6d65_6761_7463_7000,
+            secret: [0; 16],
+            challenge_ack_limit: 1000,
             arp: ArpConfig::default(),
             tcp: TcpConfig::default(),
             default_backlog: 4096,

@@ -37,8 +37,27 @@ pub struct DropCounters {
     pub tcp_bad_checksum: u64,
     /// TCP segment for no connection and no listener (a RST was sent unless it was a RST).
     pub tcp_no_socket: u64,
-    /// SYN to a listening port whose backlog was full.
+    /// SYN to a listening port whose accept queue was full (SYN cookies answer SYNs when
+    /// only half-open connections fill the backlog), or a valid cookie ACK at that moment.
     pub tcp_backlog_full: u64,
+    /// ACK to a listening port carrying a SYN cookie that does not check out (forged, stale
+    /// or for another 4-tuple).
+    pub tcp_syn_cookie_bad: u64,
+    /// RST inside the receive window but not at its exact start (RFC 5961 3.2): answered
+    /// with a challenge ACK, the connection goes on.
+    pub tcp_rst_challenged: u64,
+    /// RST outside the receive window.
+    pub tcp_rst_out_of_window: u64,
+    /// SYN on a synchronized connection (RFC 5961 4.2): answered with a challenge ACK.
+    pub tcp_syn_challenged: u64,
+    /// Segment whose timestamp is older than the connection's last one (PAWS, RFC 7323 5):
+    /// answered with an ACK.
+    pub tcp_paws: u64,
+    /// RST for a 4-tuple in TIME-WAIT: ignored (RFC 1337).
+    pub tcp_time_wait_rst: u64,
+    /// Other segments for a 4-tuple in TIME-WAIT that need no answer (ACKs, old
+    /// duplicates).
+    pub tcp_time_wait_stale: u64,
 }
 
 impl DropCounters {
@@ -63,6 +82,13 @@ impl DropCounters {
             tcp_bad_checksum,
             tcp_no_socket,
             tcp_backlog_full,
+            tcp_syn_cookie_bad,
+            tcp_rst_challenged,
+            tcp_rst_out_of_window,
+            tcp_syn_challenged,
+            tcp_paws,
+            tcp_time_wait_rst,
+            tcp_time_wait_stale,
         } = *self;
         eth_truncated
             + eth_not_for_us
@@ -82,6 +108,13 @@ impl DropCounters {
             + tcp_bad_checksum
             + tcp_no_socket
             + tcp_backlog_full
+            + tcp_syn_cookie_bad
+            + tcp_rst_challenged
+            + tcp_rst_out_of_window
+            + tcp_syn_challenged
+            + tcp_paws
+            + tcp_time_wait_rst
+            + tcp_time_wait_stale
     }
 }
 
@@ -98,6 +131,9 @@ pub struct Counters {
     pub tx_bytes: u64,
     /// Incoming frames dropped, by reason.
     pub drops: DropCounters,
+    /// Incoming frames not dropped (ARP and ICMP handled, TCP segments handed to a
+    /// connection or answered by the stack): `rx_frames = rx_delivered + drops.total()`.
+    pub rx_delivered: u64,
     /// Outgoing packets dropped because no route (no gateway) leads to their destination.
     pub tx_no_route: u64,
     /// Outgoing packets dropped because their neighbour did not answer ARP.
@@ -132,4 +168,26 @@ pub struct Counters {
     pub tcp_segments_in: u64,
     /// Old segments whose ACK was rescued (see `ARCHITECTURE.md`, smoltcp notes).
     pub tcp_old_acks_rescued: u64,
+    /// Connections that entered TIME-WAIT (as compact records).
+    pub tcp_time_wait_entered: u64,
+    /// TIME-WAIT records that expired.
+    pub tcp_time_wait_expired: u64,
+    /// ACKs sent by TIME-WAIT records (a retransmitted FIN, data, an old SYN).
+    pub tcp_time_wait_acks: u64,
+    /// SYNs that opened a new connection on a 4-tuple in TIME-WAIT (RFC 6191).
+    pub tcp_time_wait_reopened: u64,
+    /// Active opens that reused a 4-tuple in TIME-WAIT (timestamps on).
+    pub tcp_time_wait_reused: u64,
+    /// SYN-ACKs sent with a SYN cookie (the listener's backlog was full).
+    pub syn_cookies_sent: u64,
+    /// Connections made from a valid SYN cookie.
+    pub syn_cookies_accepted: u64,
+    /// Challenge ACKs sent (RFC 5961: in-window RST or SYN on a connection).
+    pub challenge_acks_sent: u64,
+    /// Challenge ACKs not sent because of the rate limit.
+    pub challenge_acks_limited: u64,
+    /// Tail-loss probes sent.
+    pub tail_probes: u64,
+    /// Handshakes given up (`handshake_timeout`).
+    pub handshake_timeouts: u64,
 }

@@ -6,14 +6,15 @@ use core::net::Ipv4Addr;
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
-    EthernetRepr, IpProtocol, Ipv4Packet, Ipv4Repr,
+    EthernetRepr, Ipv4Packet, Ipv4Repr,
 };
 
 use crate::arp::{Enqueued, Neighbours};
 use crate::config::LocalAddr;
 use crate::counters::Counters;
 use crate::out::OutQueue;
-use crate::{Instant, MacAddr};
+use crate::xlate::Xlate;
+use crate::{Duration, Instant, MacAddr};
 
 /// Length of the Ethernet II header the stack writes.
 pub(crate) const ETH_HDR: usize = 14;
@@ -173,21 +174,15 @@ pub(crate) fn ip_caps(mtu: usize) -> DeviceCapabilities {
 
 /// The device one connection's `SocketSet` is polled through: it yields at most the one
 /// packet it was built with (so no other connection's packet can reach this socket set and
-/// be answered with a RST), and routes what smoltcp sends through [`Egress`].
+/// be answered with a RST), and routes what smoltcp sends through [`Egress`], translated to
+/// the wire's sequence space (see [`Xlate`]).
 pub(crate) struct FlowDevice<'a> {
     pub(crate) rx: Option<&'a [u8]>,
     pub(crate) eg: &'a mut Egress,
-    pub(crate) seq: &'a mut SeqTrack,
+    pub(crate) x: &'a mut Xlate,
     pub(crate) mtu: usize,
-}
-
-/// Sequence numbers of a connection, read off the segments it sends.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct SeqTrack {
-    /// End of the sequence space sent so far (for counting retransmissions).
-    pub(crate) snd_max: Option<u32>,
-    /// Highest acknowledgment number sent: what this side has received in order.
-    pub(crate) rcv_nxt: Option<u32>,
+    /// The tail-loss probe's allowance (`None`: no probes).
+    pub(crate) probe: Option<Duration>,
 }
 
 impl phy::Device for FlowDevice<'_> {
@@ -206,7 +201,8 @@ impl phy::Device for FlowDevice<'_> {
             PacketRx(packet),
             PacketTx {
                 eg: self.eg,
-                seq: self.seq,
+                x: self.x,
+                probe: self.probe,
             },
         ))
     }
@@ -217,7 +213,8 @@ impl phy::Device for FlowDevice<'_> {
         }
         Some(PacketTx {
             eg: self.eg,
-            seq: self.seq,
+            x: self.x,
+            probe: self.probe,
         })
     }
 
@@ -269,7 +266,8 @@ impl phy::RxToken for PacketRx<'_> {
 /// Room for one IP packet on its way out.
 pub(crate) struct PacketTx<'a> {
     eg: &'a mut Egress,
-    seq: &'a mut SeqTrack,
+    x: &'a mut Xlate,
+    probe: Option<Duration>,
 }
 
 impl phy::TxToken for PacketTx<'_> {
@@ -280,45 +278,20 @@ impl phy::TxToken for PacketTx<'_> {
         let mut buf = self.eg.out.take_buf();
         buf.resize(ETH_HDR + len, 0);
         let r = f(&mut buf[ETH_HDR..]);
-        track_tcp(&buf[ETH_HDR..], self.seq, &mut self.eg.counters);
+        let sent = self.x.on_egress(&mut buf[ETH_HDR..]);
+        if self.x.capture {
+            self.eg.out.recycle(buf);
+            return r;
+        }
+        if let Some(sent) = sent {
+            let c = &mut self.eg.counters;
+            c.tcp_segments_out += 1;
+            c.tcp_retransmits += u64::from(sent.retransmit);
+            if let Some(min) = self.probe {
+                self.x.probe.on_sent(sent, self.x.snd_max, self.eg.now, min);
+            }
+        }
         self.eg.send_ipv4(buf);
         r
-    }
-}
-
-/// Counts an outgoing TCP segment, and a retransmission when it carries sequence space
-/// already sent; records the acknowledgment number.
-fn track_tcp(ip: &[u8], seq_track: &mut SeqTrack, counters: &mut Counters) {
-    let Ok(p) = Ipv4Packet::new_checked(ip) else {
-        return;
-    };
-    if p.next_header() != IpProtocol::Tcp {
-        return;
-    }
-    let tcp = p.payload();
-    if tcp.len() < 20 {
-        return;
-    }
-    counters.tcp_segments_out += 1;
-    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-    let doff = usize::from(tcp[12] >> 4) * 4;
-    let flags = tcp[13];
-    if flags & 0x10 != 0 {
-        let ack = u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]);
-        match seq_track.rcv_nxt {
-            Some(r) if (ack.wrapping_sub(r) as i32) < 0 => {}
-            _ => seq_track.rcv_nxt = Some(ack),
-        }
-    }
-    let snd_max = &mut seq_track.snd_max;
-    let syn_fin = u32::from(flags & 0x02 != 0) + u32::from(flags & 0x01 != 0);
-    let seg_len = tcp.len().saturating_sub(doff) as u32 + syn_fin;
-    if seg_len == 0 || flags & 0x04 != 0 {
-        return;
-    }
-    let end = seq.wrapping_add(seg_len);
-    match *snd_max {
-        Some(max) if (end.wrapping_sub(max) as i32) <= 0 => counters.tcp_retransmits += 1,
-        _ => *snd_max = Some(end),
     }
 }

@@ -94,6 +94,18 @@ pub enum ConfigError {
     /// An empty ephemeral port range, or one that includes port 0.
     #[error("the ephemeral port range must be non-empty and exclude 0")]
     BadPortRange,
+    /// More local addresses than a stack handles (255).
+    #[error("{0} local addresses: at most 255")]
+    TooManyAddresses(usize),
+    /// A minimum RTO outside 10 ms ..= 1 s.
+    #[error("minimum RTO {0} is outside 10 ms ..= 1 s")]
+    BadMinRto(crate::Duration),
+    /// A TIME-WAIT over 120 s.
+    #[error("TIME-WAIT {0} is over 120 s")]
+    BadTimeWait(crate::Duration),
+    /// A handshake timeout of zero.
+    #[error("the handshake timeout must be above zero")]
+    BadHandshakeTimeout,
 }
 
 /// Why `set_listener_buffers` failed.

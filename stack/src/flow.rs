@@ -46,8 +46,9 @@ pub(crate) struct Flow {
     /// The earliest deadline registered in the timers, if any (it may be earlier than
     /// the connection needs: it then fires and reschedules).
     pub(crate) deadline: Option<Instant>,
-    /// Abort an orphan still not closed by then.
-    pub(crate) orphan_deadline: Option<Instant>,
+    /// Give up by then: an orphan still not closed is aborted, a handshake not completed
+    /// is dropped (see `lifecycle::on_timer`).
+    pub(crate) give_up: Option<Instant>,
     /// Queued for egress at the next poll.
     pub(crate) dirty: bool,
     /// Receive-queue length last reported (a larger one means new data: `Readable`).
@@ -57,12 +58,15 @@ pub(crate) struct Flow {
     pub(crate) reported_closed: bool,
     /// The application shut the write side down.
     pub(crate) shut_wr: bool,
+    /// The application has read the end of the stream.
+    pub(crate) eof_seen: bool,
     /// Ended by an abort (ours or a timeout), not an orderly close.
     pub(crate) aborted: bool,
     /// The application's last send was short: report `Writable` when space frees.
     pub(crate) want_writable: bool,
-    /// Sequence numbers seen on the way out.
-    pub(crate) seq: crate::egress::SeqTrack,
+    /// The connection as the wire sees it (sequence and timestamp offsets, what was sent
+    /// and acknowledged each way, RTT, tail-loss probe).
+    pub(crate) x: crate::xlate::Xlate,
 }
 
 impl Flow {

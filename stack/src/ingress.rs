@@ -1,20 +1,43 @@
 //! The way in: every received frame is checked layer by layer (Ethernet, ARP, IPv4, ICMP,
 //! TCP) through smoltcp's checked packet views; anything malformed is dropped and counted
-//! under one reason. Valid TCP segments go to their connection (found by 4-tuple) or, for a
-//! SYN, to a listener.
+//! under one reason (and every frame that is not dropped counts as delivered). Valid TCP
+//! segments go to their connection (found by 4-tuple), to a TIME-WAIT record, or to a
+//! listener (a SYN, or an ACK carrying a SYN cookie).
+//!
+//! Before a segment reaches a synchronized connection's socket, the stack applies what
+//! smoltcp does not: an RST must carry exactly the next expected sequence number, an RST
+//! elsewhere in the window and a SYN get a challenge ACK instead (RFC 5961), and a segment
+//! whose timestamp is older than the connection's last one is refused (PAWS, RFC 7323).
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, Icmpv4Message, Icmpv4Packet,
-    Icmpv4Repr, IpAddress, IpListenEndpoint, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl,
-    TcpPacket, TcpRepr, TcpSeqNumber,
+    Icmpv4Repr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr,
 };
 
+use crate::counters::DropCounters;
+use crate::craft;
 use crate::egress::FlowDevice;
-use crate::flow::{FourTuple, Phase, is_unicast};
-use crate::{Instant, MacAddr, Stack, mark_dirty, new_socket};
+use crate::flow::{FourTuple, is_unicast};
+use crate::lifecycle::{fin_received, set_ts};
+use crate::xlate::{ACK, FIN, RST, SYN, SegInfo, seq_lt};
+use crate::{Instant, MacAddr, Stack, TcpState, mark_dirty};
+
+/// What became of a received frame. A dropped frame has been counted under its reason.
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rx {
+    Delivered,
+    Dropped,
+}
+
+/// Counts a drop under `reason`.
+pub(crate) fn drop(reason: &mut u64) -> Rx {
+    *reason += 1;
+    Rx::Dropped
+}
 
 impl Stack {
     /// Processes one received Ethernet frame (without FCS). Output it causes is deferred to
@@ -24,23 +47,28 @@ impl Stack {
         let c = &mut self.eg.counters;
         c.rx_frames += 1;
         c.rx_bytes += frame.len() as u64;
+        if self.on_frame(frame) == Rx::Delivered {
+            self.eg.counters.rx_delivered += 1;
+        }
+    }
+
+    fn on_frame(&mut self, frame: &[u8]) -> Rx {
+        let drops = &mut self.eg.counters.drops;
         let Ok(eth) = EthernetFrame::new_checked(frame) else {
-            c.drops.eth_truncated += 1;
-            return;
+            return drop(&mut drops.eth_truncated);
         };
         let dst = eth.dst_addr();
         if dst != self.eg.mac && !dst.is_broadcast() {
-            c.drops.eth_not_for_us += 1;
-            return;
+            return drop(&mut drops.eth_not_for_us);
         }
         match eth.ethertype() {
             EthernetProtocol::Arp => self.on_arp(eth.payload()),
             EthernetProtocol::Ipv4 => self.on_ipv4(eth.payload(), eth.src_addr()),
-            _ => c.drops.eth_unsupported_type += 1,
+            _ => drop(&mut drops.eth_unsupported_type),
         }
     }
 
-    fn on_arp(&mut self, payload: &[u8]) {
+    fn on_arp(&mut self, payload: &[u8]) -> Rx {
         let eg = &mut self.eg;
         let repr = ArpPacket::new_checked(payload).and_then(|p| ArpRepr::parse(&p));
         let Ok(ArpRepr::EthernetIpv4 {
@@ -51,30 +79,30 @@ impl Stack {
             ..
         }) = repr
         else {
-            eg.counters.drops.arp_malformed += 1;
-            return;
+            return drop(&mut eg.counters.drops.arp_malformed);
         };
         if !smac.is_unicast() || !is_unicast(sip) {
-            eg.counters.drops.arp_malformed += 1;
-            return;
+            return drop(&mut eg.counters.drops.arp_malformed);
         }
         let for_us = eg.local_index(tip).is_some();
-        if for_us || eg.neighbours.knows(sip) {
+        let known = eg.neighbours.knows(sip);
+        if for_us || known {
             let frames = eg.neighbours.learn(sip, smac, eg.now);
             eg.release(frames, smac);
         }
         if !for_us {
-            if !eg.neighbours.knows(sip) {
-                eg.counters.drops.arp_not_for_us += 1;
+            if !known {
+                return drop(&mut eg.counters.drops.arp_not_for_us);
             }
-            return;
+            return Rx::Delivered;
         }
         if operation == ArpOperation::Request {
             eg.send_arp_from(ArpOperation::Reply, tip, sip, smac);
         }
+        Rx::Delivered
     }
 
-    fn on_ipv4(&mut self, bytes: &[u8], src_mac: MacAddr) {
+    fn on_ipv4(&mut self, bytes: &[u8], src_mac: MacAddr) -> Rx {
         let local = self.eg.addrs.iter().position(|a| a.addr == dst_of(bytes));
         let broadcast_src = self
             .eg
@@ -83,29 +111,23 @@ impl Stack {
             .any(|a| a.broadcast() == Some(src_of(bytes)));
         let drops = &mut self.eg.counters.drops;
         let Ok(ip) = Ipv4Packet::new_checked(bytes) else {
-            drops.ipv4_malformed += 1;
-            return;
+            return drop(&mut drops.ipv4_malformed);
         };
         if ip.version() != 4 {
-            drops.ipv4_malformed += 1;
-            return;
+            return drop(&mut drops.ipv4_malformed);
         }
         if !ip.verify_checksum() {
-            drops.ipv4_bad_checksum += 1;
-            return;
+            return drop(&mut drops.ipv4_bad_checksum);
         }
         if ip.more_frags() || ip.frag_offset() != 0 {
-            drops.ipv4_fragment += 1;
-            return;
+            return drop(&mut drops.ipv4_fragment);
         }
         let (src, dst) = (ip.src_addr(), ip.dst_addr());
         let Some(iface) = local else {
-            drops.ipv4_not_for_us += 1;
-            return;
+            return drop(&mut drops.ipv4_not_for_us);
         };
         if !is_unicast(src) || broadcast_src {
-            drops.ipv4_bad_source += 1;
-            return;
+            return drop(&mut drops.ipv4_bad_source);
         }
         let header_len = usize::from(ip.header_len());
         // `new_checked` guarantees header_len <= total_len <= bytes.len().
@@ -113,23 +135,20 @@ impl Stack {
         match ip.next_header() {
             IpProtocol::Tcp => self.on_tcp(iface, src, dst, packet, header_len, src_mac),
             IpProtocol::Icmp => self.on_icmp(src, dst, &packet[header_len..]),
-            _ => drops.ip_unsupported_protocol += 1,
+            _ => drop(&mut drops.ip_unsupported_protocol),
         }
     }
 
-    fn on_icmp(&mut self, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) {
+    fn on_icmp(&mut self, src: Ipv4Addr, dst: Ipv4Addr, payload: &[u8]) -> Rx {
         let eg = &mut self.eg;
         let Ok(icmp) = Icmpv4Packet::new_checked(payload) else {
-            eg.counters.drops.icmp_malformed += 1;
-            return;
+            return drop(&mut eg.counters.drops.icmp_malformed);
         };
         if !icmp.verify_checksum() {
-            eg.counters.drops.icmp_bad_checksum += 1;
-            return;
+            return drop(&mut eg.counters.drops.icmp_bad_checksum);
         }
         if icmp.msg_type() != Icmpv4Message::EchoRequest {
-            eg.counters.drops.icmp_ignored += 1;
-            return;
+            return drop(&mut eg.counters.drops.icmp_ignored);
         }
         let Ok(Icmpv4Repr::EchoRequest {
             ident,
@@ -137,8 +156,7 @@ impl Stack {
             data,
         }) = Icmpv4Repr::parse(&icmp, &ChecksumCapabilities::ignored())
         else {
-            eg.counters.drops.icmp_malformed += 1;
-            return;
+            return drop(&mut eg.counters.drops.icmp_malformed);
         };
         let reply = Icmpv4Repr::EchoReply {
             ident,
@@ -159,6 +177,7 @@ impl Stack {
                 &ChecksumCapabilities::default(),
             );
         });
+        Rx::Delivered
     }
 
     fn on_tcp(
@@ -169,46 +188,51 @@ impl Stack {
         packet: &[u8],
         header_len: usize,
         src_mac: MacAddr,
-    ) {
+    ) -> Rx {
         let drops = &mut self.eg.counters.drops;
         let Ok(tcp) = TcpPacket::new_checked(&packet[header_len..]) else {
-            drops.tcp_malformed += 1;
-            return;
+            return drop(&mut drops.tcp_malformed);
         };
         let (s, d) = (IpAddress::Ipv4(src), IpAddress::Ipv4(dst));
         if !tcp.verify_checksum(&s, &d) {
-            drops.tcp_bad_checksum += 1;
-            return;
+            return drop(&mut drops.tcp_bad_checksum);
         }
         let Ok(repr) = TcpRepr::parse(&tcp, &s, &d, &ChecksumCapabilities::ignored()) else {
-            drops.tcp_malformed += 1;
-            return;
+            return drop(&mut drops.tcp_malformed);
         };
         let tuple = FourTuple {
             local: SocketAddrV4::new(dst, repr.dst_port),
             remote: SocketAddrV4::new(src, repr.src_port),
         };
+        let seg = SegInfo::of(&repr);
         if let Some(index) = self.flows.lookup(&tuple) {
-            self.flow_ingress(index, packet);
-            return;
+            return self.flow_ingress(index, packet, &seg);
         }
-        if repr.control == TcpControl::Syn && repr.ack_number.is_none() {
-            if let Some(lid) = self.listeners.find(tuple.local) {
+        if self.time_waits.contains(&tuple) {
+            return self.time_wait_segment(iface, &tuple, packet, &repr, src_mac);
+        }
+        let syn = repr.control == TcpControl::Syn && repr.ack_number.is_none();
+        let bare_ack =
+            matches!(repr.control, TcpControl::None | TcpControl::Psh) && repr.ack_number.is_some();
+        if let Some(lid) = self.listeners.find(tuple.local) {
+            if syn {
                 self.learn_from_syn(src, src_mac);
-                self.passive_open(lid, tuple, iface, packet);
-                return;
+                return self.on_syn(lid, tuple, iface, packet, &repr, None);
+            }
+            if bare_ack && self.cookies_recent(lid) {
+                return self.on_cookie_ack(lid, tuple, iface, packet, &repr);
             }
         }
-        drops.tcp_no_socket += 1;
         if repr.control != TcpControl::Rst {
             self.send_rst(&tuple, &repr);
         }
+        drop(&mut self.eg.counters.drops.tcp_no_socket)
     }
 
     /// Learns an on-link peer's MAC address from its SYN, unless already known. With several
     /// cores on one address, ARP replies reach one core only (they carry no flow hash); this
     /// lets every core answer the connections it is given without an ARP round of its own.
-    fn learn_from_syn(&mut self, src: Ipv4Addr, src_mac: MacAddr) {
+    pub(crate) fn learn_from_syn(&mut self, src: Ipv4Addr, src_mac: MacAddr) {
         let eg = &mut self.eg;
         if src_mac.is_unicast()
             && eg.addrs.iter().any(|a| a.contains(src))
@@ -219,105 +243,159 @@ impl Stack {
         }
     }
 
-    /// A SYN for a listener: a new connection in SYN-RECEIVED, if the backlog has room.
-    fn passive_open(
-        &mut self,
-        lid: crate::ListenerId,
-        tuple: FourTuple,
-        iface: usize,
-        packet: &[u8],
-    ) {
-        let Some(l) = self.listeners.get_mut(lid) else {
-            return;
-        };
-        if l.pending >= l.backlog {
-            self.eg.counters.drops.tcp_backlog_full += 1;
-            return;
-        }
-        l.pending += 1;
-        let mut tcp = self.cfg.tcp.clone();
-        if let Some((rx, tx)) = l.buffers {
-            (tcp.rx_buffer, tcp.tx_buffer) = (rx, tx);
-        }
-        let mut socket = new_socket(&tcp, &mut self.spare_sockets);
-        let endpoint = IpListenEndpoint {
-            addr: Some(IpAddress::Ipv4(*tuple.local.ip())),
-            port: tuple.local.port(),
-        };
-        if socket.listen(endpoint).is_err() {
-            // Unreachable for a valid port; undo rather than panic.
-            l.pending -= 1;
-            return;
-        }
-        let id = self.insert_flow(tuple, iface, socket, Phase::Embryonic(lid));
-        self.flow_ingress(id.index, packet);
-    }
-
-    /// Hands one IP packet to the connection in slot `index`.
-    fn flow_ingress(&mut self, index: u32, packet: &[u8]) {
-        let now = self.now;
-        let mtu = self.cfg.mtu;
+    /// Hands one IP packet to the connection in slot `index`, after the checks smoltcp does
+    /// not make (RFC 5961, PAWS) and the translation to the socket's sequence space.
+    pub(crate) fn flow_ingress(&mut self, index: u32, packet: &[u8], seg: &SegInfo) -> Rx {
+        let snow = self.clock.socket_time(self.now);
+        let (mtu, now_ms) = (self.cfg.mtu, self.now_ms());
         let Some(flow) = self.flows.slot_mut(index) else {
-            return;
+            return drop(&mut self.eg.counters.drops.tcp_no_socket);
         };
         let id = flow.id(index);
-        let packet = match flow.seq.rcv_nxt {
-            Some(rcv_nxt) if rescue_old_ack(packet, rcv_nxt, &mut self.rewrite) => {
-                self.eg.counters.tcp_old_acks_rescued += 1;
-                &self.rewrite[..]
-            }
-            _ => packet,
+        let state = flow.socket().state();
+        if !matches!(
+            state,
+            TcpState::Listen | TcpState::SynSent | TcpState::SynReceived | TcpState::Closed
+        ) && let Some(reason) = self.guard(index, seg, state)
+        {
+            return drop(reason(&mut self.eg.counters.drops));
+        }
+        let Some(flow) = self.flows.slot_mut(index) else {
+            return drop(&mut self.eg.counters.drops.tcp_no_socket);
         };
+        let una = flow.x.snd_una;
+        flow.x.on_ingress(seg);
+        if let (Some(ack), Some(min)) = (seg.ack, self.cfg.tcp.tail_probe) {
+            let advanced = flow.x.snd_una != una;
+            let outstanding = flow.x.outstanding();
+            flow.x
+                .probe
+                .on_ack(ack, advanced, outstanding, self.now, min);
+        }
+        let rescue = flow.x.rcv_nxt.and_then(|r| old_ack_rescue(seg, r));
+        if rescue.is_some() {
+            self.eg.counters.tcp_old_acks_rescued += 1;
+        }
+        let packet = if flow.x.to_socket(packet, rescue, &mut self.rewrite) {
+            &self.rewrite[..]
+        } else {
+            packet
+        };
+        set_ts(now_ms, flow.x.ts_off);
         let iface = &mut self.ifaces[flow.iface];
         let mut dev = FlowDevice {
             rx: Some(packet),
             eg: &mut self.eg,
-            seq: &mut flow.seq,
+            x: &mut flow.x,
             mtu,
+            probe: self.cfg.tcp.tail_probe,
         };
-        iface.poll_ingress_single(now, &mut dev, &mut flow.sockets);
+        iface.poll_ingress_single(snow, &mut dev, &mut flow.sockets);
         self.eg.counters.tcp_segments_in += 1;
         mark_dirty(&mut self.dirty, flow, id);
         self.refresh(id);
+        Rx::Delivered
+    }
+
+    /// RFC 5961 and PAWS for a segment on a synchronized connection: `None` lets it through;
+    /// otherwise the drop reason (a challenge ACK or an ACK has been sent when due).
+    fn guard(
+        &mut self,
+        index: u32,
+        seg: &SegInfo,
+        state: TcpState,
+    ) -> Option<fn(&mut DropCounters) -> &mut u64> {
+        let flow = self.flows.slot_mut(index)?;
+        let s = flow.socket();
+        let queued = s.recv_queue();
+        let window = (s.recv_capacity() - queued).max(1) as u32;
+        let x = &flow.x;
+        if seg.flags & RST != 0 {
+            let rcv_nxt = x.rcv_next(queued, fin_received(state))?;
+            if seg.seq == rcv_nxt {
+                return None;
+            }
+            if seg.seq.wrapping_sub(rcv_nxt) >= window {
+                return Some(|d| &mut d.tcp_rst_out_of_window);
+            }
+            self.challenge_ack(index, state);
+            return Some(|d| &mut d.tcp_rst_challenged);
+        }
+        if seg.flags & SYN != 0 {
+            self.challenge_ack(index, state);
+            return Some(|d| &mut d.tcp_syn_challenged);
+        }
+        // PAWS guards the data: a pure ACK with an old timestamp is a reordered or
+        // duplicated ACK, not data from an old incarnation, and fast retransmit needs it
+        // (Linux lets such "disordered" ACKs through too).
+        let carries_data = seg.payload > 0 || seg.flags & FIN != 0;
+        if carries_data
+            && x.ts_on == Some(true)
+            && let (Some((tsval, _)), Some(recent)) = (seg.ts, x.ts_recent)
+            && seq_lt(tsval, recent)
+        {
+            // RFC 7323 5.3: drop it, but acknowledge (rate-limited like challenge ACKs: an
+            // attacker replaying old segments must not make us send a flood).
+            self.challenge_ack(index, state);
+            return Some(|d| &mut d.tcp_paws);
+        }
+        None
+    }
+
+    /// Sends the ACK RFC 5961 calls a challenge ACK: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>,
+    /// with the window and timestamps the connection uses; within the stack's rate limit.
+    fn challenge_ack(&mut self, index: u32, state: TcpState) {
+        let now_ms = self.now_ms();
+        let Some(flow) = self.flows.slot_mut(index) else {
+            return;
+        };
+        let x = &flow.x;
+        let queued = flow.socket().recv_queue();
+        let (Some(seq), Some(ack)) = (x.snd_max, x.rcv_next(queued, fin_received(state))) else {
+            return;
+        };
+        let ts = match (x.ts_on, x.ts_recent) {
+            (Some(true), Some(r)) => Some((now_ms.wrapping_add(x.ts_off), r)),
+            _ => None,
+        };
+        let repr = craft::ack(&flow.tuple, seq, ack, x.last_win, ts);
+        let tuple = flow.tuple;
+        if self.may_challenge() {
+            self.eg.send_tcp(&tuple, &repr);
+        }
     }
 
     /// Answers a segment that matched nothing with a RST (RFC 9293 section 3.10.7.1).
     fn send_rst(&mut self, tuple: &FourTuple, seg: &TcpRepr<'_>) {
-        let (seq_number, ack_number) = match seg.ack_number {
-            Some(ack) => (ack, None),
-            None => (TcpSeqNumber(0), Some(seg.seq_number + seg.segment_len())),
+        let (seq, ack) = match seg.ack_number {
+            Some(ack) => (ack.0 as u32, None),
+            None => (0, Some((seg.seq_number + seg.segment_len()).0 as u32)),
         };
-        let rst = TcpRepr {
-            src_port: tuple.local.port(),
-            dst_port: tuple.remote.port(),
-            control: TcpControl::Rst,
-            seq_number,
-            ack_number,
-            window_len: 0,
-            window_scale: None,
-            max_seg_size: None,
-            sack_permitted: false,
-            sack_ranges: [None; 3],
-            timestamp: None,
-            payload: &[],
-        };
-        let (local, remote) = (*tuple.local.ip(), *tuple.remote.ip());
-        let ip = Ipv4Repr {
-            src_addr: local,
-            dst_addr: remote,
-            next_header: IpProtocol::Tcp,
-            payload_len: rst.buffer_len(),
-            hop_limit: 64,
-        };
+        let rst = craft::segment(tuple, TcpControl::Rst, seq, ack);
         self.eg.counters.tcp_rst_sent += 1;
-        self.eg.send_ip_with(&ip, |buf| {
-            rst.emit(
-                &mut TcpPacket::new_unchecked(buf),
-                &IpAddress::Ipv4(local),
-                &IpAddress::Ipv4(remote),
-                &ChecksumCapabilities::default(),
-            );
-        });
+        self.eg.send_tcp(tuple, &rst);
+    }
+}
+
+impl SegInfo {
+    pub(crate) fn of(repr: &TcpRepr<'_>) -> Self {
+        let mut flags = match repr.control {
+            TcpControl::Syn => SYN,
+            TcpControl::Fin => FIN,
+            TcpControl::Rst => RST,
+            TcpControl::None | TcpControl::Psh => 0,
+        };
+        if repr.ack_number.is_some() {
+            flags |= ACK;
+        }
+        SegInfo {
+            flags,
+            seq: repr.seq_number.0 as u32,
+            ack: repr.ack_number.map(|a| a.0 as u32),
+            window: repr.window_len,
+            ts: repr.timestamp.map(|t| (t.tsval, t.tsecr)),
+            payload: repr.payload.len(),
+        }
     }
 }
 
@@ -340,34 +418,11 @@ fn src_of(b: &[u8]) -> Ipv4Addr {
 /// ACK field. A smoltcp peer that went back after a retransmission timeout sends exactly
 /// such ACKs (they carry its rewound sequence number), so two smoltcp stacks both recovering
 /// from loss stop hearing each other's ACKs and stall for good (seen in the 64 MiB
-/// loss/duplication test). Linux accepts the ACK of such a segment. Rewrite the sequence
-/// number to `rcv_nxt` so the ACK is processed. Only pure ACKs: an old data segment must
-/// stay as it is, since smoltcp answers it with the duplicate ACK its sender needs.
-/// Returns whether `out` holds a rewritten packet.
-///
-/// `packet` has been validated (IPv4 and TCP headers, checksums); smoltcp does not verify
-/// checksums again, so none is recomputed.
-fn rescue_old_ack(packet: &[u8], rcv_nxt: u32, out: &mut Vec<u8>) -> bool {
-    let ihl = usize::from(packet.first().map_or(0, |b| b & 0x0f)) * 4;
-    let Some(tcp) = packet.get(ihl..) else {
-        return false;
-    };
-    if tcp.len() < 20 {
-        return false;
-    }
-    let flags = tcp[13];
-    // Only ACK-bearing segments without SYN or RST.
-    if flags & 0x10 == 0 || flags & 0x06 != 0 {
-        return false;
-    }
-    let doff = usize::from(tcp[12] >> 4) * 4;
-    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-    // Pure ACK (no payload, no FIN) strictly before rcv_nxt.
-    if tcp.len() > doff || flags & 0x01 != 0 || (rcv_nxt.wrapping_sub(seq) as i32) <= 0 {
-        return false;
-    }
-    out.clear();
-    out.extend_from_slice(packet);
-    out[ihl + 4..ihl + 8].copy_from_slice(&rcv_nxt.to_be_bytes());
-    true
+/// loss/duplication test). Linux accepts the ACK of such a segment. The sequence number is
+/// set to `rcv_nxt` (on the copy the socket gets) so the ACK is processed. Only pure ACKs:
+/// an old data segment must stay as it is, since smoltcp answers it with the duplicate ACK
+/// its sender needs. Gives the sequence number to use, if the segment is such an ACK.
+fn old_ack_rescue(seg: &SegInfo, rcv_nxt: u32) -> Option<u32> {
+    let pure_ack = seg.flags == ACK && seg.payload == 0;
+    (pure_ack && seq_lt(seg.seq, rcv_nxt)).then_some(rcv_nxt)
 }

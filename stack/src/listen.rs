@@ -21,6 +21,9 @@ pub(crate) struct Listener {
     pub(crate) queue: VecDeque<ConnId>,
     /// Receive and send buffer sizes of accepted connections, when not the stack's default.
     pub(crate) buffers: Option<(usize, usize)>,
+    /// When this listener last answered a SYN with a cookie: until two cookie periods
+    /// later, ACKs that match no connection are checked as cookies.
+    pub(crate) last_cookie: Option<crate::Instant>,
 }
 
 #[derive(Default)]
@@ -44,6 +47,7 @@ impl Listeners {
             pending: 0,
             queue: VecDeque::new(),
             buffers: None,
+            last_cookie: None,
         };
         let index = match self.slots.iter().position(Option::is_none) {
             Some(i) => {

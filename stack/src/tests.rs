@@ -88,12 +88,14 @@ fn handshake_data_and_close() {
     let (ea, eb) = settle(&mut a, &mut b, now);
     assert_eq!(ea, vec![Event::Closed { conn: c }]);
     assert_eq!(eb, vec![Event::Closed { conn: s }]);
-    // B closed first: it holds TIME-WAIT; A is gone.
+    // B closed first: it holds TIME-WAIT, as a record (its socket is freed); A is gone.
     assert_eq!(a.stats().flows, 0);
-    assert_eq!(b.stats().flows, 1);
-    now += Duration::from_secs(11);
+    assert_eq!((b.stats().flows, b.stats().time_wait), (0, 1));
+    assert_eq!(b.counters().tcp_time_wait_entered, 1);
+    now += b.config().tcp.time_wait;
     settle(&mut a, &mut b, now);
-    assert_eq!(b.stats().flows, 0);
+    assert_eq!(b.stats().time_wait, 0);
+    assert_eq!(b.counters().tcp_time_wait_expired, 1);
     assert_eq!(b.stats().timer_entries, 0);
 }
 

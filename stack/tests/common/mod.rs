@@ -1,6 +1,9 @@
 //! Test bench: stacks joined by the in-memory wire NIC, driven in virtual time.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
+pub mod bulk;
+pub mod raw;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use megatcp_nic::wire::{self, WireConfig, WireQueue};
@@ -175,5 +178,63 @@ impl<Q: NicQueue> Net<Q> {
             servers.len() == n
         });
         (clients, servers)
+    }
+}
+
+/// One stack (B) facing a raw-frame peer (A's address and MAC) on a wire, in virtual time.
+pub struct Solo<Q: NicQueue = WireQueue> {
+    pub host: Host<Q>,
+    pub raw: raw::RawPeer,
+    pub now: Instant,
+}
+
+impl Solo<WireQueue> {
+    pub fn new(cfg: StackConfig) -> Self {
+        let (mut qa, mut qb) = wire::pair(WireConfig::default());
+        Solo::with_queue(cfg, qb.remove(0), qa.remove(0))
+    }
+}
+
+impl<Q: NicQueue> Solo<Q> {
+    pub fn with_queue(cfg: StackConfig, q: Q, raw_q: WireQueue) -> Self {
+        let now = Instant::from_secs(1);
+        Solo {
+            host: Host::new(Stack::new(cfg, now).unwrap(), q),
+            raw: raw::RawPeer {
+                q: raw_q,
+                mac: A_MAC,
+                peer_mac: B_MAC,
+                ip: A_IP,
+            },
+            now,
+        }
+    }
+
+    /// Sends `seg` and runs the stack for `d` of virtual time (1 ms steps); returns what it
+    /// sent back.
+    pub fn exchange(&mut self, seg: &raw::Seg, d: Duration) -> Vec<raw::Seg> {
+        self.raw.send(seg);
+        self.run(d)
+    }
+
+    /// Runs the stack for `d` of virtual time in steps of at most 1 ms (or up to its next
+    /// deadline); returns the segments it sent.
+    pub fn run(&mut self, d: Duration) -> Vec<raw::Seg> {
+        let end = self.now + d;
+        let mut out = Vec::new();
+        loop {
+            self.host.step(self.now);
+            out.extend(self.raw.recv());
+            if self.now >= end {
+                return out;
+            }
+            let next = self.host.stack.poll_at().unwrap_or(end);
+            self.now = next
+                .clamp(
+                    self.now + Duration::from_micros(10),
+                    self.now + Duration::from_millis(1),
+                )
+                .min(end);
+        }
     }
 }

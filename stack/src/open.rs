@@ -1,0 +1,358 @@
+//! Opening connections: listening ports and their accept queues, active opens with
+//! ephemeral ports (RFC 6056, reusing TIME-WAIT 4-tuples where timestamps make it safe),
+//! and the creation of flows and their sockets.
+
+use core::net::{Ipv4Addr, SocketAddrV4};
+
+use smoltcp::iface::SocketSet;
+use smoltcp::socket::tcp;
+use smoltcp::wire::{IpAddress, IpListenEndpoint};
+
+use crate::clock::SocketClock;
+use crate::flow::{self, Flow, FourTuple, Phase};
+use crate::timewait::{self, TwRecord};
+use crate::xlate::Xlate;
+use crate::{
+    BufferSizeError, CongestionControl, ConnId, ConnectError, HandleError, Instant, ListenError,
+    ListenerId, LocalAddr, Stack, TcpConfig, mark_dirty, tsval,
+};
+
+/// Options of an active open.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ConnectOpts {
+    /// Source address (default: the local address on the destination's subnet, else the
+    /// first one).
+    pub local_ip: Option<Ipv4Addr>,
+    /// Source port (default: an ephemeral port free for this destination and accepted by the
+    /// port filter).
+    pub local_port: Option<u16>,
+}
+
+/// How far a reused 4-tuple's ISN starts beyond the old connection's sequence space (as
+/// Linux: past any window the old one could have had, without scaling).
+const REUSE_ISN_GAP: u32 = 65_535 + 2;
+
+impl Stack {
+    // ----- listening -----------------------------------------------------------------------
+
+    /// Listens on `addr` (0.0.0.0 = every local address). `backlog` bounds the connections
+    /// being established plus those established and not yet accepted (default:
+    /// [`StackConfig::default_backlog`](crate::StackConfig::default_backlog)). When
+    /// half-open connections fill it, SYNs are answered with SYN cookies; when established
+    /// ones do, SYNs are dropped and counted.
+    pub fn listen(
+        &mut self,
+        addr: SocketAddrV4,
+        backlog: Option<usize>,
+    ) -> Result<ListenerId, ListenError> {
+        if addr.port() == 0 {
+            return Err(ListenError::ZeroPort);
+        }
+        if !addr.ip().is_unspecified() && self.eg.local_index(*addr.ip()).is_none() {
+            return Err(ListenError::NotLocal(*addr.ip()));
+        }
+        let backlog = backlog.unwrap_or(self.cfg.default_backlog);
+        if backlog == 0 {
+            return Err(ListenError::ZeroBacklog);
+        }
+        self.listeners
+            .add(addr, backlog)
+            .ok_or(ListenError::InUse(addr))
+    }
+
+    /// Stops listening. Connections not yet accepted are reset.
+    pub fn unlisten(&mut self, listener: ListenerId) -> Result<(), HandleError> {
+        self.listeners.remove(listener).ok_or(HandleError::Stale)?;
+        for id in self.flows.ids() {
+            let Some(flow) = self.flows.get_mut(id) else {
+                continue;
+            };
+            if matches!(flow.phase, Phase::Embryonic(l) | Phase::Queued(l) if l == listener) {
+                flow.phase = Phase::Orphan;
+                flow.aborted = true;
+                flow.reported_closed = true;
+                flow.socket_mut().abort();
+                mark_dirty(&mut self.dirty, flow, id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the oldest established connection from the listener's accept queue, with the
+    /// peer's address. The connection's pending data (if any) is reported as `Readable`.
+    pub fn accept(&mut self, listener: ListenerId) -> Option<(ConnId, SocketAddrV4)> {
+        loop {
+            let l = self.listeners.get_mut(listener)?;
+            let id = l.queue.pop_front()?;
+            let Some(flow) = self.flows.get_mut(id) else {
+                continue;
+            };
+            if flow.phase != Phase::Queued(listener) {
+                continue;
+            }
+            l.pending = l.pending.saturating_sub(1);
+            if l.queue.is_empty() && l.queue.capacity() > 1024 {
+                l.queue.shrink_to(64);
+            }
+            flow.phase = Phase::Open;
+            let peer = flow.tuple.remote;
+            self.refresh(id);
+            return Some((id, peer));
+        }
+    }
+
+    /// Sets the receive and send buffer sizes of connections the listener accepts from now
+    /// on (each 1 KiB ..= 1 GiB).
+    pub fn set_listener_buffers(
+        &mut self,
+        listener: ListenerId,
+        rx: usize,
+        tx: usize,
+    ) -> Result<(), BufferSizeError> {
+        let ok = |n: usize| (1024..=(1 << 30)).contains(&n);
+        if !ok(rx) || !ok(tx) {
+            return Err(BufferSizeError::OutOfRange { rx, tx });
+        }
+        self.listeners
+            .get_mut(listener)
+            .ok_or(BufferSizeError::Stale)?
+            .buffers = Some((rx, tx));
+        Ok(())
+    }
+
+    /// Established connections waiting in the listener's accept queue.
+    pub fn accept_queue_len(&self, listener: ListenerId) -> usize {
+        self.listeners.get(listener).map_or(0, |l| l.queue.len())
+    }
+
+    // ----- active open ---------------------------------------------------------------------
+
+    /// Starts an active open to `remote`. Completion comes as
+    /// [`Event::Connected`](crate::Event::Connected) or
+    /// [`Event::ConnectFailed`](crate::Event::ConnectFailed); the SYN leaves at the next
+    /// `poll`.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        remote: SocketAddrV4,
+        opts: ConnectOpts,
+    ) -> Result<ConnId, ConnectError> {
+        self.set_now(now);
+        if !flow::is_unicast(*remote.ip()) || remote.port() == 0 {
+            return Err(ConnectError::BadRemote(remote));
+        }
+        let (local_ip, port, reused) = match (opts.local_ip, opts.local_port) {
+            (ip, Some(p)) => {
+                let ip = ip.unwrap_or_else(|| self.source_candidates(remote)[0]);
+                let tuple = FourTuple {
+                    local: SocketAddrV4::new(ip, p),
+                    remote,
+                };
+                if p == 0 || self.flows.contains(&tuple) {
+                    return Err(ConnectError::PortInUse(p));
+                }
+                match self.take_time_wait(&tuple) {
+                    Ok(reused) => (ip, p, reused),
+                    Err(()) => return Err(ConnectError::PortInUse(p)),
+                }
+            }
+            (Some(ip), None) => {
+                let (p, reused) = self.ephemeral_port(ip, remote)?;
+                (ip, p, reused)
+            }
+            // Without a requested source, the addresses on the destination's subnet come
+            // first; when one runs out of ports, the next one is used.
+            (None, None) => {
+                let mut found = None;
+                for ip in self.source_candidates(remote) {
+                    if let Ok((p, reused)) = self.ephemeral_port(ip, remote) {
+                        found = Some((ip, p, reused));
+                        break;
+                    }
+                }
+                found.ok_or(ConnectError::NoFreePort(remote))?
+            }
+        };
+        let iface = self
+            .eg
+            .local_index(local_ip)
+            .ok_or(ConnectError::NotLocal(local_ip))?;
+        let tuple = FourTuple {
+            local: SocketAddrV4::new(local_ip, port),
+            remote,
+        };
+        let mut socket = new_socket(&self.cfg.tcp, &self.clock, &mut self.spare_sockets);
+        socket
+            .connect(
+                self.ifaces[iface].context(),
+                (IpAddress::Ipv4(*remote.ip()), remote.port()),
+                IpListenEndpoint {
+                    addr: Some(IpAddress::Ipv4(local_ip)),
+                    port,
+                },
+            )
+            .map_err(|_| ConnectError::BadRemote(remote))?;
+        let isn = match reused {
+            Some(r) => r.snd_nxt.wrapping_add(REUSE_ISN_GAP),
+            None => self.keys.isn(&tuple, self.now),
+        };
+        let id = self.insert_flow(tuple, iface, socket, Phase::Connecting, isn);
+        self.eg.counters.conns_opened += 1;
+        Ok(id)
+    }
+
+    /// Local addresses to open a connection to `remote` from, best first (those on its
+    /// subnet, then the rest). Never empty: a stack has at least one address.
+    fn source_candidates(&self, remote: SocketAddrV4) -> Vec<Ipv4Addr> {
+        let (mut near, far): (Vec<&LocalAddr>, Vec<&LocalAddr>) =
+            self.eg.addrs.iter().partition(|a| a.contains(*remote.ip()));
+        near.extend(far);
+        near.into_iter().map(|a| a.addr).collect()
+    }
+
+    /// Takes over a 4-tuple held in TIME-WAIT, when it is safe (`Ok(Some)`), or finds it
+    /// free (`Ok(None)`); `Err` when a record holds it and must stay.
+    fn take_time_wait(&mut self, tuple: &FourTuple) -> Result<Option<TwRecord>, ()> {
+        match self.time_waits.get(tuple) {
+            None => Ok(None),
+            Some(r) if timewait::reusable(r, self.now) => {
+                self.eg.counters.tcp_time_wait_reused += 1;
+                Ok(self.time_waits.remove(tuple))
+            }
+            Some(_) => Err(()),
+        }
+    }
+
+    /// An ephemeral port for a connection from `local_ip` to `remote` (RFC 6056 algorithm
+    /// 3: the search starts at a keyed hash of the addresses plus a counter), with the
+    /// TIME-WAIT record it takes over, if any.
+    fn ephemeral_port(
+        &mut self,
+        local_ip: Ipv4Addr,
+        remote: SocketAddrV4,
+    ) -> Result<(u16, Option<TwRecord>), ConnectError> {
+        let (start, end) = (
+            *self.cfg.ephemeral_ports.start(),
+            *self.cfg.ephemeral_ports.end(),
+        );
+        let span = u32::from(end - start) + 1;
+        let offset = self
+            .keys
+            .port_offset(local_ip, remote)
+            .wrapping_add(self.port_counter);
+        for i in 0..span {
+            let port = start + (offset.wrapping_add(i) % span) as u16;
+            let local = SocketAddrV4::new(local_ip, port);
+            let tuple = FourTuple { local, remote };
+            if self.flows.contains(&tuple) {
+                continue;
+            }
+            if let Some(r) = self.time_waits.get(&tuple)
+                && !timewait::reusable(r, self.now)
+            {
+                continue;
+            }
+            if let Some(filter) = self.port_filter.as_mut()
+                && !filter(local, remote)
+            {
+                continue;
+            }
+            self.port_counter = self.port_counter.wrapping_add(i + 1);
+            let reused = self.take_time_wait(&tuple).ok().flatten();
+            return Ok((port, reused));
+        }
+        Err(ConnectError::NoFreePort(remote))
+    }
+
+    /// Adds a connection whose socket will send `isn` as its ISN on the wire.
+    pub(crate) fn insert_flow(
+        &mut self,
+        tuple: FourTuple,
+        iface: usize,
+        socket: tcp::Socket<'static>,
+        phase: Phase,
+        isn: u32,
+    ) -> ConnId {
+        let mut sockets = SocketSet::new(Vec::with_capacity(1));
+        let handle = sockets.add(socket);
+        let generation = self.flows.next_generation();
+        let flow = Flow {
+            generation,
+            tuple,
+            iface,
+            sockets,
+            handle,
+            phase,
+            deadline: None,
+            give_up: Some(self.now + self.cfg.tcp.handshake_timeout),
+            dirty: false,
+            reported_rx: 0,
+            reported_peer_closed: false,
+            reported_closed: false,
+            want_writable: false,
+            shut_wr: false,
+            eof_seen: false,
+            aborted: false,
+            x: Xlate {
+                want_isn: Some(isn),
+                ts_off: self.keys.ts_offset(&tuple),
+                ..Xlate::default()
+            },
+        };
+        let id = self.flows.insert(flow);
+        if let Some(flow) = self.flows.get_mut(id) {
+            mark_dirty(&mut self.dirty, flow, id);
+        }
+        id
+    }
+}
+
+/// A buffer of `n` bytes whose pages are all touched now. `vec![0; n]` would get fresh,
+/// lazily zeroed pages from the kernel, and the page faults would then land on the data
+/// path, one per 4 KiB as the ring advances (seen as a third of the time of 10,000 active
+/// connections in `examples/flow_scaling.rs`).
+#[allow(
+    clippy::slow_vector_initialization,
+    reason = "the explicit writes are the point"
+)]
+fn touched_buffer(n: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(n);
+    v.resize(n, 0u8);
+    v
+}
+
+/// A smoltcp TCP socket with `cfg`'s settings (durations in socket time): a closed one from
+/// `spare` when its buffers have the right sizes (`listen`/`connect` reset its state and
+/// empty its buffers), else a new one.
+pub(crate) fn new_socket(
+    cfg: &TcpConfig,
+    clock: &SocketClock,
+    spare: &mut Vec<tcp::Socket<'static>>,
+) -> tcp::Socket<'static> {
+    let reuse = spare
+        .last()
+        .is_some_and(|s| s.recv_capacity() == cfg.rx_buffer && s.send_capacity() == cfg.tx_buffer);
+    let mut s = match spare.pop() {
+        Some(s) if reuse => s,
+        other => {
+            if let Some(s) = other {
+                spare.push(s);
+            }
+            tcp::Socket::new(
+                tcp::SocketBuffer::new(touched_buffer(cfg.rx_buffer)),
+                tcp::SocketBuffer::new(touched_buffer(cfg.tx_buffer)),
+            )
+        }
+    };
+    s.set_nagle_enabled(cfg.nagle);
+    s.set_ack_delay(cfg.ack_delay.map(|d| clock.stretch(d)));
+    s.set_congestion_control(match cfg.congestion {
+        CongestionControl::None => tcp::CongestionControl::None,
+        CongestionControl::Reno => tcp::CongestionControl::Reno,
+        CongestionControl::Cubic => tcp::CongestionControl::Cubic,
+    });
+    s.set_tsval_generator(if cfg.timestamps { Some(tsval) } else { None });
+    s.set_timeout(cfg.user_timeout.map(|d| clock.stretch(d)));
+    s.set_keep_alive(cfg.keep_alive.map(|d| clock.stretch(d)));
+    s
+}
