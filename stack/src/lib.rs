@@ -157,9 +157,11 @@ pub struct Stack {
     spare_sockets: Vec<tcp::Socket<'static>>,
     /// Room for a packet handed to a socket after translation or synthesis.
     rewrite: Vec<u8>,
-    /// RFC 6056 algorithm 3's counter: where the next ephemeral port search starts, after
-    /// the per-destination offset.
-    port_counter: u32,
+    /// RFC 6056 algorithm 4's table of counters: the ephemeral port search for a
+    /// destination starts at its keyed offset plus the counter of its bucket, so each
+    /// destination walks the whole port range (the oldest ports come back first) and
+    /// connections to other destinations do not make it skip ports.
+    port_counters: Vec<u32>,
     port_filter: Option<PortFilter>,
     keys: Keys,
     clock: SocketClock,
@@ -221,7 +223,7 @@ impl Stack {
             scratch: Vec::new(),
             spare_sockets: Vec::new(),
             rewrite: Vec::new(),
-            port_counter: keys.port_offset(cfg.addrs[0].addr, SocketAddrV4::new(0.into(), 0)),
+            port_counters: vec![0; open::PORT_BUCKETS],
             port_filter: None,
             keys,
             clock,
@@ -282,7 +284,13 @@ impl Stack {
         let mut work = std::mem::take(&mut self.scratch);
         work.clear();
         std::mem::swap(&mut work, &mut self.dirty);
-        for &id in &work {
+        for (i, &id) in work.iter().enumerate() {
+            if self.eg.out.is_full() {
+                // The NIC queue is full: the rest keep their turn (and their dirty mark)
+                // for the next poll, rather than each being polled for nothing.
+                self.dirty.extend_from_slice(&work[i..]);
+                break;
+            }
             self.egress(id);
         }
         work.clear();

@@ -28,6 +28,9 @@ pub struct ConnectOpts {
     pub local_port: Option<u16>,
 }
 
+/// Counters of the ephemeral port search (RFC 6056 algorithm 4's table).
+pub(crate) const PORT_BUCKETS: usize = 1024;
+
 /// How far a reused 4-tuple's ISN starts beyond the old connection's sequence space (as
 /// Linux: past any window the old one could have had, without scaling).
 const REUSE_ISN_GAP: u32 = 65_535 + 2;
@@ -224,8 +227,8 @@ impl Stack {
     }
 
     /// An ephemeral port for a connection from `local_ip` to `remote` (RFC 6056 algorithm
-    /// 3: the search starts at a keyed hash of the addresses plus a counter), with the
-    /// TIME-WAIT record it takes over, if any.
+    /// 4: the search starts at a keyed hash of the addresses plus the counter of their
+    /// bucket), with the TIME-WAIT record it takes over, if any.
     fn ephemeral_port(
         &mut self,
         local_ip: Ipv4Addr,
@@ -236,10 +239,11 @@ impl Stack {
             *self.cfg.ephemeral_ports.end(),
         );
         let span = u32::from(end - start) + 1;
+        let bucket = self.keys.port_bucket(local_ip, remote) as usize % PORT_BUCKETS;
         let offset = self
             .keys
             .port_offset(local_ip, remote)
-            .wrapping_add(self.port_counter);
+            .wrapping_add(self.port_counters[bucket]);
         for i in 0..span {
             let port = start + (offset.wrapping_add(i) % span) as u16;
             let local = SocketAddrV4::new(local_ip, port);
@@ -257,7 +261,7 @@ impl Stack {
             {
                 continue;
             }
-            self.port_counter = self.port_counter.wrapping_add(i + 1);
+            self.port_counters[bucket] = self.port_counters[bucket].wrapping_add(i + 1);
             let reused = self.take_time_wait(&tuple).ok().flatten();
             return Ok((port, reused));
         }

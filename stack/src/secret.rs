@@ -8,8 +8,9 @@
 //! * the per-connection timestamp offset, RFC 7323 section 5.4: `F(4-tuple, secret)`, the
 //!   same for every incarnation of a 4-tuple, so that a reused 4-tuple's timestamps keep
 //!   increasing (what TIME-WAIT reuse relies on);
-//! * the start of the ephemeral port search, RFC 6056 algorithm 3:
-//!   `F(local address, remote address and port, secret)`;
+//! * the start of the ephemeral port search, RFC 6056 algorithm 4:
+//!   `F(local address, remote address and port, secret)` plus the counter of the
+//!   destination's bucket `G(same, secret)`;
 //! * the authenticator of SYN cookies (RFC 4987), see [`crate::cookie`].
 
 use core::hash::Hasher;
@@ -24,6 +25,7 @@ const ISN: u8 = 1;
 const TS_OFFSET: u8 = 2;
 const PORT: u8 = 3;
 const COOKIE: u8 = 4;
+const PORT_BUCKET: u8 = 5;
 
 /// The stack's keys.
 #[derive(Clone)]
@@ -77,6 +79,14 @@ impl Keys {
     /// Where the ephemeral port search starts for this destination (RFC 6056 algorithm 3).
     pub(crate) fn port_offset(&self, local: Ipv4Addr, remote: SocketAddrV4) -> u32 {
         let mut h = self.hasher(PORT);
+        h.write(&local.octets());
+        write_addr(&mut h, remote);
+        h.finish() as u32
+    }
+
+    /// Which counter of the port search a destination uses (RFC 6056 algorithm 4's `G`).
+    pub(crate) fn port_bucket(&self, local: Ipv4Addr, remote: SocketAddrV4) -> u32 {
+        let mut h = self.hasher(PORT_BUCKET);
         h.write(&local.octets());
         write_addr(&mut h, remote);
         h.finish() as u32

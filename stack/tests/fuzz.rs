@@ -260,6 +260,8 @@ fn hostile_frames_are_dropped_and_counted_and_the_stack_keeps_working() {
         "dropped {dropped} < known bad {known_bad}"
     );
     assert_eq!(known_bad + unclassified, 100_000);
+    // Every frame is either delivered or dropped under one reason.
+    assert_eq!(end.rx_frames, end.rx_delivered + end.drops.total());
 
     // The established connection still works.
     net.b.events.clear();

@@ -12,8 +12,18 @@ use megatcp_stack::{ConnectOpts, Duration, Event};
 #[global_allocator]
 static ALLOC: Cap<System> = Cap::new(System, usize::MAX);
 
+/// The tests measure the whole process's heap: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn ten_thousand_connections_open_and_close_and_memory_returns() {
+    let _one_at_a_time = serial();
     const N: usize = 10_000;
     let mut ca = config(A_MAC, A_IP, 21);
     let mut cb = config(B_MAC, B_IP, 22);
@@ -123,4 +133,87 @@ fn ten_thousand_connections_open_and_close_and_memory_returns() {
     }
     let grown = after.saturating_sub(before);
     assert!(grown < 8 << 20, "heap grew by {grown} bytes in all");
+}
+
+/// A server that closes first keeps every connection in TIME-WAIT: as a record, each costs
+/// at most 128 bytes (its socket and buffers are gone). 100,000 records by default;
+/// `MEGATCP_TW_RECORDS=1000000` for the benchmark's million (in multiples of 10,000).
+#[test]
+fn time_wait_records_cost_at_most_128_bytes_each() {
+    let _one_at_a_time = serial();
+    let n: usize = std::env::var("MEGATCP_TW_RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let mut ca = config(A_MAC, A_IP, 23);
+    // Enough source addresses for N distinct 4-tuples to one port.
+    ca.addrs = (1..=(n / 16_000 + 2).min(150) as u8)
+        .map(|i| megatcp_stack::LocalAddr::new(std::net::Ipv4Addr::new(10, 77, 0, 100 + i), 24))
+        .collect();
+    let mut cb = config(B_MAC, B_IP, 24);
+    cb.tcp.time_wait = Duration::from_secs(120);
+    for c in [&mut ca, &mut cb] {
+        c.tcp.rx_buffer = 4096;
+        c.tcp.tx_buffer = 4096;
+    }
+    let mut net = Net::with_configs(ca, cb);
+    let lid = net.b.stack.listen(sa(B_IP, 80), None).unwrap();
+    let pools = |net: &Net| {
+        let (a, b) = (net.a.stack.stats(), net.b.stack.stats());
+        a.pooled_socket_bytes + a.pooled_frame_bytes + b.pooled_socket_bytes + b.pooled_frame_bytes
+    };
+    // Each connection gets a 4-tuple of its own (a SYN for a 4-tuple in TIME-WAIT would
+    // reopen it): 16,000 source ports per source address. The server closes first, the
+    // client follows. Warm up (ARP, pools) with a first batch.
+    let addrs: Vec<_> = net.a.stack.config().addrs.iter().map(|a| a.addr).collect();
+    let mut next = 0usize;
+    let mut batch = |net: &mut Net, n: usize| {
+        let clients: Vec<_> = (0..n)
+            .map(|_| {
+                next += 1;
+                let opts = ConnectOpts {
+                    local_ip: Some(addrs[next / 16_000]),
+                    local_port: Some(20_000 + (next % 16_000) as u16),
+                };
+                net.a.stack.connect(net.now, sa(B_IP, 80), opts).unwrap()
+            })
+            .collect();
+        let mut servers = Vec::new();
+        net.run_until(Duration::from_secs(30), |net| {
+            while let Some((s, _)) = net.b.stack.accept(lid) {
+                net.b.stack.close(s).unwrap();
+                servers.push(s);
+            }
+            servers.len() == n
+        });
+        let mut closed = 0;
+        net.run_until(Duration::from_secs(60), |net| {
+            for e in net.a.events.drain(..) {
+                if let Event::PeerClosed { conn } = e {
+                    net.a.stack.close(conn).unwrap();
+                    closed += 1;
+                }
+            }
+            closed == clients.len()
+                && net.a.stack.stats().flows == 0
+                && net.b.stack.stats().flows == 0
+        });
+        net.b.events.clear();
+    };
+    batch(&mut net, 1000);
+    let before = ALLOC.allocated() - pools(&net);
+    let tw_before = net.b.stack.stats().time_wait;
+    for _ in 0..n / 10_000 {
+        batch(&mut net, 10_000);
+    }
+    let s = net.b.stack.stats();
+    assert_eq!(s.time_wait - tw_before, n);
+    assert_eq!((s.flows, net.a.stack.stats().flows), (0, 0));
+    let after = ALLOC.allocated() - pools(&net);
+    let per = (after.saturating_sub(before)) as f64 / n as f64;
+    eprintln!(
+        "{n} TIME-WAIT records: {per:.1} bytes each (stack's own estimate {} B in all)",
+        s.time_wait_bytes
+    );
+    assert!(per <= 128.0, "{per:.1} bytes per TIME-WAIT record");
 }
