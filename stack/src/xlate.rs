@@ -227,6 +227,8 @@ pub(crate) struct SegInfo {
 pub(crate) struct Probe {
     /// Smoothed RTT, microseconds (0: no sample yet).
     pub(crate) srtt_us: u32,
+    /// RTT variation, microseconds.
+    pub(crate) rttvar_us: u32,
     /// The segment being timed: the sequence number that acknowledges it, and when it left.
     timing: Option<(u32, Instant)>,
     /// When to probe, if the tail is still unacknowledged.
@@ -234,6 +236,9 @@ pub(crate) struct Probe {
     /// A probe was sent for the current tail.
     pub(crate) probed: bool,
 }
+
+/// No probe when it would come as late as the smallest RTO: the RTO does the job then.
+const PROBE_MAX: Duration = Duration::from_millis(200);
 
 impl Probe {
     /// After a segment left: starts timing new data, stops timing on a retransmission (its
@@ -255,7 +260,7 @@ impl Probe {
             {
                 self.timing = Some((end, now));
             }
-            self.deadline = Some(now + self.pto(min));
+            self.deadline = self.pto(min).map(|p| now + p);
             self.probed = false;
         }
     }
@@ -274,27 +279,39 @@ impl Probe {
             && seq_le(end, ack)
         {
             self.timing = None;
-            let sample = (now - at).total_micros().min(u64::from(u32::MAX)) as u32;
-            self.srtt_us = if self.srtt_us == 0 {
-                sample
+            let sample = (now - at).total_micros().min(u64::from(u32::MAX / 8)) as u32;
+            if self.srtt_us == 0 {
+                self.srtt_us = sample.max(1);
+                self.rttvar_us = sample / 2;
             } else {
-                // srtt += (sample - srtt) / 8
-                ((u64::from(self.srtt_us) * 7 + u64::from(sample)) / 8) as u32
-            };
+                // RFC 6298: rttvar += (|srtt - sample| - rttvar) / 4; srtt += (sample - srtt) / 8.
+                let err = self.srtt_us.abs_diff(sample);
+                self.rttvar_us = ((u64::from(self.rttvar_us) * 3 + u64::from(err)) / 4) as u32;
+                self.srtt_us =
+                    ((u64::from(self.srtt_us) * 7 + u64::from(sample)) / 8).max(1) as u32;
+            }
         }
         if !outstanding {
             self.deadline = None;
             self.probed = false;
         } else if advanced {
-            self.deadline = Some(now + self.pto(min));
+            self.deadline = self.pto(min).map(|p| now + p);
             self.probed = false;
         }
     }
 
-    /// The probe timeout: two smoothed RTTs plus `min` (RFC 8985's allowance for the
-    /// peer's delayed ACK and timer granularity).
-    pub(crate) fn pto(&self, min: Duration) -> Duration {
-        Duration::from_micros(2 * u64::from(self.srtt_us)) + min
+    /// The probe timeout: the larger of two smoothed RTTs and SRTT + 4 RTTVAR, plus `min`
+    /// (RFC 8985's allowance for the peer's delayed ACK and timer granularity). None
+    /// without an RTT sample (RFC 8985 would wait a second: the RTO comes first) or when it
+    /// would not come before the minimum RTO.
+    pub(crate) fn pto(&self, min: Duration) -> Option<Duration> {
+        if self.srtt_us == 0 {
+            return None;
+        }
+        let srtt = u64::from(self.srtt_us);
+        let spread = (2 * srtt).max(srtt + 4 * u64::from(self.rttvar_us));
+        let pto = Duration::from_micros(spread) + min;
+        (pto < PROBE_MAX).then_some(pto)
     }
 }
 
@@ -474,12 +491,22 @@ mod tests {
             retransmit: false,
             new_data: true,
         };
+        // No RTT sample yet: no probe (the RTO covers the first round trip).
         p.on_sent(sent, Some(200), t0, min);
-        assert_eq!(p.deadline, Some(t0 + min));
-        p.on_ack(200, true, false, t0 + Duration::from_millis(4), min);
-        assert_eq!(p.srtt_us, 4000);
         assert_eq!(p.deadline, None);
+        p.on_ack(200, true, false, t0 + Duration::from_millis(4), min);
+        assert_eq!((p.srtt_us, p.rttvar_us), (4000, 2000));
+        assert_eq!(p.deadline, None);
+        // srtt 4 ms, rttvar 2 ms: max(8, 4 + 8) + 10 = 22 ms.
         p.on_sent(sent, Some(300), t0, min);
-        assert_eq!(p.deadline, Some(t0 + Duration::from_millis(18)));
+        assert_eq!(p.deadline, Some(t0 + Duration::from_millis(22)));
+        // Data in flight and an ACK that advances: re-armed from the ACK.
+        p.on_ack(250, true, true, t0 + Duration::from_millis(1), min);
+        assert!(p.deadline.is_some());
+        // A round trip as long as the RTO: no probe.
+        let mut slow = Probe::default();
+        slow.on_sent(sent, Some(100), t0, min);
+        slow.on_ack(100, true, false, t0 + Duration::from_millis(150), min);
+        assert_eq!(slow.pto(min), None);
     }
 }
