@@ -102,7 +102,8 @@ impl std::fmt::Display for CoreReport {
         write!(
             f,
             "core {}: rx {} frames / {} B, tx {} frames / {} B, drops {}, conns accepted {} opened {} \
-             closed {} reset {} failed {}, retransmits {}, tx batches {}, nic tx-full {}, \
+             closed {} reset {} failed {}, retransmits {} (tail probes {}), time-wait {}, \
+             syn cookies {}/{}, challenge acks {}, tx batches {}, nic tx-full {}, \
              dispatches {}, flushes {}, steered out {} in {} dropped {}",
             self.core,
             s.rx_frames,
@@ -116,6 +117,11 @@ impl std::fmt::Display for CoreReport {
             s.conns_reset,
             s.conns_connect_failed,
             s.tcp_retransmits,
+            s.tail_probes,
+            s.tcp_time_wait_entered,
+            s.syn_cookies_accepted,
+            s.syn_cookies_sent,
+            s.challenge_acks_sent,
             self.engine.tx_batches,
             self.engine.tx_ring_full,
             self.channel.dispatches,
