@@ -153,8 +153,8 @@ pub struct Stack {
     events: VecDeque<Event>,
     dirty: Vec<ConnId>,
     scratch: Vec<ConnId>,
-    /// Closed sockets of the default buffer sizes, for reuse.
-    spare_sockets: Vec<tcp::Socket<'static>>,
+    /// Closed sockets of the default buffer sizes (in their socket sets), for reuse.
+    spare_sockets: Vec<open::PooledSocket>,
     /// Room for a packet handed to a socket after translation or synthesis.
     rewrite: Vec<u8>,
     /// RFC 6056 algorithm 4's table of counters: the ephemeral port search for a
@@ -382,7 +382,10 @@ impl Stack {
             pooled_socket_bytes: self
                 .spare_sockets
                 .iter()
-                .map(|s| s.recv_capacity() + s.send_capacity() + size_of::<tcp::Socket<'static>>())
+                .map(|p| {
+                    let s = p.socket();
+                    s.recv_capacity() + s.send_capacity() + size_of::<tcp::Socket<'static>>()
+                })
                 .sum(),
         }
     }

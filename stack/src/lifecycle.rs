@@ -12,6 +12,7 @@ use smoltcp::wire::TcpControl;
 use crate::craft;
 use crate::egress::FlowDevice;
 use crate::flow::Phase;
+use crate::open::PooledSocket;
 use crate::timewait::TwRecord;
 use crate::{ConnId, Event, SOCKET_POOL, Stack, TS_VALUE, TcpState, mark_dirty};
 
@@ -312,17 +313,20 @@ impl Stack {
 
     /// Frees a connection, and stale timer entries with it.
     pub(crate) fn release(&mut self, id: ConnId) {
-        if let Some(mut flow) = self.flows.remove(id)
+        if let Some(flow) = self.flows.remove(id)
             && self.spare_sockets.len() < SOCKET_POOL
         {
             let tcp = &self.cfg.tcp;
-            #[allow(irrefutable_let_patterns, reason = "only TCP sockets are compiled in")]
-            if let smoltcp::socket::Socket::Tcp(s) = flow.sockets.remove(flow.handle)
-                && s.state() == tcp::State::Closed
+            let p = PooledSocket {
+                sockets: flow.sockets,
+                handle: flow.handle,
+            };
+            let s = p.socket();
+            if s.state() == tcp::State::Closed
                 && s.recv_capacity() == tcp.rx_buffer
                 && s.send_capacity() == tcp.tx_buffer
             {
-                self.spare_sockets.push(s);
+                self.spare_sockets.push(p);
             }
         }
         let flows = &self.flows;

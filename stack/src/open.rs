@@ -4,7 +4,7 @@
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 
-use smoltcp::iface::SocketSet;
+use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{IpAddress, IpListenEndpoint};
 
@@ -14,7 +14,7 @@ use crate::timewait::{self, TwRecord};
 use crate::xlate::Xlate;
 use crate::{
     BufferSizeError, CongestionControl, ConnId, ConnectError, HandleError, Instant, ListenError,
-    ListenerId, LocalAddr, Stack, TcpConfig, mark_dirty, tsval,
+    ListenerId, Stack, TcpConfig, mark_dirty, tsval,
 };
 
 /// Options of an active open.
@@ -146,7 +146,7 @@ impl Stack {
         }
         let (local_ip, port, reused) = match (opts.local_ip, opts.local_port) {
             (ip, Some(p)) => {
-                let ip = ip.unwrap_or_else(|| self.source_candidates(remote)[0]);
+                let ip = ip.unwrap_or_else(|| self.first_source(remote));
                 let tuple = FourTuple {
                     local: SocketAddrV4::new(ip, p),
                     remote,
@@ -167,10 +167,16 @@ impl Stack {
             // first; when one runs out of ports, the next one is used.
             (None, None) => {
                 let mut found = None;
-                for ip in self.source_candidates(remote) {
-                    if let Ok((p, reused)) = self.ephemeral_port(ip, remote) {
-                        found = Some((ip, p, reused));
-                        break;
+                'search: for near in [true, false] {
+                    for i in 0..self.eg.addrs.len() {
+                        let a = self.eg.addrs[i];
+                        if a.contains(*remote.ip()) != near {
+                            continue;
+                        }
+                        if let Ok((p, reused)) = self.ephemeral_port(a.addr, remote) {
+                            found = Some((a.addr, p, reused));
+                            break 'search;
+                        }
                     }
                 }
                 found.ok_or(ConnectError::NoFreePort(remote))?
@@ -184,8 +190,8 @@ impl Stack {
             local: SocketAddrV4::new(local_ip, port),
             remote,
         };
-        let mut socket = new_socket(&self.cfg.tcp, &self.clock, &mut self.spare_sockets);
-        socket
+        let mut sock = new_socket(&self.cfg.tcp, &self.clock, &mut self.spare_sockets);
+        sock.socket_mut()
             .connect(
                 self.ifaces[iface].context(),
                 (IpAddress::Ipv4(*remote.ip()), remote.port()),
@@ -199,30 +205,35 @@ impl Stack {
             Some(r) => r.snd_nxt.wrapping_add(REUSE_ISN_GAP),
             None => self.keys.isn(&tuple, self.now),
         };
-        let id = self.insert_flow(tuple, iface, socket, Phase::Connecting, isn);
+        let id = self.insert_flow(tuple, iface, sock, Phase::Connecting, isn);
         self.eg.counters.conns_opened += 1;
         Ok(id)
     }
 
-    /// Local addresses to open a connection to `remote` from, best first (those on its
-    /// subnet, then the rest). Never empty: a stack has at least one address.
-    fn source_candidates(&self, remote: SocketAddrV4) -> Vec<Ipv4Addr> {
-        let (mut near, far): (Vec<&LocalAddr>, Vec<&LocalAddr>) =
-            self.eg.addrs.iter().partition(|a| a.contains(*remote.ip()));
-        near.extend(far);
-        near.into_iter().map(|a| a.addr).collect()
+    /// The local address to open a connection to `remote` from: the first one on its subnet,
+    /// else the first one (a stack has at least one address).
+    fn first_source(&self, remote: SocketAddrV4) -> Ipv4Addr {
+        let addrs = &self.eg.addrs;
+        addrs
+            .iter()
+            .find(|a| a.contains(*remote.ip()))
+            .or(addrs.first())
+            .map_or(Ipv4Addr::UNSPECIFIED, |a| a.addr)
     }
 
     /// Takes over a 4-tuple held in TIME-WAIT, when it is safe (`Ok(Some)`), or finds it
     /// free (`Ok(None)`); `Err` when a record holds it and must stay.
     fn take_time_wait(&mut self, tuple: &FourTuple) -> Result<Option<TwRecord>, ()> {
-        match self.time_waits.get(tuple) {
-            None => Ok(None),
-            Some(r) if timewait::reusable(r, self.now) => {
+        let now = self.now;
+        match self
+            .time_waits
+            .take_if(tuple, |r| timewait::reusable(r, now))
+        {
+            Ok(Some(r)) => {
                 self.eg.counters.tcp_time_wait_reused += 1;
-                Ok(self.time_waits.remove(tuple))
+                Ok(Some(r))
             }
-            Some(_) => Err(()),
+            other => other,
         }
     }
 
@@ -251,18 +262,15 @@ impl Stack {
             if self.flows.contains(&tuple) {
                 continue;
             }
-            if let Some(r) = self.time_waits.get(&tuple)
-                && !timewait::reusable(r, self.now)
-            {
-                continue;
-            }
             if let Some(filter) = self.port_filter.as_mut()
                 && !filter(local, remote)
             {
                 continue;
             }
+            let Ok(reused) = self.take_time_wait(&tuple) else {
+                continue;
+            };
             self.port_counters[bucket] = self.port_counters[bucket].wrapping_add(i + 1);
-            let reused = self.take_time_wait(&tuple).ok().flatten();
             return Ok((port, reused));
         }
         Err(ConnectError::NoFreePort(remote))
@@ -273,12 +281,11 @@ impl Stack {
         &mut self,
         tuple: FourTuple,
         iface: usize,
-        socket: tcp::Socket<'static>,
+        sock: PooledSocket,
         phase: Phase,
         isn: u32,
     ) -> ConnId {
-        let mut sockets = SocketSet::new(Vec::with_capacity(1));
-        let handle = sockets.add(socket);
+        let PooledSocket { sockets, handle } = sock;
         let generation = self.flows.next_generation();
         let flow = Flow {
             generation,
@@ -325,29 +332,50 @@ fn touched_buffer(n: usize) -> Vec<u8> {
     v
 }
 
-/// A smoltcp TCP socket with `cfg`'s settings (durations in socket time): a closed one from
-/// `spare` when its buffers have the right sizes (`listen`/`connect` reset its state and
-/// empty its buffers), else a new one.
+/// A one-socket smoltcp `SocketSet`: what a flow polls, and what the stack keeps for reuse
+/// when a connection ends (the set's storage and the socket with its buffers).
+pub(crate) struct PooledSocket {
+    pub(crate) sockets: SocketSet<'static>,
+    pub(crate) handle: SocketHandle,
+}
+
+impl PooledSocket {
+    pub(crate) fn socket(&self) -> &tcp::Socket<'static> {
+        self.sockets.get::<tcp::Socket<'static>>(self.handle)
+    }
+
+    pub(crate) fn socket_mut(&mut self) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket<'static>>(self.handle)
+    }
+}
+
+/// A smoltcp TCP socket with `cfg`'s settings (durations in socket time), in its socket
+/// set: a closed one from `spare` when its buffers have the right sizes (`listen`/`connect`
+/// reset its state and empty its buffers), else a new one.
 pub(crate) fn new_socket(
     cfg: &TcpConfig,
     clock: &SocketClock,
-    spare: &mut Vec<tcp::Socket<'static>>,
-) -> tcp::Socket<'static> {
-    let reuse = spare
-        .last()
-        .is_some_and(|s| s.recv_capacity() == cfg.rx_buffer && s.send_capacity() == cfg.tx_buffer);
-    let mut s = match spare.pop() {
-        Some(s) if reuse => s,
+    spare: &mut Vec<PooledSocket>,
+) -> PooledSocket {
+    let fits = |p: &PooledSocket| {
+        let s = p.socket();
+        s.recv_capacity() == cfg.rx_buffer && s.send_capacity() == cfg.tx_buffer
+    };
+    let mut p = match spare.pop() {
+        Some(p) if fits(&p) => p,
         other => {
-            if let Some(s) = other {
-                spare.push(s);
+            if let Some(p) = other {
+                spare.push(p);
             }
-            tcp::Socket::new(
+            let mut sockets = SocketSet::new(Vec::with_capacity(1));
+            let handle = sockets.add(tcp::Socket::new(
                 tcp::SocketBuffer::new(touched_buffer(cfg.rx_buffer)),
                 tcp::SocketBuffer::new(touched_buffer(cfg.tx_buffer)),
-            )
+            ));
+            PooledSocket { sockets, handle }
         }
     };
+    let s = p.socket_mut();
     s.set_nagle_enabled(cfg.nagle);
     s.set_ack_delay(cfg.ack_delay.map(|d| clock.stretch(d)));
     s.set_congestion_control(match cfg.congestion {
@@ -358,5 +386,5 @@ pub(crate) fn new_socket(
     s.set_tsval_generator(if cfg.timestamps { Some(tsval) } else { None });
     s.set_timeout(cfg.user_timeout.map(|d| clock.stretch(d)));
     s.set_keep_alive(cfg.keep_alive.map(|d| clock.stretch(d)));
-    s
+    p
 }

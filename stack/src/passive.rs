@@ -65,12 +65,12 @@ impl Stack {
         let (rx, tx) = self.listener_buffers(lid);
         let mut tcp = self.cfg.tcp.clone();
         (tcp.rx_buffer, tcp.tx_buffer) = (rx, tx);
-        let mut socket = new_socket(&tcp, &self.clock, &mut self.spare_sockets);
+        let mut sock = new_socket(&tcp, &self.clock, &mut self.spare_sockets);
         let endpoint = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(*tuple.local.ip())),
             port: tuple.local.port(),
         };
-        if socket.listen(endpoint).is_err() {
+        if sock.socket_mut().listen(endpoint).is_err() {
             // Unreachable for a valid port; undo rather than panic.
             if let Some(l) = self.listeners.get_mut(lid) {
                 l.pending -= 1;
@@ -78,7 +78,7 @@ impl Stack {
             return drop(&mut self.eg.counters.drops.tcp_malformed);
         }
         let isn = isn.unwrap_or_else(|| self.keys.isn(&tuple, self.now));
-        let id = self.insert_flow(tuple, iface, socket, Phase::Embryonic(lid), isn);
+        let id = self.insert_flow(tuple, iface, sock, Phase::Embryonic(lid), isn);
         let seg = SegInfo::of(repr);
         self.flow_ingress(id.index(), packet, &seg)
     }
@@ -153,18 +153,18 @@ impl Stack {
         let (rx, tx) = self.listener_buffers(lid);
         let mut tcp = self.cfg.tcp.clone();
         (tcp.rx_buffer, tcp.tx_buffer) = (rx, tx);
-        let mut socket = new_socket(&tcp, &self.clock, &mut self.spare_sockets);
+        let mut sock = new_socket(&tcp, &self.clock, &mut self.spare_sockets);
         let endpoint = IpListenEndpoint {
             addr: Some(IpAddress::Ipv4(*tuple.local.ip())),
             port: tuple.local.port(),
         };
-        if socket.listen(endpoint).is_err() {
+        if sock.socket_mut().listen(endpoint).is_err() {
             if let Some(l) = self.listeners.get_mut(lid) {
                 l.pending -= 1;
             }
             return drop(&mut self.eg.counters.drops.tcp_malformed);
         }
-        let id = self.insert_flow(tuple, iface, socket, Phase::Embryonic(lid), isn);
+        let id = self.insert_flow(tuple, iface, sock, Phase::Embryonic(lid), isn);
         // The SYN the client sent, as far as the cookie remembers it.
         let from_peer = craft::reversed(&tuple);
         let mut syn = craft::segment(&from_peer, TcpControl::Syn, peer_isn, None);

@@ -91,6 +91,28 @@ impl TimeWaits {
         self.index.contains_key(tuple)
     }
 
+    /// Removes the record of `tuple` if `take` agrees (`Ok(Some)`); `Ok(None)` when there is
+    /// none, `Err` when `take` refused it. One lookup.
+    pub(crate) fn take_if(
+        &mut self,
+        tuple: &FourTuple,
+        take: impl FnOnce(&TwRecord) -> bool,
+    ) -> Result<Option<TwRecord>, ()> {
+        let hashbrown::hash_map::Entry::Occupied(entry) = self.index.entry(*tuple) else {
+            return Ok(None);
+        };
+        let pos = entry.get().wrapping_sub(self.base) as usize;
+        let Some(slot) = self.ring.get_mut(pos) else {
+            return Ok(None);
+        };
+        if !take(&slot.record) {
+            return Err(());
+        }
+        slot.live = false;
+        entry.remove();
+        Ok(Some(slot.record))
+    }
+
     /// Removes a record (its slot stays as a tombstone until it expires).
     pub(crate) fn remove(&mut self, tuple: &FourTuple) -> Option<TwRecord> {
         let pos = self.index.remove(tuple)?.wrapping_sub(self.base) as usize;

@@ -371,19 +371,27 @@ pub(crate) fn find_timestamp(opts: &[u8]) -> Option<(u32, u32)> {
 
 /// Moves the edges of SACK blocks (option 5) back by `off`.
 fn shift_sack(opts: &mut [u8], off: u32) {
-    let mut blocks = Vec::new();
-    walk_options(opts, |kind, a, b| {
-        if kind == 5 {
-            blocks.push((a, b));
-        }
-        false
-    });
-    for (a, b) in blocks {
-        let mut i = a;
-        while i + 4 <= b {
-            let v = be32(&opts[i..i + 4]).wrapping_sub(off);
-            opts[i..i + 4].copy_from_slice(&v.to_be_bytes());
-            i += 4;
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => return,
+            1 => i += 1,
+            kind => {
+                let Some(&len) = opts.get(i + 1) else { return };
+                let end = i + usize::from(len);
+                if len < 2 || end > opts.len() {
+                    return;
+                }
+                if kind == 5 {
+                    let mut at = i + 2;
+                    while at + 4 <= end {
+                        let v = be32(&opts[at..at + 4]).wrapping_sub(off);
+                        opts[at..at + 4].copy_from_slice(&v.to_be_bytes());
+                        at += 4;
+                    }
+                }
+                i = end;
+            }
         }
     }
 }

@@ -1,0 +1,173 @@
+//! Workloads shared by the criterion benchmark (`benches/stack.rs`) and the instruction
+//! counter (`examples/instructions.rs`): two stacks joined directly (frames handed from one
+//! stack's `transmit` to the other's `receive`), in explicit time.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, missing_docs)]
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use megatcp_stack::{
+    ConnId, ConnectOpts, Event, Instant, ListenerId, LocalAddr, MacAddr, Stack, StackConfig,
+};
+
+const B: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 2);
+
+pub struct Bench {
+    a: Stack,
+    b: Stack,
+    clients: Vec<ConnId>,
+    servers: Vec<ConnId>,
+    now: Instant,
+    frames: Vec<Vec<u8>>,
+}
+
+fn config(mac: u8, ip: Ipv4Addr) -> StackConfig {
+    let mut c = StackConfig::new(MacAddr([2, 0, 0, 0, 0, mac]), LocalAddr::new(ip, 24));
+    c.seed = u64::from(mac);
+    c.tx_queue_limit = 1 << 16;
+    // Every SYN leaves before the first ARP answer.
+    c.arp.max_queued_per_neighbour = 1 << 16;
+    c.default_backlog = 1 << 16;
+    c
+}
+
+impl Bench {
+    pub fn new(n: usize) -> Bench {
+        let now = Instant::from_secs(1);
+        let a = Stack::new(config(1, Ipv4Addr::new(10, 9, 0, 1)), now).unwrap();
+        let mut b = Stack::new(config(2, B), now).unwrap();
+        let l = b.listen(SocketAddrV4::new(B, 7), None).unwrap();
+        let mut bench = Bench {
+            a,
+            b,
+            clients: Vec::new(),
+            servers: Vec::new(),
+            now,
+            frames: Vec::new(),
+        };
+        for _ in 0..n {
+            let c = bench
+                .a
+                .connect(now, SocketAddrV4::new(B, 7), ConnectOpts::default())
+                .unwrap();
+            bench.clients.push(c);
+        }
+        bench.settle();
+        while let Some((s, _)) = bench.b.accept(l) {
+            bench.servers.push(s);
+        }
+        assert_eq!(bench.servers.len(), n);
+        while bench.a.next_event().is_some() {}
+        while bench.b.next_event().is_some() {}
+        bench
+    }
+
+    /// Moves frames both ways until quiet.
+    pub fn settle(&mut self) {
+        loop {
+            self.a.poll(self.now);
+            self.b.poll(self.now);
+            let moved = shuttle(&mut self.a, &mut self.b, self.now, &mut self.frames)
+                + shuttle(&mut self.b, &mut self.a, self.now, &mut self.frames);
+            if moved == 0 {
+                break;
+            }
+        }
+    }
+
+    /// One 64 B transaction on every connection.
+    /// One 64 B request/response on every connection.
+    pub fn round(&mut self) {
+        let msg = [0x42u8; 64];
+        let mut buf = [0u8; 256];
+        for &c in &self.clients {
+            self.a.send(c, &msg).unwrap();
+        }
+        self.settle();
+        while let Some(e) = self.b.next_event() {
+            if let Event::Readable { conn } = e {
+                let n = self.b.recv(conn, &mut buf).unwrap();
+                self.b.send(conn, &buf[..n]).unwrap();
+            }
+        }
+        self.settle();
+        while let Some(e) = self.a.next_event() {
+            if let Event::Readable { conn } = e {
+                self.a.recv(conn, &mut buf).unwrap();
+            }
+        }
+        self.now += megatcp_stack::Duration::from_micros(50);
+    }
+}
+
+/// Hands every frame `src` has queued to `dst`.
+fn shuttle(src: &mut Stack, dst: &mut Stack, now: Instant, frames: &mut Vec<Vec<u8>>) -> usize {
+    src.transmit(&mut |f| {
+        frames.push(f.to_vec());
+        true
+    });
+    let n = frames.len();
+    for f in frames.drain(..) {
+        dst.receive(now, &f);
+    }
+    n
+}
+
+/// How a short connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// The client closes first with a FIN (it then holds TIME-WAIT as a record).
+    Fin,
+    /// The client aborts with a RST.
+    Rst,
+}
+
+impl Bench {
+    /// A listener for short connections.
+    pub fn short_listener(&mut self) -> ListenerId {
+        self.b.listen(SocketAddrV4::new(B, 8), None).unwrap()
+    }
+
+    /// `n` short connections at once, both stacks' work: connect, one 64 B request and its
+    /// echo, close (the server closes when it sees the end).
+    pub fn short_connections(&mut self, l: ListenerId, n: usize, close: Close) {
+        let msg = [0x42u8; 64];
+        let mut buf = [0u8; 256];
+        let now = self.now;
+        let clients: Vec<_> = (0..n)
+            .map(|_| {
+                self.a
+                    .connect(now, SocketAddrV4::new(B, 8), ConnectOpts::default())
+                    .unwrap()
+            })
+            .collect();
+        self.settle();
+        while let Some((s, _)) = self.b.accept(l) {
+            self.servers.push(s);
+        }
+        for &c in &clients {
+            self.a.send(c, &msg).unwrap();
+        }
+        self.settle();
+        for &s in &self.servers {
+            let k = self.b.recv(s, &mut buf).unwrap();
+            self.b.send(s, &buf[..k]).unwrap();
+        }
+        self.settle();
+        for &c in &clients {
+            self.a.recv(c, &mut buf).unwrap();
+            match close {
+                Close::Fin => self.a.close(c).unwrap(),
+                Close::Rst => self.a.abort(c).unwrap(),
+            }
+        }
+        self.settle();
+        for s in self.servers.drain(..) {
+            // Gone already after a RST; closed in turn after a FIN.
+            let _ = self.b.close(s);
+        }
+        self.settle();
+        while self.a.next_event().is_some() {}
+        while self.b.next_event().is_some() {}
+        self.now += megatcp_stack::Duration::from_micros(50);
+    }
+}
