@@ -9,7 +9,7 @@ use std::time::{Duration as StdDuration, Instant as StdInstant};
 
 use hashbrown::HashMap;
 use megatcp_channel::{Backend, ChannelError, Command, Completion, Cookie, Handle, SockOpt};
-use megatcp_nic::{NicQueue, tx_copy};
+use megatcp_nic::NicQueue;
 use megatcp_stack::{
     ConnId, ConnectOpts, Event, Instant, ListenerId, RecvError, SendError, Stack, StackConfig,
 };
@@ -685,8 +685,9 @@ impl<Q: NicQueue> Bypass<Q> {
         self.on_events(out);
         let nic = &mut self.nic;
         let mut refused = 0u64;
-        let sent = self.stack.transmit(&mut |frame| {
-            let ok = tx_copy(nic, frame).is_ok();
+        // Frames are written straight into the NIC's transmit buffers.
+        let sent = self.stack.transmit_into(&mut |fill| {
+            let ok = nic.tx_frame(fill).is_ok();
             refused += u64::from(!ok);
             ok
         });

@@ -19,8 +19,8 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Instant as StdInstant;
 
 use cap::Cap;
+use megatcp_nic::NicQueue;
 use megatcp_nic::wire::{self, WireConfig, WireQueue};
-use megatcp_nic::{NicQueue, tx_copy};
 use megatcp_stack::{ConnId, ConnectOpts, Event, Instant, LocalAddr, MacAddr, Stack, StackConfig};
 
 #[global_allocator]
@@ -43,7 +43,7 @@ impl Host {
             .rx_burst(BATCH, &mut |f| stack.receive(now, f.data));
         stack.poll(now);
         let nic = &mut self.nic;
-        stack.transmit(&mut |frame| tx_copy(nic, frame).is_ok());
+        stack.transmit_into(&mut |fill| nic.tx_frame(fill).is_ok());
         nic.tx_flush();
         while let Some(e) = stack.next_event() {
             events.push(e);

@@ -9,11 +9,12 @@ use smoltcp::wire::{
     EthernetRepr, Ipv4Packet, Ipv4Repr,
 };
 
+use crate::FrameSink;
 use crate::arp::{Enqueued, Neighbours};
 use crate::config::LocalAddr;
 use crate::counters::Counters;
 use crate::out::OutQueue;
-use crate::xlate::Xlate;
+use crate::xlate::{Sent, Xlate};
 use crate::{Duration, Instant, MacAddr};
 
 /// Length of the Ethernet II header the stack writes.
@@ -34,6 +35,11 @@ impl Egress {
     /// Index of the local address `ip`, if it is one.
     pub(crate) fn local_index(&self, ip: Ipv4Addr) -> Option<usize> {
         self.addrs.iter().position(|a| a.addr == ip)
+    }
+
+    /// The Ethernet address to send a packet for `dst` to, if it is known now.
+    pub(crate) fn next_hop_mac(&self, dst: Ipv4Addr) -> Option<MacAddr> {
+        self.neighbours.lookup(self.next_hop(dst)?, self.now)
     }
 
     /// The neighbour that gets packets for `dst`: itself if on a local subnet, else the
@@ -175,27 +181,30 @@ pub(crate) fn ip_caps(mtu: usize) -> DeviceCapabilities {
 /// The device one connection's `SocketSet` is polled through: it yields at most the one
 /// packet it was built with (so no other connection's packet can reach this socket set and
 /// be answered with a RST), and routes what smoltcp sends through [`Egress`], translated to
-/// the wire's sequence space (see [`Xlate`]).
-pub(crate) struct FlowDevice<'a> {
+/// the wire's sequence space (see [`Xlate`]). With a `sink`, a frame for a resolved
+/// neighbour is written straight into the NIC's buffer (nothing is queued then).
+pub(crate) struct FlowDevice<'a, 's> {
     pub(crate) rx: Option<&'a [u8]>,
     pub(crate) eg: &'a mut Egress,
     pub(crate) x: &'a mut Xlate,
     pub(crate) mtu: usize,
     /// The tail-loss probe's allowance (`None`: no probes).
     pub(crate) probe: Option<Duration>,
+    /// Where frames go in place, and the peer they go to.
+    pub(crate) sink: Option<(&'a mut FrameSink<'s>, Ipv4Addr)>,
 }
 
-impl phy::Device for FlowDevice<'_> {
+impl<'s> phy::Device for FlowDevice<'_, 's> {
     type RxToken<'b>
         = PacketRx<'b>
     where
         Self: 'b;
     type TxToken<'b>
-        = PacketTx<'b>
+        = PacketTx<'b, 's>
     where
         Self: 'b;
 
-    fn receive(&mut self, _now: Instant) -> Option<(PacketRx<'_>, PacketTx<'_>)> {
+    fn receive(&mut self, _now: Instant) -> Option<(PacketRx<'_>, PacketTx<'_, 's>)> {
         let packet = self.rx.take()?;
         Some((
             PacketRx(packet),
@@ -203,11 +212,12 @@ impl phy::Device for FlowDevice<'_> {
                 eg: self.eg,
                 x: self.x,
                 probe: self.probe,
+                sink: self.sink.as_mut().map(|(s, ip)| (&mut **s, *ip)),
             },
         ))
     }
 
-    fn transmit(&mut self, _now: Instant) -> Option<PacketTx<'_>> {
+    fn transmit(&mut self, _now: Instant) -> Option<PacketTx<'_, 's>> {
         if self.eg.out.is_full() {
             return None;
         }
@@ -215,6 +225,7 @@ impl phy::Device for FlowDevice<'_> {
             eg: self.eg,
             x: self.x,
             probe: self.probe,
+            sink: self.sink.as_mut().map(|(s, ip)| (&mut **s, *ip)),
         })
     }
 
@@ -234,15 +245,15 @@ impl phy::Device for NullDevice {
     where
         Self: 'b;
     type TxToken<'b>
-        = PacketTx<'b>
+        = PacketTx<'b, 'b>
     where
         Self: 'b;
 
-    fn receive(&mut self, _now: Instant) -> Option<(PacketRx<'_>, PacketTx<'_>)> {
+    fn receive(&mut self, _now: Instant) -> Option<(PacketRx<'_>, PacketTx<'_, '_>)> {
         None
     }
 
-    fn transmit(&mut self, _now: Instant) -> Option<PacketTx<'_>> {
+    fn transmit(&mut self, _now: Instant) -> Option<PacketTx<'_, '_>> {
         None
     }
 
@@ -264,25 +275,16 @@ impl phy::RxToken for PacketRx<'_> {
 }
 
 /// Room for one IP packet on its way out.
-pub(crate) struct PacketTx<'a> {
+pub(crate) struct PacketTx<'a, 's> {
     eg: &'a mut Egress,
     x: &'a mut Xlate,
     probe: Option<Duration>,
+    sink: Option<(&'a mut FrameSink<'s>, Ipv4Addr)>,
 }
 
-impl phy::TxToken for PacketTx<'_> {
-    fn consume<R, F>(self, len: usize, f: F) -> R
-    where
-        F: FnOnce(&mut [u8]) -> R,
-    {
-        let mut buf = self.eg.out.take_buf();
-        buf.resize(ETH_HDR + len, 0);
-        let r = f(&mut buf[ETH_HDR..]);
-        let sent = self.x.on_egress(&mut buf[ETH_HDR..]);
-        if self.x.capture {
-            self.eg.out.recycle(buf);
-            return r;
-        }
+impl PacketTx<'_, '_> {
+    /// Records a segment that left (or was captured): counters, the tail-loss probe.
+    fn sent(&mut self, sent: Option<Sent>) {
         if let Some(sent) = sent {
             let c = &mut self.eg.counters;
             c.tcp_segments_out += 1;
@@ -291,6 +293,54 @@ impl phy::TxToken for PacketTx<'_> {
                 self.x.probe.on_sent(sent, self.x.snd_max, self.eg.now, min);
             }
         }
+    }
+}
+
+impl phy::TxToken for PacketTx<'_, '_> {
+    fn consume<R, F>(mut self, len: usize, f: F) -> R
+    where
+        F: FnOnce(&mut [u8]) -> R,
+    {
+        let mut f = Some(f);
+        // In place: into the NIC's buffer, when nothing is queued ahead of it (order) and
+        // the next hop's address is known.
+        if let Some((sink, remote)) = self.sink.take()
+            && !self.x.capture
+            && self.eg.out.len() == 0
+            && let Some(mac) = self.eg.next_hop_mac(remote)
+        {
+            let (src_mac, x) = (self.eg.mac, &mut *self.x);
+            let mut done = None;
+            sink(&mut |buf: &mut [u8]| {
+                let Some(frame) = buf.get_mut(..ETH_HDR + len) else {
+                    return 0;
+                };
+                let Some(f) = f.take() else { return 0 };
+                write_eth(frame, mac, src_mac);
+                let r = f(&mut frame[ETH_HDR..]);
+                done = Some((r, x.on_egress(&mut frame[ETH_HDR..])));
+                ETH_HDR + len
+            });
+            if let Some((r, sent)) = done {
+                self.eg.counters.tx_frames += 1;
+                self.eg.counters.tx_bytes += (ETH_HDR + len) as u64;
+                self.sent(sent);
+                return r;
+            }
+        }
+        // Queued: the stack's own buffer.
+        let mut buf = self.eg.out.take_buf();
+        buf.resize(ETH_HDR + len, 0);
+        let r = match f.take() {
+            Some(f) => f(&mut buf[ETH_HDR..]),
+            None => unreachable!("the frame was written only if the sink took it"),
+        };
+        let sent = self.x.on_egress(&mut buf[ETH_HDR..]);
+        if self.x.capture {
+            self.eg.out.recycle(buf);
+            return r;
+        }
+        self.sent(sent);
         self.eg.send_ipv4(buf);
         r
     }

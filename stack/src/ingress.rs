@@ -289,6 +289,7 @@ impl Stack {
             x: &mut flow.x,
             mtu,
             probe: self.cfg.tcp.tail_probe,
+            sink: None,
         };
         iface.poll_ingress_single(snow, &mut dev, &mut flow.sockets);
         self.eg.counters.tcp_segments_in += 1;

@@ -12,13 +12,15 @@
 //!
 //! 1. For every frame the NIC received, call [`Stack::receive`]`(now, frame)`. Ingress work
 //!    happens at once; replies and output are deferred so a whole batch is processed first.
-//! 2. Call [`Stack::poll`]`(now)`: it sends what connections owe (data, ACKs, SYN-ACKs), runs
-//!    expired timers (retransmission, delayed ACK, TIME-WAIT, ARP retries).
-//! 3. Call [`Stack::transmit`] with a sink that copies each frame into the NIC's TX ring;
-//!    when the sink refuses (ring full), the rest stays queued for next time.
+//! 2. Call [`Stack::poll`]`(now)`: it runs expired timers (retransmission, delayed ACK,
+//!    tail-loss probes, give-ups), TIME-WAIT expiry and ARP retries.
+//! 3. Call [`Stack::transmit_into`] with a sink that lends the NIC's transmit buffers: the
+//!    output of every connection touched since the last call (data, ACKs, SYN-ACKs, FINs) is
+//!    written straight into them; when the sink is full, the rest stays queued for next
+//!    time. ([`Stack::transmit`] does the same for a sink that takes finished frames.)
 //! 4. Take events with [`Stack::next_event`] and act on them (accept, recv, send, close).
 //!    Commands ([`Stack::send`], [`Stack::close`], ...) mark connections for output at the
-//!    next `poll`, so a batch of commands turns into one batch of frames.
+//!    next transmit, so a batch of commands turns into one batch of frames.
 //! 5. Sleep (or keep polling the NIC) until a frame arrives or [`Stack::poll_at`] is due.
 //!
 //! `now` must never go backwards. All time is a [`smoltcp::time::Instant`], re-exported as
@@ -136,6 +138,12 @@ pub struct StackStats {
 /// Closed TCP sockets (with their buffers) a stack keeps for new connections: a short
 /// connection then costs no allocation and no zeroing of its buffers.
 pub const SOCKET_POOL: usize = 256;
+
+/// Where [`Stack::transmit_into`] writes frames: `sink(fill)` lends the NIC's next free
+/// transmit buffer to `fill`, which writes one Ethernet frame into it and returns its length
+/// (0: nothing written); `sink` returns `false`, without calling `fill`, when no buffer is
+/// free.
+pub type FrameSink<'a> = dyn FnMut(&mut dyn FnMut(&mut [u8]) -> usize) -> bool + 'a;
 
 /// Decides whether an ephemeral source port may be used: `(local, remote) -> bool`.
 pub type PortFilter = Box<dyn FnMut(SocketAddrV4, SocketAddrV4) -> bool>;
@@ -276,23 +284,13 @@ impl Stack {
 
     // ----- output and time -----------------------------------------------------------------
 
-    /// Does the deferred work: output of connections touched since the last poll, expired
-    /// timers, TIME-WAIT records and ARP retries. Call after a batch of `receive`s and after
-    /// commands.
+    /// Does the time-driven work: expired connection timers (retransmission, delayed ACK,
+    /// probes, give-ups), TIME-WAIT records, ARP retries. Call after a batch of `receive`s
+    /// and commands, then [`Stack::transmit_into`] (or [`Stack::transmit`]), which runs
+    /// the output of every connection touched since.
     pub fn poll(&mut self, now: Instant) {
         self.set_now(now);
         let mut work = std::mem::take(&mut self.scratch);
-        work.clear();
-        std::mem::swap(&mut work, &mut self.dirty);
-        for (i, &id) in work.iter().enumerate() {
-            if self.eg.out.is_full() {
-                // The NIC queue is full: the rest keep their turn (and their dirty mark)
-                // for the next poll, rather than each being polled for nothing.
-                self.dirty.extend_from_slice(&work[i..]);
-                break;
-            }
-            self.egress(id);
-        }
         work.clear();
         while let Some((at, id)) = self.timers.pop_due(self.now) {
             if let Some(flow) = self.flows.get_mut(id)
@@ -308,9 +306,6 @@ impl Stack {
         work.clear();
         if work.capacity() > 4096 {
             work.shrink_to(1024);
-        }
-        if self.dirty.is_empty() && self.dirty.capacity() > 4096 {
-            self.dirty.shrink_to(1024);
         }
         self.scratch = work;
         let life = self.time_wait_ms();
@@ -332,9 +327,68 @@ impl Stack {
         }
     }
 
-    /// Hands queued frames, in order, to `sink` until it returns `false` (its ring is full);
-    /// the refused frame stays queued. Returns the number of frames handed out.
+    /// Runs the output of the connections touched since the last call, each once (so ACKs
+    /// piggyback and a batch of input becomes a batch of output), writing frames straight
+    /// into the NIC's buffers through `sink` where it can, and into the stack's own queue
+    /// otherwise (the neighbour is still being resolved, or `sink` is full).
+    fn emit(&mut self, mut sink: Option<&mut FrameSink<'_>>) {
+        let mut work = std::mem::take(&mut self.scratch);
+        work.clear();
+        std::mem::swap(&mut work, &mut self.dirty);
+        for (i, &id) in work.iter().enumerate() {
+            if self.eg.out.is_full() {
+                // The queue is full: the rest keep their turn (and their dirty mark) for the
+                // next call, rather than each being polled for nothing.
+                self.dirty.extend_from_slice(&work[i..]);
+                break;
+            }
+            self.egress(id, sink.as_deref_mut());
+        }
+        work.clear();
+        if self.dirty.is_empty() && self.dirty.capacity() > 4096 {
+            self.dirty.shrink_to(1024);
+        }
+        self.scratch = work;
+    }
+
+    /// Sends what is due: frames queued earlier first, then the output of every connection
+    /// touched since the last call, written in place into the NIC's transmit buffers.
+    /// `sink(fill)` lends the next free buffer to `fill`, which writes one frame and returns
+    /// its length; `sink` returns `false` (without calling `fill`) when no buffer is free,
+    /// and what is left stays queued for next time. Returns the frames handed over.
+    pub fn transmit_into(&mut self, sink: &mut FrameSink<'_>) -> usize {
+        let mut n = self.drain_into(sink);
+        if self.eg.out.len() == 0 {
+            let before = self.eg.counters.tx_frames;
+            self.emit(Some(sink));
+            n += (self.eg.counters.tx_frames - before) as usize;
+            n += self.drain_into(sink);
+        }
+        n
+    }
+
+    /// Copies queued frames into NIC buffers through `sink` until it is full.
+    fn drain_into(&mut self, sink: &mut FrameSink<'_>) -> usize {
+        let (n, bytes) = self.eg.out.drain(&mut |frame| {
+            sink(&mut |buf: &mut [u8]| match buf.get_mut(..frame.len()) {
+                Some(b) => {
+                    b.copy_from_slice(frame);
+                    frame.len()
+                }
+                None => 0,
+            })
+        });
+        self.eg.counters.tx_frames += n as u64;
+        self.eg.counters.tx_bytes += bytes as u64;
+        n
+    }
+
+    /// Runs the output of the connections touched since the last call (as
+    /// [`Stack::transmit_into`]), then hands queued frames, in order, to `sink` until it
+    /// returns `false` (its ring is full); the refused frame stays queued. Returns the number
+    /// of frames handed out. For callers that want the bytes rather than to lend a buffer.
     pub fn transmit(&mut self, sink: &mut dyn FnMut(&[u8]) -> bool) -> usize {
+        self.emit(None);
         let (n, bytes) = self.eg.out.drain(sink);
         self.eg.counters.tx_frames += n as u64;
         self.eg.counters.tx_bytes += bytes as u64;

@@ -14,7 +14,7 @@ use crate::egress::FlowDevice;
 use crate::flow::Phase;
 use crate::open::PooledSocket;
 use crate::timewait::TwRecord;
-use crate::{ConnId, Event, SOCKET_POOL, Stack, TS_VALUE, TcpState, mark_dirty};
+use crate::{ConnId, Event, FrameSink, SOCKET_POOL, Stack, TS_VALUE, TcpState, mark_dirty};
 
 /// Segments one connection may send per poll before others get their turn.
 const EGRESS_BUDGET: usize = 64;
@@ -37,8 +37,9 @@ pub(crate) fn fin_received(state: TcpState) -> bool {
 }
 
 impl Stack {
-    /// Lets a connection send what it owes, reschedules its timer, reports what changed.
-    pub(crate) fn egress(&mut self, id: ConnId) {
+    /// Lets a connection send what it owes (in place through `sink` when given),
+    /// reschedules its timer, reports what changed.
+    pub(crate) fn egress(&mut self, id: ConnId, sink: Option<&mut FrameSink<'_>>) {
         let now = self.now;
         let snow = self.clock.socket_time(now);
         let (mtu, probe, now_ms) = (self.cfg.mtu, self.cfg.tcp.tail_probe, self.now_ms());
@@ -48,12 +49,14 @@ impl Stack {
         flow.dirty = false;
         set_ts(now_ms, flow.x.ts_off);
         let iface = &mut self.ifaces[flow.iface];
+        let remote = *flow.tuple.remote.ip();
         let mut dev = FlowDevice {
             rx: None,
             eg: &mut self.eg,
             x: &mut flow.x,
             mtu,
             probe,
+            sink: sink.map(|s| (s, remote)),
         };
         let mut budget_left = true;
         for i in 0..EGRESS_BUDGET {
@@ -129,7 +132,11 @@ impl Stack {
             flow.x.probe.deadline = None;
             self.tail_probe(id);
         }
-        self.egress(id);
+        // The socket runs its timers (and the probe its retransmission) at the next
+        // transmit, with the rest of the output.
+        if let Some(flow) = self.flows.get_mut(id) {
+            mark_dirty(&mut self.dirty, flow, id);
+        }
     }
 
     /// The tail of what a connection sent is still unacknowledged after the probe timeout:
@@ -176,6 +183,7 @@ impl Stack {
                 x: &mut flow.x,
                 mtu,
                 probe: None,
+                sink: None,
             };
             iface.poll_ingress_single(snow, &mut dev, &mut flow.sockets);
         }

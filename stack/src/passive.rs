@@ -188,11 +188,12 @@ impl Stack {
             x: &mut flow.x,
             mtu,
             probe: None,
+            sink: None,
         };
         self.ifaces[flow.iface].poll_ingress_single(snow, &mut dev, &mut flow.sockets);
         // Its SYN-ACK (already sent, as the cookie) is captured: that teaches the flow the
         // offset between the socket's ISN and the cookie.
-        self.egress(id);
+        self.egress(id, None);
         if let Some(flow) = self.flows.get_mut(id) {
             flow.x.capture = false;
         }

@@ -6,8 +6,8 @@ pub mod raw;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+use megatcp_nic::NicQueue;
 use megatcp_nic::wire::{self, WireConfig, WireQueue};
-use megatcp_nic::{NicQueue, tx_copy};
 use megatcp_stack::{
     ConnId, ConnectOpts, Duration, Event, Instant, ListenerId, LocalAddr, MacAddr, Stack,
     StackConfig,
@@ -48,7 +48,7 @@ impl<Q: NicQueue> Host<Q> {
         let mut moved = self.nic.rx_burst(64, &mut |f| stack.receive(now, f.data));
         stack.poll(now);
         let nic = &mut self.nic;
-        moved += stack.transmit(&mut |frame| tx_copy(nic, frame).is_ok());
+        moved += stack.transmit_into(&mut |fill| nic.tx_frame(fill).is_ok());
         nic.tx_flush();
         while let Some(e) = stack.next_event() {
             self.events.push(e);
