@@ -58,13 +58,24 @@
 //!   body length again after having read the key and extras).
 //! * Meta commands other than `mn` are not implemented (`ERROR`).
 
+pub mod base64;
 pub mod binary;
+mod binary_exec;
+pub mod clock;
+pub mod conns;
 pub mod load;
+pub mod meta;
+pub mod numbers;
+pub mod prefixes;
 pub mod server;
 pub mod session;
+pub mod slabs;
 pub mod state;
+pub mod stats;
 pub mod store;
+pub mod stripe;
 pub mod text;
+mod text_exec;
 
 pub use server::{ServerStats, serve};
 pub use session::{Flow, Session};

@@ -12,7 +12,9 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{connect, read_to_eof, read_until, start_kv, start_memcached, text};
+use common::{
+    MEMCACHED_LIKE_KV, connect, read_to_eof, read_until, start_kv, start_memcached, text,
+};
 
 enum Step {
     /// Send, then the marker.
@@ -216,7 +218,7 @@ fn run_script(port: u16) -> Vec<String> {
 
 #[test]
 fn text_protocol_matches_real_memcached_byte_for_byte() {
-    let mc = start_memcached(&[]);
+    let mc = start_memcached(MEMCACHED_LIKE_KV);
     let expected = run_script(mc.port);
     drop(mc);
     let kv = start_kv(&["--backend", "epoll", "--cores", "0"]);

@@ -12,7 +12,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::{connect, read_to_eof, start_kv, start_memcached};
+use common::{MEMCACHED_LIKE_KV, connect, read_to_eof, start_kv, start_memcached};
 use megatcp_kv::binary::{Header, op, parse_response};
 
 const MARK: u32 = 0xffff_ffff;
@@ -250,7 +250,7 @@ fn run_script(port: u16) -> Vec<Vec<String>> {
 
 #[test]
 fn binary_protocol_matches_real_memcached_byte_for_byte() {
-    let mc = start_memcached(&[]);
+    let mc = start_memcached(MEMCACHED_LIKE_KV);
     let expected = run_script(mc.port);
     drop(mc);
     let kv = start_kv(&["--backend", "epoll", "--cores", "0"]);

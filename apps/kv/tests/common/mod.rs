@@ -107,6 +107,11 @@ pub fn start_kv(extra: &[&str]) -> Proc {
     wait_listening(Proc { child, port }, "megatcp-kv")
 }
 
+/// memcached's options that make it work as megatcp-kv does: one LRU per slab class and
+/// no background threads (no LRU maintainer, LRU crawler or slab mover), so that
+/// statistics and memory use can be compared value for value.
+pub const MEMCACHED_LIKE_KV: &[&str] = &["-o", "no_lru_maintainer,no_lru_crawler,no_slab_reassign"];
+
 /// Starts Debian's memcached on a free loopback port (`-t 1 -U 0`); panics with a hint
 /// when it is not installed (`scripts/install-deps` installs it).
 pub fn start_memcached(extra: &[&str]) -> Proc {
