@@ -4,8 +4,12 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds on the server's clock (memcached's `rel_time_t`): 0 means "never" in expiry
-/// times; the clock starts at 2 so that 1 is always in the past.
+/// times, 1 "long ago".
 pub type RelTime = u32;
+
+/// The clock's reading at start, as memcached's (whose clock starts at its
+/// `ITEM_UPDATE_INTERVAL` plus 2, so that "a minute ago" is never before the start).
+pub const START: RelTime = 62;
 
 /// Relative expiry times above this (30 days) are absolute Unix times.
 pub const REALTIME_MAXDELTA: i64 = 60 * 60 * 24 * 30;
@@ -18,10 +22,10 @@ pub struct Clock {
 }
 
 impl Clock {
-    /// A clock starting now (now is `RelTime` 2).
+    /// A clock starting now (now is [`START`]).
     pub fn start() -> Self {
         Self {
-            epoch: unix_now().saturating_sub(2),
+            epoch: unix_now().saturating_sub(u64::from(START)),
         }
     }
 

@@ -659,8 +659,6 @@ impl Store {
             // one would simply give its chunk back to a class with chunks to spare, the
             // two steps cancel out and are skipped.
             let concat = matches!(u.mode, SetMode::Append(_) | SetMode::Prepend(_));
-            // memcached's allocator first reclaims dead items at the cold end of the class.
-            self.pull_tail(s, layout.class, false, now);
             let reuse = !concat
                 && s.find(hash, u.key)
                     .and_then(|i| s.entry(i))
@@ -670,7 +668,11 @@ impl Store {
                             && self.slabs.has_free(usize::from(layout.class))
                     });
             let mut got = layout;
-            if !reuse {
+            if reuse {
+                // What memcached's allocator would have done first: reclaim dead items at
+                // the cold end of the class.
+                self.pull_tail(s, layout.class, false, now);
+            } else {
                 match self.alloc(s, own, layout, now) {
                     Some(l) => got = l,
                     None => {
@@ -894,23 +896,30 @@ impl Store {
         }
     }
 
-    /// Up to `limit` (0: all) items of class `c` (stripe by stripe, most recent first):
-    /// `f` sees each (`stats cachedump`); items with base64 keys are skipped.
+    /// Up to `limit` (0: all) items of class `c`, most recently used first (as one LRU
+    /// list: by access time, then by CAS): `f` sees each until it returns false (`stats
+    /// cachedump`); items with base64 keys are skipped.
     pub fn dump(&self, c: u8, limit: usize, mut f: impl FnMut(Item<'_>) -> bool) {
-        let mut shown = 0;
-        for m in self.stripes.iter() {
+        let mut order: Vec<(RelTime, u64, usize, u32)> = Vec::new();
+        for (k, m) in self.stripes.iter().enumerate() {
             let s = m.lock().unwrap_or_else(|p| p.into_inner());
-            for e in s.class_items(c) {
-                if limit != 0 && shown >= limit {
-                    return;
-                }
-                if e.has(bits::KEY_BINARY) {
-                    continue;
-                }
+            order.extend(
+                s.class_items(c)
+                    .filter(|(_, e)| !e.has(bits::KEY_BINARY))
+                    .map(|(i, e)| (e.time, e.cas, k, i)),
+            );
+        }
+        order.sort_unstable_by(|a, b| b.cmp(a));
+        if limit != 0 {
+            order.truncate(limit);
+        }
+        for (_, cas, k, i) in order {
+            let s = self.lock(k);
+            // Skip what changed since it was listed.
+            if let Some(e) = s.entry(i).filter(|e| e.cas == cas) {
                 if !f(Item::of(e)) {
                     return;
                 }
-                shown += 1;
             }
         }
     }

@@ -373,10 +373,13 @@ impl Stripe {
         .take(n)
     }
 
-    /// The items of class `c` from the head of its list (most recently used first).
-    pub fn class_items(&self, c: u8) -> impl Iterator<Item = &Entry> + '_ {
+    /// The items of class `c` with their slots, from the head of its list (most recently
+    /// used first).
+    pub fn class_items(&self, c: u8) -> impl Iterator<Item = (u32, &Entry)> + '_ {
         let first = self.lru.get(usize::from(c)).map_or(NIL, |l| l.head);
-        std::iter::successors(self.entry(first), move |e| self.entry(e.next))
+        std::iter::successors(self.entry(first).map(|e| (first, e)), move |(_, e)| {
+            self.entry(e.next).map(|n| (e.next, n))
+        })
     }
 
     /// Fills in each class's age (seconds since the LRU tail's last access).

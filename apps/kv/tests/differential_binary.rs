@@ -164,8 +164,37 @@ fn script() -> Vec<Step> {
         step(|_| req(op::GETK, &[], b"q", &[], 0, 55)),
         step(move |_| req(op::SET, &set_ext(0, 0), b"b", &vec![b'x'; big], 0, 56)),
         step(move |_| req(op::SET, &set_ext(0, 0), b"b", &vec![b'x'; big - 1], 0, 57)),
+        // Memory and hits per slab class, before and after a reset of the counters.
+        step(|_| req(op::STAT, &[], b"slabs", &[], 0, 90)),
+        step(|_| req(op::STAT, &[], b"reset", &[], 0, 91)),
+        step(|_| req(op::STAT, &[], b"slabs", &[], 0, 92)),
         step(|_| req(op::FLUSHQ, &[], &[], &[], 0, 58)),
         step(|_| req(op::GET, &[], b"q", &[], 0, 59)),
+        // More STAT groups (`items`, with its ages, and the general statistics are left to
+        // differential_stats.rs).
+        step(|_| req(op::STAT, &[], b"detail on", &[], 0, 70)),
+        step(|_| {
+            [
+                req(op::SET, &set_ext(0, 0), b"pre:a", b"1", 0, 71),
+                req(op::GET, &[], b"pre:a", &[], 0, 72),
+                req(op::GETK, &[], b"pre:b", &[], 0, 73),
+                req(op::DELETE, &[], b"pre:c", &[], 0, 74),
+                req(op::APPEND, &[], b"other:x", b"1", 0, 75),
+                req(op::SET, &set_ext(0, 0), b"nodelim", b"1", 0, 76),
+            ]
+            .concat()
+        }),
+        step(|_| req(op::STAT, &[], b"detail dump", &[], 0, 77)),
+        step(|_| req(op::STAT, &[], b"detail off", &[], 0, 78)),
+        step(|_| req(op::GET, &[], b"pre:a", &[], 0, 79)),
+        step(|_| req(op::STAT, &[], b"detail dump", &[], 0, 80)),
+        step(|_| req(op::STAT, &[], b"sizes", &[], 0, 82)),
+        step(|_| req(op::STAT, &[], b"conns", &[], 0, 83)),
+        step(|_| req(op::STAT, &[], b"bogus", &[], 0, 84)),
+        step(|_| req(op::STAT, &[], b"detail", &[], 0, 85)),
+        step(|_| req(op::STAT, &[], b"detail maybe", &[], 0, 86)),
+        step(|_| req(op::STAT, &[], b"reset", &[], 0, 87)),
+        step(|_| req(op::STAT, &[], b"detail dump", &[], 0, 89)),
         (Box::new(|_| req(op::SET, &[0; 4], b"k", b"v", 0, 60)), true),
         (Box::new(|_| req(op::GET, &[0; 4], b"k", &[], 0, 61)), true),
         (Box::new(|_| req(op::NOOP, &[], b"k", &[], 0, 62)), true),
