@@ -1,7 +1,7 @@
 //! memcached's meta protocol (`mg`, `ms`, `md`, `ma`, `me`, `mn`), with memcached 1.6.18's
 //! answers byte for byte.
 //!
-//! How to drive it: when a text command line is a meta command, [`run`] executes it with
+//! How to drive it: when a text command line is a meta command, `run` executes it with
 //! the bytes that follow the line (the value of an `ms`) and appends the answer to `out`;
 //! it says how much of what follows it used, or that it needs more.
 //!

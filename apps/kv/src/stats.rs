@@ -1,6 +1,6 @@
 //! The `stats` reports, as memcached 1.6 gives them, for both protocols.
 //!
-//! How to drive it: [`text`] answers a text `stats [group] [args]` line, [`binary`] a binary
+//! How to drive it: [`text()`] answers a text `stats [group] [args]` line, [`binary()`] a binary
 //! `STAT` request (its key), both appending the whole answer to `out`. The groups:
 //! the general statistics, `settings`, `items`, `slabs`, `sizes`, `conns` (text only, as in
 //! memcached), `detail on|off|dump`, `cachedump CLASS LIMIT` (text only) and `reset`. The
