@@ -6,9 +6,9 @@ use crate::binary::{self, HEADER_LEN, Header, HeaderError, Opcode, Status, op};
 use crate::clock::RelTime;
 use crate::numbers::push_u64;
 use crate::prefixes::Op;
-use crate::session::Step;
 use crate::state::{Ctr, Kv, Local, VERSION};
 use crate::stats;
+use crate::step::Step;
 use crate::store::{DeleteOutcome, DeltaOutcome, Item, KEY_MAX, SetMode, StoreOutcome};
 use crate::text_exec::flush;
 

@@ -98,6 +98,7 @@ pub mod session;
 pub mod slabs;
 pub mod state;
 pub mod stats;
+mod step;
 pub mod store;
 pub mod stripe;
 pub mod text;

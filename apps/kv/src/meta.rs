@@ -260,15 +260,25 @@ pub(crate) fn run(
     Flow::Done(0)
 }
 
+/// The checks every meta command but `ms` and `me` starts with (the message for too many
+/// tokens varies); false when one failed and was answered.
+fn line_ok(tk: &Tokens<'_>, out: &mut Vec<u8>, too_many: &str) -> bool {
+    let err = if tk.n < 3 {
+        "ERROR"
+    } else if tk.get(1).len() > KEY_MAX {
+        BAD_FORMAT
+    } else if tk.n > MAX_TOKENS {
+        too_many
+    } else {
+        return true;
+    };
+    line(out, err);
+    false
+}
+
 fn mg(tk: &Tokens<'_>, kv: &Kv, now: RelTime, out: &mut Vec<u8>, ctr: &mut Local) {
-    if tk.n < 3 {
-        return line(out, "ERROR");
-    }
-    if tk.get(1).len() > KEY_MAX {
-        return line(out, BAD_FORMAT);
-    }
-    if tk.n > MAX_TOKENS {
-        return line(out, "CLIENT_ERROR options flags are too long");
+    if !line_ok(tk, out, "CLIENT_ERROR options flags are too long") {
+        return;
     }
     let f = match preparse(tk, 2, kv, now) {
         Ok(f) => f,
@@ -531,14 +541,8 @@ fn ms(
 }
 
 fn md(tk: &Tokens<'_>, kv: &Kv, now: RelTime, out: &mut Vec<u8>, ctr: &mut Local) {
-    if tk.n < 3 {
-        return line(out, "ERROR");
-    }
-    if tk.get(1).len() > KEY_MAX {
-        return line(out, BAD_FORMAT);
-    }
-    if tk.n > MAX_TOKENS {
-        return line(out, "CLIENT_ERROR options flags too long");
+    if !line_ok(tk, out, "CLIENT_ERROR options flags too long") {
+        return;
     }
     let Ok(f) = preparse(tk, 2, kv, now) else {
         return line(out, BAD_FLAG);
@@ -572,14 +576,8 @@ fn md(tk: &Tokens<'_>, kv: &Kv, now: RelTime, out: &mut Vec<u8>, ctr: &mut Local
 }
 
 fn ma(tk: &Tokens<'_>, kv: &Kv, now: RelTime, out: &mut Vec<u8>, ctr: &mut Local) {
-    if tk.n < 3 {
-        return line(out, "ERROR");
-    }
-    if tk.get(1).len() > KEY_MAX {
-        return line(out, BAD_FORMAT);
-    }
-    if tk.n > MAX_TOKENS {
-        return line(out, "CLIENT_ERROR options flags too long");
+    if !line_ok(tk, out, "CLIENT_ERROR options flags too long") {
+        return;
     }
     let Ok(f) = preparse(tk, 2, kv, now) else {
         return line(out, BAD_FLAG);

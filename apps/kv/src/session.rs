@@ -21,6 +21,7 @@ use crate::binary_exec;
 use crate::clock::RelTime;
 use crate::conns::ConnHandle;
 use crate::state::{Ctr, Kv, Local};
+use crate::step::Step;
 use crate::text_exec;
 
 /// Stop executing commands once this many response bytes are waiting in `out`.
@@ -40,18 +41,6 @@ enum Proto {
     Unknown,
     Text,
     Binary,
-}
-
-/// What one step over the buffered input did.
-pub(crate) enum Step {
-    /// `n` bytes were one command, executed.
-    Done(usize),
-    /// `n` bytes consumed, then swallow `m` more as they come.
-    Swallow(usize, u64),
-    /// Incomplete: wait for more bytes.
-    More,
-    /// `n` bytes consumed; then close.
-    Close(usize),
 }
 
 /// One connection's protocol state. See the module docs.

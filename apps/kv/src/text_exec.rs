@@ -6,9 +6,9 @@ use crate::clock::RelTime;
 use crate::meta;
 use crate::numbers::push_u64;
 use crate::prefixes::Op;
-use crate::session::Step;
 use crate::state::{Ctr, Kv, Local, MAX_VERBOSITY, VERSION};
 use crate::stats;
+use crate::step::Step;
 use crate::store::{DeleteOutcome, DeltaOutcome, Item, SetMode, StoreOutcome};
 use crate::text::{self, Line, Request, StoreOp, Tokens};
 

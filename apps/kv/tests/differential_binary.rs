@@ -12,7 +12,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::{MEMCACHED_LIKE_KV, connect, read_to_eof, start_kv, start_memcached};
+use common::{MEMCACHED_LIKE_KV, connect, differential, read_to_eof};
 use megatcp_kv::binary::{Header, op, parse_response};
 
 const MARK: u32 = 0xffff_ffff;
@@ -279,28 +279,11 @@ fn run_script(port: u16) -> Vec<Vec<String>> {
 
 #[test]
 fn binary_protocol_matches_real_memcached_byte_for_byte() {
-    let mc = start_memcached(MEMCACHED_LIKE_KV);
-    let expected = run_script(mc.port);
-    drop(mc);
-    let kv = start_kv(&["--backend", "epoll", "--cores", "0"]);
-    let got = run_script(kv.port);
-    if std::env::var_os("KV_DIFF_DUMP").is_some() {
-        for (i, e) in expected.iter().enumerate() {
-            eprintln!("{i}: {e:#?}");
-        }
-    }
-    let diffs: Vec<String> = expected
-        .iter()
-        .zip(&got)
-        .enumerate()
-        .filter(|(_, (e, g))| e != g)
-        .map(|(i, (e, g))| format!("step {i}\n  memcached:  {e:#?}\n  megatcp-kv: {g:#?}"))
-        .collect();
-    assert_eq!(expected.len(), got.len());
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
+    differential(
+        MEMCACHED_LIKE_KV,
+        &["--backend", "epoll", "--cores", "0"],
+        run_script,
+        |e, g| e == g,
+        |_| String::new(),
     );
 }

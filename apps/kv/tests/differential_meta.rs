@@ -15,7 +15,7 @@ mod common;
 use std::io::Write;
 
 use common::{
-    MEMCACHED_LIKE_KV, connect, read_to_eof, read_until, start_kv, start_memcached, text,
+    MEMCACHED_LIKE_KV, connect, differential, read_to_eof, read_until, text, times_close,
 };
 
 enum Step {
@@ -262,36 +262,17 @@ fn run_script(port: u16) -> Vec<(String, Vec<i64>)> {
 
 #[test]
 fn meta_protocol_matches_real_memcached_byte_for_byte() {
-    let mc = start_memcached(MEMCACHED_LIKE_KV);
-    let expected = run_script(mc.port);
-    drop(mc);
-    let kv = start_kv(&["--backend", "epoll", "--cores", "0"]);
-    let got = run_script(kv.port);
-    if std::env::var_os("KV_DIFF_DUMP").is_some() {
-        for (i, e) in expected.iter().enumerate() {
-            eprintln!("{i}: {e:?}");
-        }
-    }
     let steps = script();
-    let mut diffs = Vec::new();
-    for (i, ((e, et), (g, gt))) in expected.iter().zip(&got).enumerate() {
-        let times_close =
-            et.len() == gt.len() && et.iter().zip(gt).all(|(a, b)| (a - b).abs() <= 1);
-        if e != g || !times_close {
-            let what = match &steps[i] {
-                Step::Cmd(s) | Step::Closes(s) => s.chars().take(120).collect::<String>(),
-                Step::Sleep(_) => String::new(),
-            };
-            diffs.push(format!(
-                "step {i} {what:?}\n  memcached:  {e:?} times {et:?}\n  megatcp-kv: {g:?} times {gt:?}"
-            ));
-        }
-    }
-    assert_eq!(expected.len(), got.len());
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
+    differential(
+        MEMCACHED_LIKE_KV,
+        &["--backend", "epoll", "--cores", "0"],
+        run_script,
+        |(e, et), (g, gt)| e == g && times_close(et, gt),
+        |i| match &steps[i] {
+            Step::Cmd(s) | Step::Closes(s) => {
+                format!("{:?}", s.chars().take(120).collect::<String>())
+            }
+            Step::Sleep(_) => String::new(),
+        },
     );
 }

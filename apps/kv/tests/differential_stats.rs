@@ -17,7 +17,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{MEMCACHED_LIKE_KV, connect, read_until, start_kv, start_memcached, text};
+use common::{
+    MEMCACHED_LIKE_KV, connect, differential, read_until, start_kv, start_memcached, text,
+    times_close,
+};
 use megatcp_kv::binary::{Header, op, parse_response};
 
 const MARK: u32 = 0xffff_ffff;
@@ -276,63 +279,32 @@ fn run(port: u16, steps: &[Step]) -> Vec<(Vec<String>, Vec<i64>)> {
     out
 }
 
-fn compare(name: &str, args: &[&str], steps: fn() -> Vec<Step>) {
+fn compare(args: &[&str], steps: fn() -> Vec<Step>) {
     let mc_args: Vec<&str> = args.iter().chain(MEMCACHED_LIKE_KV).copied().collect();
-    let mc = start_memcached(&mc_args);
-    let expected = run(mc.port, &steps());
-    drop(mc);
     let mut kv_args = args.to_vec();
     kv_args.extend(["--backend", "epoll", "--cores", "0"]);
-    let kv = start_kv(&kv_args);
-    let got = run(kv.port, &steps());
-    if std::env::var_os("KV_DIFF_DUMP").is_some() {
-        for (i, e) in expected.iter().enumerate() {
-            eprintln!("{name} {i}: {e:?}");
-        }
-    }
-    let mut diffs = Vec::new();
-    for (i, ((e, et), (g, gt))) in expected.iter().zip(&got).enumerate() {
-        let times_close =
-            et.len() == gt.len() && et.iter().zip(gt).all(|(a, b)| (a - b).abs() <= 1);
-        if e != g || !times_close {
-            let lines: Vec<String> = e
-                .iter()
-                .zip(g)
-                .filter(|(a, b)| a != b)
-                .take(12)
-                .map(|(a, b)| format!("    memcached {a:?}\n    kv        {b:?}"))
-                .collect();
-            diffs.push(format!(
-                "{name} step {i} ({} vs {} lines, times {et:?} vs {gt:?}):\n{}",
-                e.len(),
-                g.len(),
-                lines.join("\n")
-            ));
-        }
-    }
-    assert_eq!(expected.len(), got.len());
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
+    differential(
+        &mc_args,
+        &kv_args,
+        |port| run(port, &steps()),
+        |(e, et), (g, gt)| e == g && times_close(et, gt),
+        |_| String::new(),
     );
 }
 
 #[test]
 fn slab_and_item_statistics_match_memcached() {
-    compare("classes", &[], classes_script);
+    compare(&[], classes_script);
 }
 
 #[test]
 fn a_full_cache_evicts_and_reclaims_as_memcached() {
-    compare("eviction", &["-m", "2"], eviction_script);
+    compare(&["-m", "2"], eviction_script);
 }
 
 #[test]
 fn growth_factor_minimum_chunk_and_large_items_match_memcached() {
     compare(
-        "factor",
         &["-f", "2", "-n", "100", "-I", "2m", "-m", "16"],
         factor_script,
     );

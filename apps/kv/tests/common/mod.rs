@@ -136,6 +136,54 @@ pub fn start_memcached(extra: &[&str]) -> Proc {
     wait_listening(Proc { child, port }, "memcached")
 }
 
+/// A differential run: `script` (one transcript entry per step) against real memcached
+/// started with `mc_args`, then against megatcp-kv started with `kv_args`; the transcripts
+/// must agree step by step (`agree`), `label(i)` names step `i` in the failure message.
+/// With `KV_DIFF_DUMP` set, memcached's transcript is printed.
+pub fn differential<T: std::fmt::Debug>(
+    mc_args: &[&str],
+    kv_args: &[&str],
+    script: impl Fn(u16) -> Vec<T>,
+    agree: impl Fn(&T, &T) -> bool,
+    label: impl Fn(usize) -> String,
+) {
+    let mc = start_memcached(mc_args);
+    let expected = script(mc.port);
+    drop(mc);
+    let kv = start_kv(kv_args);
+    let got = script(kv.port);
+    if std::env::var_os("KV_DIFF_DUMP").is_some() {
+        for (i, e) in expected.iter().enumerate() {
+            eprintln!("{i}: {e:?}");
+        }
+    }
+    let diffs: Vec<String> = expected
+        .iter()
+        .zip(&got)
+        .enumerate()
+        .filter(|(_, (e, g))| !agree(e, g))
+        .map(|(i, (e, g))| {
+            format!(
+                "step {i} {}\n  memcached:  {e:?}\n  megatcp-kv: {g:?}",
+                label(i)
+            )
+        })
+        .collect();
+    assert_eq!(expected.len(), got.len());
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
+
+/// Whether two lists of time values (seconds) agree within a second: memcached's clock
+/// ticks on a timer of its own.
+pub fn times_close(a: &[i64], b: &[i64]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1)
+}
+
 /// A connection with a 10 s read timeout.
 pub fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port))
