@@ -160,9 +160,11 @@ impl SlabClasses {
         if size == 0 || size > self.item_max {
             return 0;
         }
-        (1..=self.largest)
-            .find(|&c| size <= self.size[c] as usize)
-            .unwrap_or(self.largest)
+        // The sizes grow with the class: the first one that fits.
+        let sizes = &self.size[1..=self.largest];
+        1 + sizes
+            .partition_point(|&s| (s as usize) < size)
+            .min(self.largest - 1)
     }
 
     /// Where an item with this key length, flags and value length goes; `None` above `-I`.

@@ -398,17 +398,6 @@ impl Store {
         Some(i)
     }
 
-    /// The live item for `key` for a store that may replace it: a dead one found is
-    /// removed and counted as reclaimed (its memory goes to the new item).
-    fn lookup_for_store(&self, s: &mut Stripe, hash: u64, key: &[u8], now: RelTime) -> Option<u32> {
-        let i = s.find(hash, key)?;
-        if self.dead(s.entry(i)?, now) {
-            self.reclaim(s, i);
-            return None;
-        }
-        Some(i)
-    }
-
     /// Removes dead item `i`, counted as reclaimed.
     fn reclaim(&self, s: &mut Stripe, i: u32) {
         if let Some(e) = self.remove(s, i) {
@@ -441,10 +430,13 @@ impl Store {
     /// to the head, as memcached's segmented LRU moves active items out of its cold part).
     /// Returns how many items went or moved.
     fn pull_tail(&self, s: &mut Stripe, c: u8, evict: bool, now: RelTime) -> usize {
-        let tail: Vec<u32> = s.tail(c, TAIL_SEARCH).collect();
         let mut removed = 0;
-        for i in tail {
-            let Some(e) = s.entry_mut(i) else { continue };
+        let mut next = s.tail(c, 1).next();
+        for _ in 0..TAIL_SEARCH {
+            let Some(i) = next else { break };
+            // The next one up, read before this one moves or goes.
+            next = s.tail_prev(i);
+            let Some(e) = s.entry_mut(i) else { break };
             if self.dead(e, now) {
                 self.reclaim(s, i);
                 removed += 1;
@@ -590,12 +582,7 @@ impl Store {
 
     /// Reads `key`: `f` sees the item (it counts as a get hit, and is refreshed in its LRU).
     pub fn get<R>(&self, key: &[u8], now: RelTime, f: impl FnOnce(Item<'_>) -> R) -> Option<R> {
-        self.access(key, now, |a| {
-            a.item()?;
-            a.bump();
-            a.count(Hit::Get);
-            a.item().map(f)
-        })
+        self.read(key, now, None, f)
     }
 
     /// Sets the expiry of `key` to `exptime` and reads it (`gat`, `touch`; a touch hit).
@@ -606,12 +593,35 @@ impl Store {
         now: RelTime,
         f: impl FnOnce(Item<'_>) -> R,
     ) -> Option<R> {
-        self.access(key, now, |a| {
-            a.item()?;
-            a.bump();
-            a.set_exptime(exptime);
-            a.count(Hit::Touch);
-            a.item().map(f)
+        self.read(key, now, Some(exptime), f)
+    }
+
+    /// A get (`touch` None) or touch: the hot path, one lookup and one pass over the item.
+    fn read<R>(
+        &self,
+        key: &[u8],
+        now: RelTime,
+        touch: Option<RelTime>,
+        f: impl FnOnce(Item<'_>) -> R,
+    ) -> Option<R> {
+        self.with_stripe(key, |s, hash, _| {
+            let i = self.lookup(s, hash, key, now)?;
+            let e = s.entry_mut(i)?;
+            let class = e.layout.class;
+            let relink = mark_read(e, now);
+            if let Some(t) = touch {
+                e.exptime = t;
+            }
+            let r = f(Item::of(e));
+            if relink {
+                s.bump(i);
+            }
+            let c = s.class_mut(class);
+            match touch {
+                None => c.get_hits += 1,
+                Some(_) => c.touch_hits += 1,
+            }
+            Some(r)
         })
     }
 
@@ -659,14 +669,13 @@ impl Store {
             // one would simply give its chunk back to a class with chunks to spare, the
             // two steps cancel out and are skipped.
             let concat = matches!(u.mode, SetMode::Append(_) | SetMode::Prepend(_));
+            let found = s.find(hash, u.key);
             let reuse = !concat
-                && s.find(hash, u.key)
-                    .and_then(|i| s.entry(i))
-                    .is_some_and(|e| {
-                        e.layout == layout
-                            && !self.dead(e, now)
-                            && self.slabs.has_free(usize::from(layout.class))
-                    });
+                && found.and_then(|i| s.entry(i)).is_some_and(|e| {
+                    e.layout == layout
+                        && !self.dead(e, now)
+                        && self.slabs.has_free(usize::from(layout.class))
+                });
             let mut got = layout;
             if reuse {
                 // What memcached's allocator would have done first: reclaim dead items at
@@ -692,7 +701,19 @@ impl Store {
                     store.slabs.give_layout(got);
                 }
             };
-            let old = self.lookup_for_store(s, hash, u.key, now);
+            // Making room only removes items: the slot found still holds the key, or
+            // nothing. A dead item there is reclaimed: its memory goes to the new one.
+            let mut old = if reuse {
+                found
+            } else {
+                found.filter(|&i| s.entry(i).is_some_and(|e| &*e.key == u.key))
+            };
+            if let Some(i) =
+                old.filter(|&i| !reuse && s.entry(i).is_some_and(|e| self.dead(e, now)))
+            {
+                self.reclaim(s, i);
+                old = None;
+            }
             let it_cas = match u.mode {
                 SetMode::Cas(c) | SetMode::Append(c) | SetMode::Prepend(c) => c,
                 _ => 0,
@@ -774,8 +795,7 @@ impl Store {
                 }
                 _ => {}
             }
-            // Re-find: making room may have moved nothing, but the slot must be current.
-            if let Some(i) = s.find(hash, u.key) {
+            if let Some(i) = old {
                 if reuse {
                     s.unlink(i);
                 } else {
@@ -960,14 +980,10 @@ impl Access<'_> {
     /// later one active (it will be spared once from eviction); the access time and LRU
     /// position are refreshed once a minute at most (no list relink per read).
     pub fn bump(&mut self) {
-        if let Some(e) = self.entry_mut() {
-            if e.has(bits::FETCHED) {
-                e.bits |= bits::ACTIVE;
-            }
-            e.bits |= bits::FETCHED;
-        }
-        if let Some(i) = self.idx {
-            refresh(self.stripe, i, self.now);
+        let now = self.now;
+        let relink = self.entry_mut().is_some_and(|e| mark_read(e, now));
+        if let (true, Some(i)) = (relink, self.idx) {
+            self.stripe.bump(i);
         }
     }
 
@@ -1138,13 +1154,31 @@ impl Access<'_> {
     }
 }
 
-/// memcached's `do_item_update`: an item last refreshed more than a minute ago gets the
-/// current time and moves to the head of its LRU list (refreshing on every access would
-/// cost a list relink per read for no difference in what is evicted).
-fn refresh(s: &mut Stripe, i: u32, now: RelTime) {
-    let Some(e) = s.entry_mut(i) else { return };
+/// memcached's `do_item_bump` on item `e` read at `now`: marks it fetched (active when it
+/// was already); an item last refreshed more than a minute ago gets the current time, and
+/// the caller moves it to the head of its list (true). Refreshing on every access would
+/// cost a list relink per read for no difference in what is evicted.
+fn mark_read(e: &mut Entry, now: RelTime) -> bool {
+    if e.has(bits::FETCHED) {
+        e.bits |= bits::ACTIVE;
+    }
+    e.bits |= bits::FETCHED;
+    refresh_time(e, now)
+}
+
+/// memcached's `do_item_update`: true (and the time updated) when the item was last
+/// refreshed more than a minute ago and should move to the head of its list.
+fn refresh_time(e: &mut Entry, now: RelTime) -> bool {
     if e.time < now.saturating_sub(ITEM_UPDATE_INTERVAL) {
         e.time = now;
+        return true;
+    }
+    false
+}
+
+/// [`refresh_time`], then the move to the head of the list.
+fn refresh(s: &mut Stripe, i: u32, now: RelTime) {
+    if s.entry_mut(i).is_some_and(|e| refresh_time(e, now)) {
         s.bump(i);
     }
 }

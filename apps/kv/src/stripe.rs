@@ -373,6 +373,11 @@ impl Stripe {
         .take(n)
     }
 
+    /// The item above `i` in its list (towards the head).
+    pub fn tail_prev(&self, i: u32) -> Option<u32> {
+        self.entry(i).map(|e| e.prev).filter(|&p| p != NIL)
+    }
+
     /// The items of class `c` with their slots, from the head of its list (most recently
     /// used first).
     pub fn class_items(&self, c: u8) -> impl Iterator<Item = (u32, &Entry)> + '_ {
