@@ -18,13 +18,16 @@
 //!
 //! Items are counted in memcached's slab classes (`slabs.rs`): an item takes a chunk of the
 //! smallest class it fits in (or several chunks when it is larger than half a page), and
-//! classes get 1 MiB pages while `-m` allows. A store into a class with no free chunk, as
-//! memcached's allocator does: reuses an expired or flushed item from the cold end of the
-//! class (`reclaimed`), else takes a new page if `-m` allows (first looking for expired items
-//! of the class in the other stripes, which memcached's background crawler would have
-//! reclaimed, so that churn of expiring items does not grow memory), else evicts the least
-//! recently used item of the class (`evictions`), in this stripe or another one. Pages are
-//! never returned: `total_malloced` grows up to `-m` and stays there.
+//! classes get 1 MiB pages while `-m` allows. Every allocation does what memcached's
+//! allocator does without its background threads: reclaim expired or flushed items at the
+//! cold end of the class (`reclaimed`), take a free chunk, else a new page if `-m` allows
+//! (first reclaiming dead items of the class in the other stripes, which one list per class
+//! would have found, so that churn of expiring items does not grow memory), else evict the
+//! coldest item of the class over all stripes (`evictions`) and try again. An item read
+//! twice since its last pass is spared once (moved to the head instead), as memcached's
+//! segmented LRU spares active items; reads refresh an item's place at most once a minute
+//! (memcached's `ITEM_UPDATE_INTERVAL`). Pages are never returned: `total_malloced` grows up
+//! to `-m` and stays there.
 //!
 //! # Expiry and flush
 //!
