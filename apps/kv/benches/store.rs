@@ -16,9 +16,8 @@ const OPS: usize = 10_000;
 
 fn store(stripes: usize) -> Store {
     let s = Store::new(StoreConfig {
-        max_bytes: 64 * 1024 * 1024,
-        item_max: 1024 * 1024,
         stripes,
+        ..StoreConfig::new(64 * 1024 * 1024, 1024 * 1024)
     });
     let v = [b'v'; 64];
     for i in 0..KEYS {

@@ -193,7 +193,7 @@ pub fn key_of(i: u64) -> String {
 
 fn push_key(out: &mut Vec<u8>, i: u64) {
     out.extend_from_slice(b"kv:");
-    crate::session::push_u64(out, i);
+    crate::numbers::push_u64(out, i);
 }
 
 /// Byte `j` of the value always stored under key `i`.
@@ -316,9 +316,9 @@ impl Gen<'_> {
         req.extend_from_slice(b"set ");
         push_key(req, i);
         req.push(b' ');
-        crate::session::push_u64(req, u64::from(i as u32));
+        crate::numbers::push_u64(req, u64::from(i as u32));
         req.extend_from_slice(b" 0 ");
-        crate::session::push_u64(req, size as u64);
+        crate::numbers::push_u64(req, size as u64);
         req.extend_from_slice(b"\r\n");
         req.extend((0..size as u64).map(|j| value_byte(i, j)));
         req.extend_from_slice(b"\r\n");

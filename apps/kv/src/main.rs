@@ -55,6 +55,12 @@ struct ServeArgs {
     /// Verbose (repeat for more).
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Chunk size growth factor between slab classes.
+    #[arg(short = 'f', long = "slab-growth-factor", default_value_t = 1.25)]
+    factor: f64,
+    /// Minimum space for key, value and flags in the smallest chunk.
+    #[arg(short = 'n', long = "slab-min-size", default_value_t = 48)]
+    min_chunk: usize,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -92,6 +98,12 @@ fn serve_cmd(a: ServeArgs) -> Result<(), String> {
     if a.item_max > 1024 * 1024 * 1024 {
         return Err("Cannot set item size limit higher than 1 gigabyte.".into());
     }
+    if a.factor <= 1.0 {
+        return Err("Factor must be greater than 1".into());
+    }
+    if a.min_chunk == 0 {
+        return Err("Chunk size must be greater than 0".into());
+    }
     let max_bytes = a.memory_mb.saturating_mul(1024 * 1024);
     if a.item_max > max_bytes / 2 {
         return Err("Cannot set item size limit higher than 1/2 of memory max.".into());
@@ -104,6 +116,8 @@ fn serve_cmd(a: ServeArgs) -> Result<(), String> {
         threads: a.backend.cores.0.len(),
         backlog: a.backlog,
         verbose: u32::from(a.verbose),
+        factor: a.factor,
+        min_chunk: a.min_chunk,
     };
     let kv = Kv::new(settings);
     if a.verbose > 0 {

@@ -70,7 +70,7 @@ pub fn serve<B: Backend>(ch: &mut Channel<B>, kv: &Kv) -> Result<ServerStats, Ch
         for c in batch.drain(..) {
             match c {
                 Completion::Listening { handle, .. } => ch.accept(handle, true, ACCEPT),
-                Completion::Accepted { handle, .. } => {
+                Completion::Accepted { handle, peer, .. } => {
                     if !kv.admit() {
                         stats.rejected += 1;
                         ch.write(
@@ -85,7 +85,7 @@ pub fn serve<B: Backend>(ch: &mut Channel<B>, kv: &Kv) -> Result<ServerStats, Ch
                     conns.insert(
                         handle,
                         Conn {
-                            session: Session::new(),
+                            session: Session::accepted(kv, peer),
                             unacked: 0,
                             reading: true,
                         },

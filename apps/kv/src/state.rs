@@ -1,14 +1,20 @@
-//! What every core shares: the store, the clock, the settings, the counters behind `stats`.
+//! What every core shares: the store, the clock, the settings, the counters behind `stats`
+//! (the reports themselves are built in `stats.rs`).
 //!
 //! How to drive it: build one [`Kv`] (from [`Settings`]) before starting the cores and hand
 //! each core a reference. Sessions count into a per-connection [`Local`] and add it to the
 //! shared [`Counters`] once per batch of input ([`Local::flush`]), so the shared atomics are
 //! touched once per read, not once per command.
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Instant;
 
-use crate::store::{Clock, RelTime, Store, StoreConfig};
+use crate::conns::Conns;
+use crate::prefixes::{Op, Prefixes};
+
+use crate::clock::{Clock, RelTime};
+use crate::store::{Store, StoreConfig};
 
 /// The version we report (`version`, `stats`): memcached's protocol level, our name.
 pub const VERSION: &str = "1.6.18-megatcp-kv";
@@ -33,6 +39,10 @@ pub struct Settings {
     pub backlog: u32,
     /// Verbosity (`-v`).
     pub verbose: u32,
+    /// Growth factor of the slab classes (`-f`).
+    pub factor: f64,
+    /// Space for key, value and flags in the smallest chunk (`-n`).
+    pub min_chunk: usize,
 }
 
 impl Default for Settings {
@@ -45,6 +55,8 @@ impl Default for Settings {
             threads: 1,
             backlog: 1024,
             verbose: 0,
+            factor: 1.25,
+            min_chunk: 48,
         }
     }
 }
@@ -68,24 +80,18 @@ macro_rules! counters {
     };
 }
 
+// The hit counters (get_hits, cmd_set, delete_hits, ...) are the store's, per slab class,
+// as memcached keeps them; these are the rest.
 counters! {
     CmdGet => "cmd_get",
-    CmdSet => "cmd_set",
     CmdFlush => "cmd_flush",
     CmdTouch => "cmd_touch",
     CmdMeta => "cmd_meta",
-    GetHits => "get_hits",
     GetMisses => "get_misses",
     DeleteMisses => "delete_misses",
-    DeleteHits => "delete_hits",
     IncrMisses => "incr_misses",
-    IncrHits => "incr_hits",
     DecrMisses => "decr_misses",
-    DecrHits => "decr_hits",
     CasMisses => "cas_misses",
-    CasHits => "cas_hits",
-    CasBadval => "cas_badval",
-    TouchHits => "touch_hits",
     TouchMisses => "touch_misses",
     StoreTooLarge => "store_too_large",
     StoreNoMemory => "store_no_memory",
@@ -95,7 +101,7 @@ counters! {
     RejectedConnections => "rejected_connections",
 }
 
-const N: usize = 24;
+const N: usize = 16;
 
 /// Shared counters (relaxed atomics).
 #[derive(Debug, Default)]
@@ -170,13 +176,26 @@ pub struct Kv {
     pub curr_connections: AtomicUsize,
     /// Verbosity (changed by the `verbosity` command).
     pub verbosity: AtomicU32,
+    /// The open connections (`stats conns`).
+    pub conns: Conns,
+    /// `slabs automove` level: recorded and reported; pages are never moved between
+    /// classes here, whatever it says.
+    pub slab_automove: AtomicU32,
+    /// `slabs automove ratio` (the bits of an `f64`), likewise.
+    pub slab_automove_ratio: AtomicU64,
+    detail: AtomicBool,
+    prefixes: Mutex<Prefixes>,
     started: Instant,
 }
 
 impl Kv {
     /// The state for `settings`.
     pub fn new(settings: Settings) -> Self {
-        let store = Store::new(StoreConfig::new(settings.max_bytes, settings.item_max));
+        let store = Store::new(StoreConfig {
+            factor: settings.factor,
+            min_chunk: settings.min_chunk,
+            ..StoreConfig::new(settings.max_bytes, settings.item_max)
+        });
         Self {
             store,
             clock: Clock::start(),
@@ -184,6 +203,11 @@ impl Kv {
             settings,
             counters: Counters::default(),
             curr_connections: AtomicUsize::new(0),
+            conns: Conns::default(),
+            slab_automove: AtomicU32::new(0),
+            slab_automove_ratio: AtomicU64::new(0.8f64.to_bits()),
+            detail: AtomicBool::new(false),
+            prefixes: Mutex::new(Prefixes::default()),
             started: Instant::now(),
         }
     }
@@ -211,203 +235,37 @@ impl Kv {
         self.curr_connections.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// `stats reset`.
+    /// `stats reset`: the counters, the per-class counters and the prefix counts.
     pub fn reset_stats(&self) {
         self.counters.reset();
+        self.store.reset_stats();
+        self.prefixes().clear();
     }
 
-    /// `stats`: memcached 1.6's general statistics, by name and in its order; those with
-    /// no counterpart here (slab mover, LRU crawler, logger, ...) read 0.
-    pub fn general_stats(&self, now: RelTime) -> Vec<(&'static str, String)> {
-        let c = |x: Ctr| self.counters.get(x).to_string();
-        let st = self.store.stats();
-        let (user, sys) = rusage();
-        let conns = self.curr_connections.load(Ordering::Relaxed);
-        let mut v: Vec<(&'static str, String)> = vec![
-            ("pid", std::process::id().to_string()),
-            ("uptime", self.started.elapsed().as_secs().to_string()),
-            ("time", self.clock.unix(now).to_string()),
-            ("version", VERSION.to_string()),
-            ("libevent", "megatcp".to_string()),
-            ("pointer_size", (usize::BITS).to_string()),
-            ("rusage_user", user),
-            ("rusage_system", sys),
-            ("max_connections", self.settings.max_conns.to_string()),
-            ("curr_connections", conns.to_string()),
-            ("total_connections", c(Ctr::TotalConnections)),
-            ("rejected_connections", c(Ctr::RejectedConnections)),
-            ("connection_structures", conns.to_string()),
-        ];
-        for name in [
-            "response_obj_oom",
-            "response_obj_count",
-            "response_obj_bytes",
-            "read_buf_count",
-            "read_buf_bytes",
-            "read_buf_bytes_free",
-            "read_buf_oom",
-            "reserved_fds",
-        ] {
-            v.push((name, "0".into()));
-        }
-        for x in [
-            Ctr::CmdGet,
-            Ctr::CmdSet,
-            Ctr::CmdFlush,
-            Ctr::CmdTouch,
-            Ctr::CmdMeta,
-        ] {
-            v.push((x.name(), c(x)));
-        }
-        v.push(("get_hits", c(Ctr::GetHits)));
-        v.push(("get_misses", c(Ctr::GetMisses)));
-        v.push(("get_expired", st.get_expired.to_string()));
-        v.push(("get_flushed", st.get_flushed.to_string()));
-        for x in [
-            Ctr::DeleteMisses,
-            Ctr::DeleteHits,
-            Ctr::IncrMisses,
-            Ctr::IncrHits,
-            Ctr::DecrMisses,
-            Ctr::DecrHits,
-            Ctr::CasMisses,
-            Ctr::CasHits,
-            Ctr::CasBadval,
-            Ctr::TouchHits,
-            Ctr::TouchMisses,
-            Ctr::StoreTooLarge,
-            Ctr::StoreNoMemory,
-        ] {
-            v.push((x.name(), c(x)));
-        }
-        v.push(("auth_cmds", "0".into()));
-        v.push(("auth_errors", "0".into()));
-        v.push(("bytes_read", c(Ctr::BytesRead)));
-        v.push(("bytes_written", c(Ctr::BytesWritten)));
-        v.push(("limit_maxbytes", st.limit_maxbytes.to_string()));
-        v.push(("accepting_conns", "1".into()));
-        v.push(("listen_disabled_num", "0".into()));
-        v.push(("time_in_listen_disabled_us", "0".into()));
-        v.push(("threads", self.settings.threads.to_string()));
-        v.push(("conn_yields", "0".into()));
-        v.push(("hash_power_level", "0".into()));
-        v.push(("hash_bytes", "0".into()));
-        v.push(("hash_is_expanding", "0".into()));
-        for name in [
-            "slab_reassign_rescues",
-            "slab_reassign_chunk_rescues",
-            "slab_reassign_evictions_nomem",
-            "slab_reassign_inline_reclaim",
-            "slab_reassign_busy_items",
-            "slab_reassign_busy_deletes",
-            "slab_reassign_running",
-            "slabs_moved",
-            "lru_crawler_running",
-            "lru_crawler_starts",
-            "lru_maintainer_juggles",
-            "malloc_fails",
-            "log_worker_dropped",
-            "log_worker_written",
-            "log_watcher_skipped",
-            "log_watcher_sent",
-            "log_watchers",
-            "unexpected_napi_ids",
-            "round_robin_fallback",
-        ] {
-            v.push((name, "0".into()));
-        }
-        v.push(("bytes", st.bytes.to_string()));
-        v.push(("curr_items", st.curr_items.to_string()));
-        v.push(("total_items", st.total_items.to_string()));
-        v.push(("slab_global_page_pool", "0".into()));
-        v.push(("expired_unfetched", st.expired_unfetched.to_string()));
-        v.push(("evicted_unfetched", st.evicted_unfetched.to_string()));
-        v.push(("evicted_active", "0".into()));
-        v.push(("evictions", st.evictions.to_string()));
-        v.push(("reclaimed", st.reclaimed.to_string()));
-        for name in [
-            "crawler_reclaimed",
-            "crawler_items_checked",
-            "lrutail_reflocked",
-            "moves_to_cold",
-            "moves_to_warm",
-            "moves_within_lru",
-            "direct_reclaims",
-            "lru_bumps_dropped",
-        ] {
-            v.push((name, "0".into()));
-        }
-        v
+    /// Whether `stats detail` counting is on.
+    pub fn detail_on(&self) -> bool {
+        self.detail.load(Ordering::Relaxed)
     }
 
-    /// `stats settings`: the settings that mean something here, in memcached's names.
-    pub fn settings_stats(&self) -> Vec<(&'static str, String)> {
-        let s = &self.settings;
-        vec![
-            ("maxbytes", s.max_bytes.to_string()),
-            ("maxconns", s.max_conns.to_string()),
-            ("tcpport", s.port.to_string()),
-            ("udpport", "0".into()),
-            ("inter", "NULL".into()),
-            (
-                "verbosity",
-                self.verbosity.load(Ordering::Relaxed).to_string(),
-            ),
-            ("evictions", "on".into()),
-            ("num_threads", s.threads.to_string()),
-            ("cas_enabled", "yes".into()),
-            ("tcp_backlog", s.backlog.to_string()),
-            ("binding_protocol", "auto-negotiate".into()),
-            ("item_size_max", s.item_max.to_string()),
-            ("flush_enabled", "yes".into()),
-            ("store_stripes", self.store.stripes().to_string()),
-        ]
+    /// Turns `stats detail` counting on or off.
+    pub fn set_detail(&self, on: bool) {
+        self.detail.store(on, Ordering::Relaxed);
     }
 
-    /// `stats items`: one item class (no slabs here); nothing when empty, as memcached.
-    pub fn items_stats(&self) -> Vec<(String, String)> {
-        let st = self.store.stats();
-        if st.curr_items == 0 {
-            return Vec::new();
+    /// Counts `op` for `key`'s prefix when `stats detail` is on.
+    pub fn record_prefix(&self, key: &[u8], op: Op) {
+        if self.detail_on() {
+            self.prefixes().record(key, op);
         }
-        [
-            ("number", st.curr_items),
-            ("evicted", st.evictions),
-            ("evicted_unfetched", st.evicted_unfetched),
-            ("expired_unfetched", st.expired_unfetched),
-            ("reclaimed", st.reclaimed),
-        ]
-        .into_iter()
-        .map(|(k, v)| (format!("items:1:{k}"), v.to_string()))
-        .collect()
     }
 
-    /// `stats slabs`: memory in use (one class, no slabs here).
-    pub fn slabs_stats(&self) -> Vec<(String, String)> {
-        let st = self.store.stats();
-        let mut v = Vec::new();
-        if st.curr_items > 0 {
-            v.push(("1:used_chunks".to_string(), st.curr_items.to_string()));
-            v.push(("1:mem_requested".to_string(), st.bytes.to_string()));
-        }
-        v.push((
-            "active_slabs".to_string(),
-            u8::from(st.curr_items > 0).to_string(),
-        ));
-        v.push(("total_malloced".to_string(), st.bytes.to_string()));
-        v
+    /// The per-prefix counts (`stats detail`).
+    pub fn prefixes(&self) -> std::sync::MutexGuard<'_, Prefixes> {
+        self.prefixes.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
 
-/// CPU time of the process (user, system) from /proc, in memcached's format.
-fn rusage() -> (String, String) {
-    let fields = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let after = fields.rsplit_once(')').map_or("", |(_, r)| r);
-    let mut it = after.split_whitespace().skip(11);
-    let ticks = |s: Option<&str>| s.and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
-    let (u, s) = (ticks(it.next()), ticks(it.next()));
-    // Linux reports in clock ticks of 1/100 s.
-    let fmt = |t: u64| format!("{}.{:06}", t / 100, (t % 100) * 10_000);
-    (fmt(u), fmt(s))
+    /// Seconds since the server started.
+    pub fn uptime(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
 }

@@ -10,6 +10,7 @@
 //! are refused (`CLIENT_ERROR bad command line format`), as the protocol says keys must
 //! not contain them (memcached does not check).
 
+use crate::numbers::{c_strtol, c_strtoul, c_strtoull};
 use crate::store::KEY_MAX;
 
 /// Longest command line that is not a `get`/`gets` (memcached: 2048 bytes, then it closes).
@@ -105,7 +106,7 @@ pub enum StoreOp {
 }
 
 /// A parsed command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Request<'a> {
     /// `get`/`gets`/`gat`/`gats`: `keys` is the rest of the line (space-separated keys,
     /// validated one by one while answering, as memcached does).
@@ -177,17 +178,36 @@ pub enum Request<'a> {
         /// No reply wanted.
         noreply: bool,
     },
-    /// `stats [group]`
+    /// `stats [group [args]]`
     Stats {
-        /// The group (`settings`, `items`, `slabs`, `reset`, `detail`, ...), if any.
-        group: Option<&'a [u8]>,
-        /// The argument after the group, if any.
-        arg: Option<&'a [u8]>,
+        /// What follows `stats`: the group (`settings`, `items`, `slabs`, `reset`,
+        /// `detail`, ...) and its arguments, space separated.
+        args: &'a [u8],
     },
+    /// `slabs automove LEVEL` (0, 1 or 2).
+    SlabsAutomove {
+        /// The level.
+        level: u32,
+        /// No reply wanted.
+        noreply: bool,
+    },
+    /// `slabs automove ratio RATIO`.
+    SlabsAutomoveRatio {
+        /// The ratio.
+        ratio: f64,
+        /// No reply wanted.
+        noreply: bool,
+    },
+    /// `slabs reassign SRC DST`.
+    SlabsReassign,
     /// `quit`
     Quit,
-    /// `mn` (meta no-op)
-    MetaNoop,
+    /// A meta command (`mg`, `ms`, `md`, `ma`, `me`, `mn`, or an unknown `m?`): the whole
+    /// line, for `meta.rs`.
+    Meta {
+        /// The command line.
+        line: &'a [u8],
+    },
     /// An error reply (the command was not executed).
     Reply {
         /// The reply line, without CRLF.
@@ -201,13 +221,14 @@ pub enum Request<'a> {
 
 /// memcached's tokenizer: up to 23 space-separated tokens (the rest of the line stays
 /// unsplit); `n` is memcached's `ntokens` (tokens + 1 terminal).
-struct Tokens<'a> {
+pub(crate) struct Tokens<'a> {
     t: [&'a [u8]; 24],
-    n: usize,
+    /// memcached's `ntokens`: the tokens plus the terminal one.
+    pub(crate) n: usize,
 }
 
 impl<'a> Tokens<'a> {
-    fn new(line: &'a [u8]) -> Self {
+    pub(crate) fn new(line: &'a [u8]) -> Self {
         let mut t: [&'a [u8]; 24] = [&[]; 24];
         let mut n = 0;
         for tok in line.split(|&b| b == b' ').filter(|s| !s.is_empty()) {
@@ -223,7 +244,8 @@ impl<'a> Tokens<'a> {
         Tokens { t, n }
     }
 
-    fn get(&self, i: usize) -> &'a [u8] {
+    /// Token `i` (empty past the last one).
+    pub(crate) fn get(&self, i: usize) -> &'a [u8] {
         self.t.get(i).copied().unwrap_or(&[])
     }
 
@@ -259,6 +281,10 @@ pub fn parse(line: &[u8]) -> Request<'_> {
     }
     let cmd = tk.get(0);
     let n = tk.n;
+    // Meta commands are all two characters long and start with `m`.
+    if cmd.len() == 2 && cmd[0] == b'm' {
+        return Request::Meta { line };
+    }
     match cmd {
         b"get" | b"gets" | b"gat" | b"gats" | b"bget" => {
             if n < 3 {
@@ -443,11 +469,33 @@ pub fn parse(line: &[u8]) -> Request<'_> {
                 },
             }
         }
+        b"slabs" => {
+            if n == 5 && tk.get(1) == b"reassign" {
+                return Request::SlabsReassign;
+            }
+            if n < 4 || tk.get(1) != b"automove" {
+                return reply(ERROR);
+            }
+            let noreply = tk.noreply();
+            let err = |msg| Request::Reply { msg, noreply };
+            if tk.get(2) == b"ratio" {
+                return match std::str::from_utf8(tk.get(3))
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                {
+                    Some(ratio) if n >= 5 => Request::SlabsAutomoveRatio { ratio, noreply },
+                    _ => err(ERROR),
+                };
+            }
+            match c_strtoul(tk.get(2)) {
+                None => err(BAD_FORMAT),
+                Some(level @ 0..=2) => Request::SlabsAutomove { level, noreply },
+                Some(_) => err(ERROR),
+            }
+        }
         b"stats" => Request::Stats {
-            group: (n > 2).then(|| tk.get(1)),
-            arg: (n > 3).then(|| tk.get(2)),
+            args: after_tokens(line, 1),
         },
-        b"mn" => Request::MetaNoop,
         _ => {
             if tk.get(n - 2).starts_with(b"HTTP/") {
                 Request::Close
@@ -477,106 +525,9 @@ pub fn keys(rest: &[u8]) -> impl Iterator<Item = &[u8]> {
     rest.split(|&b| b == b' ').filter(|s| !s.is_empty())
 }
 
-fn is_c_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r')
-}
-
-/// C's `strtoull`/`strtoll` digits part: (negative, magnitude, rest), `None` when there are
-/// no digits or the magnitude overflows 64 bits (ERANGE).
-fn c_digits(s: &[u8]) -> Option<(bool, u64, &[u8])> {
-    let mut i = 0;
-    while s.get(i).copied().is_some_and(is_c_space) {
-        i += 1;
-    }
-    let mut neg = false;
-    if let Some(&c) = s.get(i) {
-        if c == b'+' || c == b'-' {
-            neg = c == b'-';
-            i += 1;
-        }
-    }
-    let start = i;
-    let mut v: u64 = 0;
-    let mut overflow = false;
-    while let Some(&c) = s.get(i) {
-        if !c.is_ascii_digit() {
-            break;
-        }
-        match v
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(c - b'0')))
-        {
-            Some(n) => v = n,
-            None => overflow = true,
-        }
-        i += 1;
-    }
-    if i == start || overflow {
-        return None;
-    }
-    Some((neg, v, &s[i..]))
-}
-
-/// What memcached accepts after a number: the end, or white space.
-fn c_end_ok(rest: &[u8]) -> bool {
-    rest.first().is_none_or(|&b| is_c_space(b))
-}
-
-/// memcached's `safe_strtoull`.
-pub fn c_strtoull(s: &[u8]) -> Option<u64> {
-    let (neg, v, rest) = c_digits(s)?;
-    if !c_end_ok(rest) {
-        return None;
-    }
-    let v = if neg { v.wrapping_neg() } else { v };
-    if (v as i64) < 0 && s.contains(&b'-') {
-        return None;
-    }
-    Some(v)
-}
-
-/// memcached's `safe_strtoul` on a 64-bit build (parsed as 64 bits, then truncated).
-pub fn c_strtoul(s: &[u8]) -> Option<u32> {
-    c_strtoull(s).map(|v| v as u32)
-}
-
-/// memcached's `safe_strtol` on a 64-bit build (a C `long`, then truncated to 32 bits).
-pub fn c_strtol(s: &[u8]) -> Option<i32> {
-    let (neg, v, rest) = c_digits(s)?;
-    if !c_end_ok(rest) {
-        return None;
-    }
-    let v: i64 = if neg {
-        if v > (i64::MAX as u64) + 1 {
-            return None;
-        }
-        (v as i64).wrapping_neg()
-    } else {
-        i64::try_from(v).ok()?
-    };
-    Some(v as i32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_follow_memcached() {
-        assert_eq!(c_strtol(b"10"), Some(10));
-        assert_eq!(c_strtol(b"-1"), Some(-1));
-        assert_eq!(c_strtol(b"2147483648"), Some(i32::MIN));
-        assert_eq!(c_strtol(b"4294967300"), Some(4));
-        assert_eq!(c_strtol(b"99999999999999999999"), None);
-        assert_eq!(c_strtol(b"1x"), None);
-        assert_eq!(c_strtol(b""), None);
-        assert_eq!(c_strtoul(b"-1"), None);
-        assert_eq!(c_strtoul(b"-0"), Some(0));
-        assert_eq!(c_strtoull(b"18446744073709551615"), Some(u64::MAX));
-        assert_eq!(c_strtoull(b"18446744073709551616"), None);
-        assert_eq!(c_strtoull(b"12  "), Some(12));
-        assert_eq!(c_strtoull(b" 12"), Some(12));
-    }
 
     #[test]
     fn lines_and_limits() {

@@ -40,7 +40,7 @@ fn get(c: &mut std::net::TcpStream, key: &str) -> Option<Vec<u8>> {
 
 #[test]
 fn eviction_keeps_memory_under_the_limit_and_recent_keys() {
-    // 4 MiB, items up to 64 KiB: 32 stripes of 128 KiB.
+    // 4 MiB of slab pages, items up to 64 KiB (32 stripes).
     let kv = start_kv(&["-m", "4", "-I", "64k"]);
     let mut c = connect(kv.port);
     let value = vec![b'v'; 1000];

@@ -12,7 +12,7 @@ mod common;
 use std::io::Write;
 use std::time::Duration;
 
-use common::{connect, read_to_eof, read_until, start_kv, start_memcached, text};
+use common::{MEMCACHED_LIKE_KV, connect, differential, read_to_eof, read_until, text};
 
 enum Step {
     /// Send, then the marker.
@@ -216,36 +216,16 @@ fn run_script(port: u16) -> Vec<String> {
 
 #[test]
 fn text_protocol_matches_real_memcached_byte_for_byte() {
-    let mc = start_memcached(&[]);
-    let expected = run_script(mc.port);
-    drop(mc);
-    let kv = start_kv(&["--backend", "epoll", "--cores", "0"]);
-    let got = run_script(kv.port);
-    if std::env::var_os("KV_DIFF_DUMP").is_some() {
-        for (i, e) in expected.iter().enumerate() {
-            eprintln!("{i}: {e:?}");
-        }
-    }
     let steps = script();
-    let mut diffs = Vec::new();
-    for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
-        if e != g {
-            let what = match &steps[i] {
-                Step::Cmd(b) | Step::Split(b, _) | Step::Closes(b) => {
-                    let t = text(b);
-                    t.chars().take(120).collect::<String>()
-                }
-            };
-            diffs.push(format!(
-                "step {i} {what:?}\n  memcached:  {e:?}\n  megatcp-kv: {g:?}"
-            ));
-        }
-    }
-    assert_eq!(expected.len(), got.len());
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
+    differential(
+        MEMCACHED_LIKE_KV,
+        &["--backend", "epoll", "--cores", "0"],
+        run_script,
+        |e, g| e == g,
+        |i| match &steps[i] {
+            Step::Cmd(b) | Step::Split(b, _) | Step::Closes(b) => {
+                format!("{:?}", text(b).chars().take(120).collect::<String>())
+            }
+        },
     );
 }

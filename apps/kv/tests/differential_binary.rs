@@ -12,7 +12,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::{connect, read_to_eof, start_kv, start_memcached};
+use common::{MEMCACHED_LIKE_KV, connect, differential, read_to_eof};
 use megatcp_kv::binary::{Header, op, parse_response};
 
 const MARK: u32 = 0xffff_ffff;
@@ -164,8 +164,37 @@ fn script() -> Vec<Step> {
         step(|_| req(op::GETK, &[], b"q", &[], 0, 55)),
         step(move |_| req(op::SET, &set_ext(0, 0), b"b", &vec![b'x'; big], 0, 56)),
         step(move |_| req(op::SET, &set_ext(0, 0), b"b", &vec![b'x'; big - 1], 0, 57)),
+        // Memory and hits per slab class, before and after a reset of the counters.
+        step(|_| req(op::STAT, &[], b"slabs", &[], 0, 90)),
+        step(|_| req(op::STAT, &[], b"reset", &[], 0, 91)),
+        step(|_| req(op::STAT, &[], b"slabs", &[], 0, 92)),
         step(|_| req(op::FLUSHQ, &[], &[], &[], 0, 58)),
         step(|_| req(op::GET, &[], b"q", &[], 0, 59)),
+        // More STAT groups (`items`, with its ages, and the general statistics are left to
+        // differential_stats.rs).
+        step(|_| req(op::STAT, &[], b"detail on", &[], 0, 70)),
+        step(|_| {
+            [
+                req(op::SET, &set_ext(0, 0), b"pre:a", b"1", 0, 71),
+                req(op::GET, &[], b"pre:a", &[], 0, 72),
+                req(op::GETK, &[], b"pre:b", &[], 0, 73),
+                req(op::DELETE, &[], b"pre:c", &[], 0, 74),
+                req(op::APPEND, &[], b"other:x", b"1", 0, 75),
+                req(op::SET, &set_ext(0, 0), b"nodelim", b"1", 0, 76),
+            ]
+            .concat()
+        }),
+        step(|_| req(op::STAT, &[], b"detail dump", &[], 0, 77)),
+        step(|_| req(op::STAT, &[], b"detail off", &[], 0, 78)),
+        step(|_| req(op::GET, &[], b"pre:a", &[], 0, 79)),
+        step(|_| req(op::STAT, &[], b"detail dump", &[], 0, 80)),
+        step(|_| req(op::STAT, &[], b"sizes", &[], 0, 82)),
+        step(|_| req(op::STAT, &[], b"conns", &[], 0, 83)),
+        step(|_| req(op::STAT, &[], b"bogus", &[], 0, 84)),
+        step(|_| req(op::STAT, &[], b"detail", &[], 0, 85)),
+        step(|_| req(op::STAT, &[], b"detail maybe", &[], 0, 86)),
+        step(|_| req(op::STAT, &[], b"reset", &[], 0, 87)),
+        step(|_| req(op::STAT, &[], b"detail dump", &[], 0, 89)),
         (Box::new(|_| req(op::SET, &[0; 4], b"k", b"v", 0, 60)), true),
         (Box::new(|_| req(op::GET, &[0; 4], b"k", &[], 0, 61)), true),
         (Box::new(|_| req(op::NOOP, &[], b"k", &[], 0, 62)), true),
@@ -250,28 +279,11 @@ fn run_script(port: u16) -> Vec<Vec<String>> {
 
 #[test]
 fn binary_protocol_matches_real_memcached_byte_for_byte() {
-    let mc = start_memcached(&[]);
-    let expected = run_script(mc.port);
-    drop(mc);
-    let kv = start_kv(&["--backend", "epoll", "--cores", "0"]);
-    let got = run_script(kv.port);
-    if std::env::var_os("KV_DIFF_DUMP").is_some() {
-        for (i, e) in expected.iter().enumerate() {
-            eprintln!("{i}: {e:#?}");
-        }
-    }
-    let diffs: Vec<String> = expected
-        .iter()
-        .zip(&got)
-        .enumerate()
-        .filter(|(_, (e, g))| e != g)
-        .map(|(i, (e, g))| format!("step {i}\n  memcached:  {e:#?}\n  megatcp-kv: {g:#?}"))
-        .collect();
-    assert_eq!(expected.len(), got.len());
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
+    differential(
+        MEMCACHED_LIKE_KV,
+        &["--backend", "epoll", "--cores", "0"],
+        run_script,
+        |e, g| e == g,
+        |_| String::new(),
     );
 }

@@ -4,7 +4,7 @@
 
 use megatcp_kv::binary::{self, Header, op};
 use megatcp_kv::session::{Flow, Session};
-use megatcp_kv::{Kv, Settings, text};
+use megatcp_kv::{Kv, Settings, base64, numbers, text};
 use proptest::prelude::*;
 
 fn kv() -> Kv {
@@ -60,7 +60,7 @@ fn bin(opcode: u8, extras: &[u8], key: &[u8], value: &[u8], cas: u64) -> Vec<u8>
 
 /// Text commands, valid and not.
 fn text_piece() -> impl Strategy<Value = Vec<u8>> {
-    let key = prop::sample::select(vec!["a", "b", "key", "n", "x y", ""]);
+    let key = prop::sample::select(vec!["a", "b", "key", "n", "x y", "", "Zm9v"]);
     let cmd = prop::sample::select(vec![
         "get",
         "gets",
@@ -80,11 +80,49 @@ fn text_piece() -> impl Strategy<Value = Vec<u8>> {
         "version",
         "verbosity",
         "mn",
+        "mg",
+        "ms",
+        "md",
+        "ma",
+        "me",
         "bogus",
         "quit",
     ]);
-    (cmd, key, 0usize..40, any::<bool>(), any::<u8>(), 0u64..5).prop_map(
-        |(cmd, key, len, noreply, junk, cas)| {
+    // Meta flags, valid and not (duplicates, unknown, bad tokens, base64).
+    let flags = prop::sample::select(vec![
+        "",
+        "v",
+        "s v t f c",
+        "k O123 q",
+        "N30 v t",
+        "T10 h l",
+        "I T30",
+        "b k v",
+        "C1",
+        "C2 q",
+        "MA",
+        "ME c",
+        "MD D3 v",
+        "N0 J7 v",
+        "R30 v",
+        "q",
+        "u v",
+        "zz",
+        "v v",
+        "F5 T0",
+        "Tx",
+        "Oaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    ]);
+    (
+        cmd,
+        key,
+        0usize..40,
+        any::<bool>(),
+        any::<u8>(),
+        0u64..5,
+        flags,
+    )
+        .prop_map(|(cmd, key, len, noreply, junk, cas, flags)| {
             let nr = if noreply { " noreply" } else { "" };
             let value: Vec<u8> = (0..len).map(|i| b'0' + ((i as u8 ^ junk) % 10)).collect();
             let mut b = match cmd {
@@ -97,19 +135,20 @@ fn text_piece() -> impl Strategy<Value = Vec<u8>> {
                 "delete" => format!("delete {key}{nr}\r\n").into_bytes(),
                 "flush_all" => format!("flush_all{nr}\r\n").into_bytes(),
                 "verbosity" => format!("verbosity 1{nr}\r\n").into_bytes(),
+                "mg" | "md" | "ma" | "me" => format!("{cmd} {key} {flags}\r\n").into_bytes(),
+                "ms" => format!("ms {key} {len} {flags}\r\n").into_bytes(),
                 c => format!("{c} {key}\r\n").into_bytes(),
             };
             if matches!(
                 cmd,
-                "set" | "add" | "replace" | "append" | "prepend" | "cas"
+                "set" | "add" | "replace" | "append" | "prepend" | "cas" | "ms"
             ) {
                 b.extend_from_slice(&value);
                 // Sometimes a bad data chunk.
                 b.extend_from_slice(if junk % 7 == 0 { b"xx" } else { b"\r\n" });
             }
             b
-        },
-    )
+        })
 }
 
 /// Binary requests, valid and not.
@@ -170,8 +209,9 @@ proptest! {
         let _ = text::find_line(&data);
         let _ = Header::parse(&data);
         let _ = binary::parse_response(&data);
-        let _ = text::c_strtol(&data);
-        let _ = text::c_strtoull(&data);
+        let _ = numbers::c_strtol(&data);
+        let _ = numbers::c_strtoull(&data);
+        let _ = base64::decode(&data);
         let (a, _) = run(&data, &[]);
         // Also as a binary stream.
         let mut b = vec![binary::REQ_MAGIC];

@@ -107,6 +107,11 @@ pub fn start_kv(extra: &[&str]) -> Proc {
     wait_listening(Proc { child, port }, "megatcp-kv")
 }
 
+/// memcached's options that make it work as megatcp-kv does: one LRU per slab class and
+/// no background threads (no LRU maintainer, LRU crawler or slab mover), so that
+/// statistics and memory use can be compared value for value.
+pub const MEMCACHED_LIKE_KV: &[&str] = &["-o", "no_lru_maintainer,no_lru_crawler,no_slab_reassign"];
+
 /// Starts Debian's memcached on a free loopback port (`-t 1 -U 0`); panics with a hint
 /// when it is not installed (`scripts/install-deps` installs it).
 pub fn start_memcached(extra: &[&str]) -> Proc {
@@ -129,6 +134,54 @@ pub fn start_memcached(extra: &[&str]) -> Proc {
         .spawn()
         .unwrap_or_else(|e| panic!("memcached: {e} (install it: scripts/install-deps)"));
     wait_listening(Proc { child, port }, "memcached")
+}
+
+/// A differential run: `script` (one transcript entry per step) against real memcached
+/// started with `mc_args`, then against megatcp-kv started with `kv_args`; the transcripts
+/// must agree step by step (`agree`), `label(i)` names step `i` in the failure message.
+/// With `KV_DIFF_DUMP` set, memcached's transcript is printed.
+pub fn differential<T: std::fmt::Debug>(
+    mc_args: &[&str],
+    kv_args: &[&str],
+    script: impl Fn(u16) -> Vec<T>,
+    agree: impl Fn(&T, &T) -> bool,
+    label: impl Fn(usize) -> String,
+) {
+    let mc = start_memcached(mc_args);
+    let expected = script(mc.port);
+    drop(mc);
+    let kv = start_kv(kv_args);
+    let got = script(kv.port);
+    if std::env::var_os("KV_DIFF_DUMP").is_some() {
+        for (i, e) in expected.iter().enumerate() {
+            eprintln!("{i}: {e:?}");
+        }
+    }
+    let diffs: Vec<String> = expected
+        .iter()
+        .zip(&got)
+        .enumerate()
+        .filter(|(_, (e, g))| !agree(e, g))
+        .map(|(i, (e, g))| {
+            format!(
+                "step {i} {}\n  memcached:  {e:?}\n  megatcp-kv: {g:?}",
+                label(i)
+            )
+        })
+        .collect();
+    assert_eq!(expected.len(), got.len());
+    assert!(
+        diffs.is_empty(),
+        "{} differences:\n{}",
+        diffs.len(),
+        diffs.join("\n")
+    );
+}
+
+/// Whether two lists of time values (seconds) agree within a second: memcached's clock
+/// ticks on a timer of its own.
+pub fn times_close(a: &[i64], b: &[i64]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1)
 }
 
 /// A connection with a 10 s read timeout.
