@@ -126,6 +126,10 @@ pub(crate) struct Phase {
     pub(crate) error: Option<String>,
     /// SYNs per second the sender achieved (0 without flood).
     pub(crate) flood_sent_per_sec: f64,
+    /// SYN cookies the server sent (SYN-ACKs to SYNs beyond its full backlog) over the SYNs
+    /// the sender sent: the share of the flood the server took in and answered (the rest
+    /// was dropped on the way in, its receive ring full). NaN without flood.
+    pub(crate) flood_answered: f64,
     /// Established connections: transactions per second and errors.
     pub(crate) established_txns_per_sec: f64,
     pub(crate) established_errors: u64,
@@ -147,6 +151,7 @@ impl Phase {
             trial,
             error: Some(error),
             flood_sent_per_sec: f64::NAN,
+            flood_answered: f64::NAN,
             established_txns_per_sec: f64::NAN,
             established_errors: 0,
             new_conns_per_sec: f64::NAN,
@@ -266,10 +271,17 @@ fn phase(
     let flood = flood.map(|f| f.finish(limit));
     server.stop();
     let (est, new) = (est?, new?);
-    let sent = match flood {
-        Some(f) => f?["rate"].as_f64().unwrap_or(f64::NAN),
-        None => 0.0,
+    let (sent, sent_total) = match flood {
+        Some(f) => {
+            let f = f?;
+            (
+                f["rate"].as_f64().unwrap_or(f64::NAN),
+                f["sent"].as_f64().unwrap_or(f64::NAN),
+            )
+        }
+        None => (0.0, f64::NAN),
     };
+    let cookies = syn_cookies_sent(&server.log()).map_or(f64::NAN, |c| c as f64);
     let [server_core, client_core] = match (k0, k1) {
         (Some(a), Some(b)) if t0.elapsed() > Duration::ZERO => procs::busy_shares(&a, &b),
         _ => [f64::NAN; 2],
@@ -280,6 +292,7 @@ fn phase(
         trial,
         error: None,
         flood_sent_per_sec: sent,
+        flood_answered: cookies / sent_total,
         established_txns_per_sec: num(&est["txns_per_sec"]),
         established_errors: errors(&est),
         new_conns_per_sec: num(&new["conns_per_sec"]),
@@ -292,12 +305,29 @@ fn phase(
     })
 }
 
+/// The SYN cookies a server sent, from its per-core lines ("... syn cookies sent N ...").
+fn syn_cookies_sent(log: &str) -> Option<u64> {
+    const KEY: &str = "syn cookies sent ";
+    let mut total = None;
+    for line in log.lines().filter(|l| l.starts_with("core ")) {
+        if let Some(at) = line.find(KEY) {
+            let n: u64 = line[at + KEY.len()..]
+                .split(' ')
+                .next()
+                .and_then(|t| t.parse().ok())?;
+            total = Some(total.unwrap_or(0) + n);
+        }
+    }
+    total
+}
+
 /// The medians of one rate's phases.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct RateSummary {
     pub(crate) rate: FloodRate,
     pub(crate) trials_ok: usize,
     pub(crate) flood_sent_per_sec: f64,
+    pub(crate) flood_answered: f64,
     pub(crate) established_txns_per_sec: f64,
     /// Established throughput over the no-flood figure's.
     pub(crate) throughput_ratio: f64,
@@ -311,18 +341,8 @@ pub(crate) struct RateSummary {
     pub(crate) pass: bool,
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.retain(|x| x.is_finite());
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+fn median(v: Vec<f64>) -> f64 {
+    crate::report::stat(v).map_or(f64::NAN, |s| s.median)
 }
 
 /// Connect time target, µs.
@@ -349,6 +369,7 @@ pub(crate) fn summarize(rates: &[FloodRate], phases: &[Phase]) -> Vec<RateSummar
                 rate: r,
                 trials_ok: ok(r).count(),
                 flood_sent_per_sec: med(r, |p| p.flood_sent_per_sec),
+                flood_answered: med(r, |p| p.flood_answered),
                 established_txns_per_sec: est,
                 throughput_ratio: ratio,
                 connect_p50_us: med(r, |p| p.connect_p50_us),
@@ -383,8 +404,10 @@ pub(crate) fn markdown(args: &FloodArgs, started: &str, rows: &[RateSummary]) ->
          in namespace megatcp-cli: the established load (epoll, {ESTABLISHED_CONNS} persistent \
          connections, 64 B, {}), new clients (epoll, one 64 B transaction per \
          connection, {NEW_CONNS_PER_SEC} connections/s) and `megatcp-bench synflood` \
-         (spoofed SYNs from {}). Medians over trials. Targets: new clients' p99 connect time \
-         <= 10 ms; established throughput >= 80 % of the no-flood figure.\n",
+         (spoofed SYNs from {}). Medians over trials. Answered: the server's SYN cookies \
+         over the SYNs sent (the rest was dropped before the server, its receive ring full). \
+         Targets: new clients' p99 connect time <= 10 ms; established throughput >= 80 % of \
+         the no-flood figure.\n",
         if args.established_rate > 0.0 {
             format!("open loop at {:.0} transactions/s", args.established_rate)
         } else {
@@ -394,10 +417,10 @@ pub(crate) fn markdown(args: &FloodArgs, started: &str, rows: &[RateSummary]) ->
     );
     let _ = writeln!(
         s,
-        "| flood (offered) | SYNs sent/s | established txn/s | vs no flood | connect p50 ms | \
-         connect p99 ms | new conn/s | errors | CPU 0 / CPU 1 busy | targets |"
+        "| flood (offered) | SYNs sent/s | answered | established txn/s | vs no flood | \
+         connect p50 ms | connect p99 ms | new conn/s | errors | CPU 0 / CPU 1 busy | targets |"
     );
-    let _ = writeln!(s, "|{}", "---|".repeat(10));
+    let _ = writeln!(s, "|{}", "---|".repeat(11));
     for r in rows {
         let verdict = if r.trials_ok == 0 {
             "FAILED".to_string()
@@ -415,9 +438,14 @@ pub(crate) fn markdown(args: &FloodArgs, started: &str, rows: &[RateSummary]) ->
         };
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {:.0} | {:.0} % | {:.2} | {:.2} | {:.0} | {} | {:.0} % / {:.0} % | {} |",
+            "| {} | {:.0} | {} | {:.0} | {:.0} % | {:.2} | {:.2} | {:.0} | {} | {:.0} % / {:.0} % | {} |",
             r.rate,
             r.flood_sent_per_sec,
+            if r.flood_answered.is_finite() {
+                format!("{:.0} %", r.flood_answered * 100.0)
+            } else {
+                "-".into()
+            },
             r.established_txns_per_sec,
             r.throughput_ratio * 100.0,
             r.connect_p50_us / 1e3,
@@ -522,6 +550,14 @@ mod tests {
             error: None,
             ..Phase::failed(rate, 0, String::new())
         }
+    }
+
+    #[test]
+    fn syn_cookies_are_read_off_the_server_lines() {
+        let log = "libxdp: x\ncore 0: rx 5 frames, syn cookies sent 123 accepted 4 bad 0, x\n\
+                   core 0: accepted 4 echoed 256 B\ncore 1: syn cookies sent 7 accepted 0\n";
+        assert_eq!(syn_cookies_sent(log), Some(130));
+        assert_eq!(syn_cookies_sent("core 0: Epoll channel: commands 5"), None);
     }
 
     #[test]

@@ -93,6 +93,11 @@ impl Server {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Everything the server wrote.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The last lines the server wrote.
     pub(crate) fn log_tail(&self) -> String {
         tail(&std::fs::read_to_string(&self.log).unwrap_or_default(), 6)

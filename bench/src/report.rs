@@ -120,7 +120,7 @@ pub(crate) struct Stat {
     pub(crate) n: usize,
 }
 
-fn stat(mut v: Vec<f64>) -> Option<Stat> {
+pub(crate) fn stat(mut v: Vec<f64>) -> Option<Stat> {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
         return None;
