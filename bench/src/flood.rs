@@ -305,15 +305,15 @@ fn phase(
     })
 }
 
-/// The SYN cookies a server sent, from its per-core lines ("... syn cookies sent N ...").
+/// The SYN cookies a server sent, from its per-core lines ("... syn cookies ACCEPTED/SENT").
 fn syn_cookies_sent(log: &str) -> Option<u64> {
-    const KEY: &str = "syn cookies sent ";
+    const KEY: &str = "syn cookies ";
     let mut total = None;
     for line in log.lines().filter(|l| l.starts_with("core ")) {
         if let Some(at) = line.find(KEY) {
             let n: u64 = line[at + KEY.len()..]
-                .split(' ')
-                .next()
+                .split(['/', ',', ' '])
+                .nth(1)
                 .and_then(|t| t.parse().ok())?;
             total = Some(total.unwrap_or(0) + n);
         }
@@ -554,8 +554,8 @@ mod tests {
 
     #[test]
     fn syn_cookies_are_read_off_the_server_lines() {
-        let log = "libxdp: x\ncore 0: rx 5 frames, syn cookies sent 123 accepted 4 bad 0, x\n\
-                   core 0: accepted 4 echoed 256 B\ncore 1: syn cookies sent 7 accepted 0\n";
+        let log = "libxdp: x\ncore 0: rx 5 frames, syn cookies 4/123, challenge acks 0, x\n\
+                   core 0: accepted 4 echoed 256 B\ncore 1: syn cookies 0/7, challenge acks 1\n";
         assert_eq!(syn_cookies_sent(log), Some(130));
         assert_eq!(syn_cookies_sent("core 0: Epoll channel: commands 5"), None);
     }

@@ -934,9 +934,10 @@ fn interop_linux_client_served_under_a_syn_flood() {
     // No SYN of the client was lost or refused: a lost one costs Linux a second.
     assert!(r["connect"]["p99_us"].as_f64().unwrap() < 1e6, "{r}");
     // The client got in through SYN cookies: the backlog was full of the flood's entries.
-    let cookies = numbers_after(&text, "syn cookies sent ");
-    let (sent, accepted, bad) = (cookies[0], cookies[1], cookies[2]);
-    assert!(sent >= 100_000 && accepted >= 1000 && bad == 0, "{text}");
+    // "syn cookies ACCEPTED/SENT"
+    let cookies = numbers_after(&text, "syn cookies ");
+    let (accepted, sent) = (cookies[0], cookies[1]);
+    assert!(sent >= 100_000 && accepted >= 1000, "{text}");
 }
 
 /// `Some(())` when running as root.
