@@ -11,11 +11,13 @@
 //! The echo head-to-head needs root (network namespaces, AF_XDP) and `megatcp-echo` built
 //! with the `afxdp` feature next to this binary (or `--echo-bin`).
 
+mod flood;
 mod kv;
 mod plan;
 mod plot;
 mod procs;
 mod report;
+mod synflood;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -45,6 +47,11 @@ struct Cli {
 enum Cmd {
     /// memcached load generator on the channel API (any memcached-compatible server).
     Kv(kv::KvArgs),
+    /// Spoofed TCP SYNs at a server from raw frames (AF_PACKET; root).
+    Synflood(synflood::SynfloodArgs),
+    /// The SYN-flood benchmark on the testbed: new clients and established connections of
+    /// the AF_XDP server at several flood rates (root).
+    Flood(flood::FloodArgs),
 }
 
 #[derive(Args)]
@@ -61,14 +68,22 @@ struct EchoArgs {
     /// Measured seconds per trial (default 3; 1 with --quick).
     #[arg(long)]
     secs: Option<f64>,
-    /// Server variants, in order.
+    /// Server variants, in order (`afxdp-rst`: the afxdp server with short connections
+    /// closed by RST instead of FIN, at those points only).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "afxdp,dpdk,uring,epoll"
+        default_value = "afxdp,afxdp-rst,dpdk,uring,epoll"
     )]
     variants: Vec<Variant>,
+    #[command(flatten)]
+    paths: Paths,
+}
+
+/// Where the programs and scripts of a testbed run are.
+#[derive(Args, Debug, Clone)]
+struct Paths {
     /// The megatcp-echo binary (built with `--features afxdp`; default: next to this one).
     #[arg(long)]
     echo_bin: Option<PathBuf>,
@@ -77,10 +92,34 @@ struct EchoArgs {
     repo: Option<PathBuf>,
 }
 
+/// The echo binary and the repository of `paths`, checked.
+fn locate(paths: &Paths) -> Result<(PathBuf, PathBuf), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+    let echo = match &paths.echo_bin {
+        Some(p) => p.clone(),
+        None => exe.with_file_name("megatcp-echo"),
+    };
+    if !echo.is_file() {
+        return Err(format!(
+            "{} not found: cargo build --release -p megatcp-echo --features afxdp (or --echo-bin)",
+            echo.display()
+        ));
+    }
+    let repo = match &paths.repo {
+        Some(r) => r.clone(),
+        None => find_repo(&exe)
+            .or_else(|| std::env::current_dir().ok().and_then(|d| find_repo(&d)))
+            .ok_or("cannot find the repository (scripts/testbed): pass --repo")?,
+    };
+    Ok((echo, repo))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.cmd {
         Some(Cmd::Kv(args)) => kv::run(args),
+        Some(Cmd::Synflood(args)) => synflood::run(args),
+        Some(Cmd::Flood(args)) => flood::run(args),
         None => head_to_head(&cli.echo),
     };
     match result {
@@ -165,23 +204,7 @@ fn head_to_head(args: &EchoArgs) -> Result<(), String> {
     if !is_root() {
         return Err("the head-to-head needs root (network namespaces, AF_XDP): run as root".into());
     }
-    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
-    let echo = match &args.echo_bin {
-        Some(p) => p.clone(),
-        None => exe.with_file_name("megatcp-echo"),
-    };
-    if !echo.is_file() {
-        return Err(format!(
-            "{} not found: cargo build --release -p megatcp-echo --features afxdp (or --echo-bin)",
-            echo.display()
-        ));
-    }
-    let repo = match &args.repo {
-        Some(r) => r.clone(),
-        None => find_repo(&exe)
-            .or_else(|| std::env::current_dir().ok().and_then(|d| find_repo(&d)))
-            .ok_or("cannot find the repository (scripts/testbed): pass --repo")?,
-    };
+    let (echo, repo) = locate(&args.paths)?;
     let started = timestamp();
     let out = args
         .out
@@ -253,7 +276,11 @@ fn run_all(
     secs: f64,
     warmup: f64,
 ) -> Result<Vec<Trial>, String> {
-    let total = (variants.len() * points.len() * trials) as u64;
+    let runs = variants
+        .iter()
+        .map(|v| points.iter().filter(|p| v.runs(p)).count())
+        .sum::<usize>();
+    let total = (runs * trials) as u64;
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template(
@@ -274,7 +301,7 @@ fn run_all(
         let mut server = match procs::Server::start(echo, v, out) {
             Ok(s) => Some(s),
             Err(e) => {
-                for p in points {
+                for p in points.iter().filter(|p| v.runs(p)) {
                     for t in 0..trials {
                         done.push(Trial::failed(v, *p, t, e.clone()));
                         bar.inc(1);
@@ -283,7 +310,7 @@ fn run_all(
                 continue;
             }
         };
-        for p in points {
+        for p in points.iter().filter(|p| v.runs(p)) {
             for t in 0..trials {
                 bar.set_message(format!(
                     "{} server, {} client, {} {}",

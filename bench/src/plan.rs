@@ -9,6 +9,11 @@ use serde::Serialize;
 pub(crate) enum Variant {
     /// megatcp over AF_XDP (kernel bypass).
     Afxdp,
+    /// The afxdp server again, its short connections closed by the client with RST instead
+    /// of FIN (no TIME-WAIT anywhere): only the points with short connections.
+    #[value(name = "afxdp-rst")]
+    #[serde(rename = "afxdp-rst")]
+    AfxdpRst,
     /// megatcp over DPDK (`net_af_xdp` on the veth).
     Dpdk,
     /// The Linux kernel through io_uring.
@@ -21,15 +26,78 @@ impl Variant {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Variant::Afxdp => "afxdp",
+            Variant::AfxdpRst => "afxdp-rst",
             Variant::Dpdk => "dpdk",
             Variant::Uring => "uring",
             Variant::Epoll => "epoll",
         }
     }
 
+    /// The name in plot legends: the RST variant says so.
+    pub(crate) fn legend(self) -> &'static str {
+        match self {
+            Variant::AfxdpRst => "afxdp-rst (RST close)",
+            v => v.name(),
+        }
+    }
+
+    /// The server's `--backend`.
+    pub(crate) fn backend(self) -> &'static str {
+        match self {
+            Variant::AfxdpRst => "afxdp",
+            v => v.name(),
+        }
+    }
+
     /// Whether the server runs megatcp's stack (on the bypass address) or the kernel's.
     pub(crate) fn is_bypass(self) -> bool {
-        matches!(self, Variant::Afxdp | Variant::Dpdk)
+        matches!(self, Variant::Afxdp | Variant::AfxdpRst | Variant::Dpdk)
+    }
+
+    /// How the client closes the connections of `point`.
+    pub(crate) fn close(self, point: &Point) -> Close {
+        match (point.txns_per_conn, self) {
+            (0, _) => Close::Persistent,
+            (_, Variant::AfxdpRst) => Close::Rst,
+            _ => Close::Fin,
+        }
+    }
+
+    /// Whether the variant runs at `point`: the RST variant only where connections close.
+    pub(crate) fn runs(self, point: &Point) -> bool {
+        self != Variant::AfxdpRst || point.txns_per_conn > 0
+    }
+}
+
+/// How the load generator ends its connections at a point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Close {
+    /// Orderly close (FIN), the client first: it holds TIME-WAIT.
+    Fin,
+    /// Reset (RST): no TIME-WAIT on either side.
+    Rst,
+    /// Persistent connections: opened once, not closed while measuring.
+    Persistent,
+}
+
+impl Close {
+    /// As in the CSV file.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Close::Fin => "fin",
+            Close::Rst => "rst",
+            Close::Persistent => "persistent",
+        }
+    }
+
+    /// As in the tables.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Close::Fin => "FIN",
+            Close::Rst => "RST",
+            Close::Persistent => "-",
+        }
     }
 }
 
@@ -90,13 +158,13 @@ impl Sweep {
     pub(crate) fn title(self) -> &'static str {
         match self {
             Sweep::TxnsPerConn => {
-                "Throughput vs transactions per connection (64 B, 64 connections)"
+                "Throughput vs transactions per connection (64 B, 64 connections, FIN close)"
             }
             Sweep::MsgSize => "Throughput vs message size (persistent, 64 connections)",
             Sweep::Connections => "Throughput vs concurrent connections (persistent, 64 B)",
             Sweep::Latency => "Latency at a fixed offered load (persistent, 64 B, 64 connections)",
             Sweep::KernelClient => {
-                "Kernel-path client (epoll) against each server (64 B, 64 connections)"
+                "Kernel-path client (epoll) against each server (64 B, 64 connections, FIN close)"
             }
         }
     }
@@ -203,6 +271,19 @@ pub(crate) fn points(quick: bool) -> Vec<Point> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn short_connections_close_with_fin_unless_the_variant_says_rst() {
+        let p = points(true);
+        let short = p.iter().find(|p| p.is_short_headline()).unwrap();
+        let pers = p.iter().find(|p| p.is_persistent_headline()).unwrap();
+        assert_eq!(Variant::Afxdp.close(short), Close::Fin);
+        assert_eq!(Variant::Epoll.close(short), Close::Fin);
+        assert_eq!(Variant::AfxdpRst.close(short), Close::Rst);
+        assert_eq!(Variant::Afxdp.close(pers), Close::Persistent);
+        assert!(Variant::AfxdpRst.runs(short) && !Variant::AfxdpRst.runs(pers));
+        assert_eq!(Variant::AfxdpRst.backend(), "afxdp");
+    }
 
     #[test]
     fn both_modes_hold_the_headline_points_and_every_sweep() {

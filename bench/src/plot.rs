@@ -11,6 +11,7 @@ use crate::report::{Cell, sweep_x_name};
 fn color(v: Variant) -> RGBColor {
     match v {
         Variant::Afxdp => RGBColor(200, 30, 30),
+        Variant::AfxdpRst => RGBColor(240, 140, 40),
         Variant::Dpdk => RGBColor(140, 60, 170),
         Variant::Uring => RGBColor(30, 90, 200),
         Variant::Epoll => RGBColor(40, 140, 60),
@@ -138,7 +139,7 @@ pub(crate) fn draw(
                 c.stroke_width(2),
             ))
             .map_err(|e| err(&e))?
-            .label(v.name())
+            .label(v.legend())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         chart
             .draw_series(

@@ -6,22 +6,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::plan::{Client, Point, Variant};
+use crate::plan::{Client, Close, Point, Variant};
 
 /// Server namespace and interface of the testbed (`scripts/testbed`).
 pub(crate) const SRV_NS: &str = "megatcp-srv";
 /// Client namespace.
 pub(crate) const CLI_NS: &str = "megatcp-cli";
 const SRV_IF: &str = "mtcp-srv";
-const CLI_IF: &str = "mtcp-cli";
+pub(crate) const CLI_IF: &str = "mtcp-cli";
 /// The kernel's address in the server namespace, and the bypass stacks' addresses.
 const SRV_KERNEL_IP: &str = "10.77.0.1";
-const SRV_BYPASS_IP: &str = "10.77.0.10";
+pub(crate) const SRV_BYPASS_IP: &str = "10.77.0.10";
 const CLI_BYPASS_IP: &str = "10.77.0.20";
-const PORT: u16 = 7;
+pub(crate) const PORT: u16 = 7;
 /// The server's CPU and the client's.
 const SERVER_CPU: &str = "0";
-const CLIENT_CPU: &str = "1";
+pub(crate) const CLIENT_CPU: &str = "1";
 
 /// Clock ticks per second of `/proc/PID/stat` times (USER_HZ, 100 on Linux).
 const TICKS: f64 = 100.0;
@@ -41,9 +41,9 @@ impl Server {
         cmd.args(["netns", "exec", SRV_NS])
             .arg(echo)
             .args(["serve", "--port", &PORT.to_string(), "--cores", SERVER_CPU])
-            .args(["--backend", variant.name()]);
+            .args(["--backend", variant.backend()]);
         match variant {
-            Variant::Afxdp => {
+            Variant::Afxdp | Variant::AfxdpRst => {
                 cmd.args(["--iface", SRV_IF, "--ip", &format!("{SRV_BYPASS_IP}/24")]);
             }
             Variant::Dpdk => {
@@ -91,6 +91,11 @@ impl Server {
     /// Whether it still runs.
     pub(crate) fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Everything the server wrote.
+    pub(crate) fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// The last lines the server wrote.
@@ -165,50 +170,26 @@ pub(crate) fn run_load(
     if point.client == Client::Afxdp {
         cmd.args(["--iface", CLI_IF, "--ip", &format!("{CLI_BYPASS_IP}/24")]);
     }
-    if point.txns_per_conn > 0 {
-        // Without RST closes, TIME-WAIT would hold the client's ports.
+    if variant.close(point) == Close::Rst {
         cmd.arg("--close-rst");
     }
     if let Some(rate) = point.rate {
         cmd.args(["--rate", &format!("{rate}")]);
     }
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start the load generator: {e}"))?;
-    // Read the pipes on threads so that a chatty child never blocks.
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(o) = out.as_mut() {
-            let _ = o.read_to_string(&mut s);
-        }
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(e) = err.as_mut() {
-            let _ = e.read_to_string(&mut s);
-        }
-        s
-    });
+    let mut job = Job::spawn(&mut cmd, "the load generator")?;
     // Sample both processes' CPU time from the end of the warm-up to the end of the window.
-    let client_pid = child.id();
+    let client_pid = job.child.id();
     let start = Instant::now();
     let limit = Duration::from_secs_f64(secs + warmup + 20.0);
     let measure_from = Duration::from_secs_f64(warmup + 0.1);
     let mut first: Option<(Instant, u64, u64, CoreTimes)> = None;
     let mut last: Option<(Instant, u64, u64, CoreTimes)> = None;
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break status;
+    loop {
+        if job.done() {
+            break;
         }
         if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
+            job.kill();
             return Err(format!(
                 "the load generator did not finish within {limit:?}"
             ));
@@ -223,36 +204,17 @@ pub(crate) fn run_load(
             last = Some(sample);
         }
         std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = out_t.join().unwrap_or_default();
-    let stderr = err_t.join().unwrap_or_default();
-    if !status.success() && stdout.trim().is_empty() {
-        return Err(format!(
-            "load generator failed ({status}): {}",
-            tail(&stderr, 4)
-        ));
     }
-    let report: serde_json::Value = serde_json::from_str(&stdout).map_err(|e| {
-        format!(
-            "bad report from the load generator ({e}): {}",
-            tail(&stderr, 4)
-        )
-    })?;
+    let report = job.json()?;
     let (server_cpu, client_cpu, server_core, client_core) = match (first, last) {
         (Some((t0, s0, c0, k0)), Some((t1, s1, c1, k1))) if t1 > t0 => {
             let wall = (t1 - t0).as_secs_f64();
-            let busy = |i: usize| {
-                let ((b0, n0), (b1, n1)) = (k0[i], k1[i]);
-                match n1.saturating_sub(n0) {
-                    0 => f64::NAN,
-                    n => b1.saturating_sub(b0) as f64 / n as f64,
-                }
-            };
+            let [server_core, client_core] = busy_shares(&k0, &k1);
             (
                 (s1.saturating_sub(s0)) as f64 / TICKS / wall,
                 (c1.saturating_sub(c0)) as f64 / TICKS / wall,
-                busy(0),
-                busy(1),
+                server_core,
+                client_core,
             )
         }
         _ => (f64::NAN, f64::NAN, f64::NAN, f64::NAN),
@@ -266,12 +228,116 @@ pub(crate) fn run_load(
     })
 }
 
+/// A child process whose stdout (a JSON report) and stderr are read on threads, so that a
+/// chatty child never blocks.
+pub(crate) struct Job {
+    child: Child,
+    what: &'static str,
+    out: Option<std::thread::JoinHandle<String>>,
+    err: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Job {
+    /// Starts `cmd` (`what` names it in errors).
+    pub(crate) fn spawn(cmd: &mut Command, what: &'static str) -> Result<Job, String> {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot start {what}: {e}"))?;
+        let reader = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_string(&mut s);
+                }
+                s
+            })
+        };
+        let out = reader(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let err = reader(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        Ok(Job {
+            child,
+            what,
+            out: Some(out),
+            err: Some(err),
+        })
+    }
+
+    /// Whether it has exited.
+    pub(crate) fn done(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kills it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for it (killed after `limit`) and parses its output as JSON.
+    pub(crate) fn finish(mut self, limit: Duration) -> Result<serde_json::Value, String> {
+        let end = Instant::now() + limit;
+        while !self.done() {
+            if Instant::now() > end {
+                self.kill();
+                return Err(format!("{} did not finish within {limit:?}", self.what));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.json()
+    }
+
+    /// Its report, once it has exited: the JSON on its stdout.
+    fn json(&mut self) -> Result<serde_json::Value, String> {
+        let status = self.child.wait().map_err(|e| e.to_string())?;
+        let text = |h: Option<std::thread::JoinHandle<String>>| {
+            h.and_then(|h| h.join().ok()).unwrap_or_default()
+        };
+        let stdout = text(self.out.take());
+        let stderr = text(self.err.take());
+        if !status.success() && stdout.trim().is_empty() {
+            return Err(format!(
+                "{} failed ({status}): {}",
+                self.what,
+                tail(&stderr, 4)
+            ));
+        }
+        serde_json::from_str(&stdout)
+            .map_err(|e| format!("bad report from {} ({e}): {}", self.what, tail(&stderr, 4)))
+    }
+}
+
 /// (busy, total) clock ticks of the server's CPU and of the client's CPU.
-type CoreTimes = [(u64, u64); 2];
+pub(crate) type CoreTimes = [(u64, u64); 2];
+
+/// How busy the server's and the client's CPU were between two samples (0..1; NaN when
+/// no time passed).
+pub(crate) fn busy_shares(k0: &CoreTimes, k1: &CoreTimes) -> [f64; 2] {
+    let busy = |i: usize| {
+        let ((b0, n0), (b1, n1)) = (k0[i], k1[i]);
+        match n1.saturating_sub(n0) {
+            0 => f64::NAN,
+            n => b1.saturating_sub(b0) as f64 / n as f64,
+        }
+    };
+    [busy(0), busy(1)]
+}
 
 /// The server's and the client's CPU times from `/proc/stat` (busy = all but idle and
 /// iowait).
-fn core_times() -> Option<CoreTimes> {
+pub(crate) fn core_times() -> Option<CoreTimes> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let one = |cpu: &str| -> Option<(u64, u64)> {
         let name = format!("cpu{cpu}");

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::plan::{Point, Sweep, Variant};
+use crate::plan::{Close, Point, Sweep, Variant};
 
 /// One trial of one point on one variant: measured, or failed with its error.
 #[derive(Debug, Clone, Serialize)]
@@ -15,6 +15,8 @@ pub(crate) struct Trial {
     #[serde(flatten)]
     pub(crate) point: Point,
     pub(crate) x: String,
+    /// How the client closed the connections.
+    pub(crate) close: Close,
     pub(crate) trial: usize,
     pub(crate) ok: bool,
     pub(crate) error: Option<String>,
@@ -38,6 +40,7 @@ impl Trial {
         Self {
             variant,
             x: point.x_label(),
+            close: variant.close(&point),
             point,
             trial,
             ok: false,
@@ -81,6 +84,7 @@ impl Trial {
         let mut t = Self {
             variant,
             x: point.x_label(),
+            close: variant.close(&point),
             point,
             trial,
             ok: true,
@@ -116,7 +120,7 @@ pub(crate) struct Stat {
     pub(crate) n: usize,
 }
 
-fn stat(mut v: Vec<f64>) -> Option<Stat> {
+pub(crate) fn stat(mut v: Vec<f64>) -> Option<Stat> {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
         return None;
@@ -142,6 +146,8 @@ pub(crate) struct Cell {
     pub(crate) variant: Variant,
     pub(crate) point: Point,
     pub(crate) x: String,
+    /// How the client closed the connections.
+    pub(crate) close: Close,
     pub(crate) txns_per_sec: Option<Stat>,
     pub(crate) p50_us: Option<Stat>,
     pub(crate) p99_us: Option<Stat>,
@@ -173,11 +179,11 @@ impl Cell {
     }
 }
 
-/// Every point of `points` on every variant, summarised, in plan order.
+/// Every point of `points` on every variant that runs there, summarised, in plan order.
 pub(crate) fn cells(trials: &[Trial], variants: &[Variant], points: &[Point]) -> Vec<Cell> {
     let mut out = Vec::new();
     for p in points {
-        for &v in variants {
+        for &v in variants.iter().filter(|v| v.runs(p)) {
             let these: Vec<&Trial> = trials
                 .iter()
                 .filter(|t| t.variant == v && t.point == *p)
@@ -190,6 +196,7 @@ pub(crate) fn cells(trials: &[Trial], variants: &[Variant], points: &[Point]) ->
                 variant: v,
                 point: *p,
                 x: p.x_label(),
+                close: v.close(p),
                 txns_per_sec: get(|t| t.txns_per_sec),
                 p50_us: get(|t| t.p50_us),
                 p99_us: get(|t| t.p99_us),
@@ -210,13 +217,13 @@ pub(crate) fn write_csv(path: &Path, trials: &[Trial]) -> std::io::Result<()> {
     let mut s = String::from(
         "variant,client,sweep,x,txns_per_conn,msg_size,connections,rate,trial,ok,txns_per_sec,\
          conns_per_sec,p50_us,p99_us,p999_us,load_errors,server_cpu,client_cpu,server_core,\
-         client_core,error\n",
+         client_core,close,error\n",
     );
     for t in trials {
         let p = &t.point;
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{:.1},{:.1},{:.2},{:.2},{:.2},{},{:.3},{:.3},{:.3},{:.3},{}",
+            "{},{},{},{},{},{},{},{},{},{},{:.1},{:.1},{:.2},{:.2},{:.2},{},{:.3},{:.3},{:.3},{:.3},{},{}",
             t.variant.name(),
             p.client.name(),
             p.sweep.name(),
@@ -237,6 +244,7 @@ pub(crate) fn write_csv(path: &Path, trials: &[Trial]) -> std::io::Result<()> {
             t.client_cpu,
             t.server_core,
             t.client_core,
+            t.close.name(),
             csv_field(t.error.as_deref().unwrap_or("")),
         );
     }
@@ -327,6 +335,13 @@ pub(crate) fn targets(cells: &[Cell]) -> Vec<Target> {
             factor: 3.0,
         },
         Target {
+            text:
+                "one transaction per connection: afxdp (FIN close) >= 0.9 x afxdp-rst (RST close)"
+                    .into(),
+            ratio: ratio(cells, Variant::Afxdp, Variant::AfxdpRst, short),
+            factor: 0.9,
+        },
+        Target {
             text: "persistent connections: afxdp >= 1.5 x epoll".into(),
             ratio: ratio(cells, Variant::Afxdp, Variant::Epoll, pers),
             factor: 1.5,
@@ -376,6 +391,14 @@ pub(crate) fn markdown(info: &RunInfo, variants: &[Variant], cells: &[Cell]) -> 
     );
     let _ = writeln!(
         s,
+        "Closes: short connections (a number of transactions per connection) are closed by the \
+         client with FIN, an orderly close that leaves the client in TIME-WAIT, on every \
+         variant but `afxdp-rst`: the afxdp server again, with the client closing by RST (no \
+         TIME-WAIT), run at those points only. The `close` column says which close a row used \
+         (also in trials.csv and the JSON files).\n"
+    );
+    let _ = writeln!(
+        s,
         "## Targets (64 B messages, server on one core, same client)\n"
     );
     let _ = writeln!(s, "| target | result |\n|---|---|");
@@ -411,12 +434,12 @@ pub(crate) fn markdown(info: &RunInfo, variants: &[Variant], cells: &[Cell]) -> 
             let _ = writeln!(s);
             continue;
         }
-        let _ = write!(s, "| {} |", sweep_x_name(sweep));
+        let _ = write!(s, "| {} | close |", sweep_x_name(sweep));
         for v in variants {
             let _ = write!(s, " {} |", v.name());
         }
         let _ = writeln!(s, " afxdp/epoll | afxdp/uring | saturated (afxdp run) |");
-        let _ = writeln!(s, "|{}", "---|".repeat(variants.len() + 4));
+        let _ = writeln!(s, "|{}", "---|".repeat(variants.len() + 5));
         let mut xs: Vec<&Point> = Vec::new();
         for c in &rows {
             if !xs.contains(&&c.point) {
@@ -424,7 +447,7 @@ pub(crate) fn markdown(info: &RunInfo, variants: &[Variant], cells: &[Cell]) -> 
             }
         }
         for p in xs {
-            let _ = write!(s, "| {} |", p.x_label());
+            let _ = write!(s, "| {} | {} |", p.x_label(), close_text(variants, p));
             for &v in variants {
                 let text = find(cells, v, |q| q == p).map_or("-".into(), cell_text);
                 let _ = write!(s, " {text} |");
@@ -474,6 +497,25 @@ pub(crate) fn markdown(info: &RunInfo, variants: &[Variant], cells: &[Cell]) -> 
         let _ = writeln!(s);
     }
     s
+}
+
+/// The closes used at `p`: every variant's, the RST variant named apart.
+fn close_text(variants: &[Variant], p: &Point) -> String {
+    let mut seen: Vec<(Close, Vec<&str>)> = Vec::new();
+    for v in variants.iter().filter(|v| v.runs(p)) {
+        match seen.iter_mut().find(|(c, _)| *c == v.close(p)) {
+            Some((_, names)) => names.push(v.name()),
+            None => seen.push((v.close(p), vec![v.name()])),
+        }
+    }
+    match seen.as_slice() {
+        [(c, _)] => c.label().into(),
+        _ => seen
+            .iter()
+            .map(|(c, names)| format!("{} ({})", c.label(), names.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; "),
+    }
 }
 
 pub(crate) fn sweep_x_name(sweep: Sweep) -> &'static str {
@@ -529,5 +571,37 @@ mod tests {
         assert!(md.contains("FAILED"));
         assert!(md.contains("server exited: not built"));
         assert!(md.contains("n/a"));
+    }
+
+    #[test]
+    fn every_row_says_how_its_connections_closed() {
+        let points = crate::plan::points(true);
+        let short = *points.iter().find(|p| p.is_short_headline()).unwrap();
+        let pers = *points.iter().find(|p| p.is_persistent_headline()).unwrap();
+        let variants = [Variant::Afxdp, Variant::AfxdpRst, Variant::Epoll];
+        assert_eq!(
+            close_text(&variants, &short),
+            "FIN (afxdp, epoll); RST (afxdp-rst)"
+        );
+        assert_eq!(close_text(&variants[..1], &short), "FIN");
+        assert_eq!(close_text(&variants, &pers), "-");
+        // The RST variant has no cell where nothing closes.
+        let cells = cells(&[], &variants, &[short, pers]);
+        assert_eq!(cells.len(), 5);
+        assert!(cells.iter().all(|c| c.close == c.variant.close(&c.point)));
+        let trials = [
+            Trial::failed(Variant::AfxdpRst, short, 0, "x".into()),
+            Trial::failed(Variant::Afxdp, short, 0, "y".into()),
+        ];
+        let path = std::env::temp_dir().join(format!("megatcp-close-{}.csv", std::process::id()));
+        write_csv(&path, &trials).unwrap();
+        let csv = std::fs::read_to_string(&path).unwrap();
+        let _ = std::fs::remove_file(&path);
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].ends_with(",close,error"), "{}", lines[0]);
+        assert!(
+            lines[1].ends_with(",rst,x") && lines[2].ends_with(",fin,y"),
+            "{csv}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! `megatcp-bench --quick` on the veth testbed (root; CI runs as root): the report is
-//! complete, every variant has its rows, and a variant that cannot run is reported as failed
-//! with its error, not dropped. Uses the `megatcp-echo` that `cargo test --workspace` builds
+//! complete, every variant has its rows, each row says how its connections closed, and a
+//! variant that cannot run is reported as failed with its error, not dropped. Runs hold the
+//! testbed's lock. Uses the `megatcp-echo` that `cargo test --workspace` builds
 //! next to this binary (with `--features megatcp-echo/afxdp`, as `scripts/test` does).
 #![allow(clippy::unwrap_used)]
 
@@ -24,31 +25,48 @@ fn out_dir(name: &str) -> PathBuf {
     d
 }
 
+/// Runs the benchmark under the testbed's lock (the testbed is shared with other runs).
 fn run(args: &[&str]) -> std::process::Output {
     let _guard = TESTBED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    Command::new(BENCH).args(args).output().unwrap()
+    Command::new("flock")
+        .args(["-w", "1800", "/run/megatcp-testbed.lock", BENCH])
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn read(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
-/// The rows of trials.csv as (variant, sweep, ok, error).
-fn rows(dir: &Path) -> Vec<(String, String, bool, String)> {
+/// A row of trials.csv.
+#[derive(Debug)]
+struct Row {
+    variant: String,
+    sweep: String,
+    txns_per_conn: u64,
+    ok: bool,
+    close: String,
+    error: String,
+}
+
+fn rows(dir: &Path) -> Vec<Row> {
     read(dir, "trials.csv")
         .lines()
         .skip(1)
         .map(|l| {
-            let f: Vec<&str> = l.splitn(21, ',').collect();
-            assert_eq!(f.len(), 21, "{l}");
-            (
-                f[0].to_string(),
-                f[2].to_string(),
-                f[9] == "true",
-                f[20].to_string(),
-            )
+            let f: Vec<&str> = l.splitn(22, ',').collect();
+            assert_eq!(f.len(), 22, "{l}");
+            Row {
+                variant: f[0].to_string(),
+                sweep: f[2].to_string(),
+                txns_per_conn: f[4].parse().unwrap(),
+                ok: f[9] == "true",
+                close: f[20].to_string(),
+                error: f[21].to_string(),
+            }
         })
         .collect()
 }
@@ -70,37 +88,53 @@ fn quick_head_to_head_writes_a_complete_report() {
     let rows = rows(&dir);
     let json: serde_json::Value = serde_json::from_str(&read(&dir, "trials.json")).unwrap();
     assert_eq!(json.as_array().unwrap().len(), rows.len());
-    for v in ["afxdp", "dpdk", "uring", "epoll"] {
-        let mine: Vec<_> = rows.iter().filter(|r| r.0 == v).collect();
-        // 11 points x 2 trials.
-        assert_eq!(mine.len(), 22, "{v}: {mine:?}");
-        for sweep in [
-            "txns_per_conn",
-            "msg_size",
-            "connections",
-            "latency",
-            "kernel_client",
-        ] {
-            assert!(mine.iter().any(|r| r.1 == sweep), "{v} has no {sweep} rows");
+    for v in ["afxdp", "afxdp-rst", "dpdk", "uring", "epoll"] {
+        let mine: Vec<_> = rows.iter().filter(|r| r.variant == v).collect();
+        // 11 points x 2 trials; the RST variant runs the 3 with short connections only.
+        let expected = if v == "afxdp-rst" { 6 } else { 22 };
+        assert_eq!(mine.len(), expected, "{v}: {mine:?}");
+        let sweeps: &[&str] = if v == "afxdp-rst" {
+            &["txns_per_conn", "kernel_client"]
+        } else {
+            &[
+                "txns_per_conn",
+                "msg_size",
+                "connections",
+                "latency",
+                "kernel_client",
+            ]
+        };
+        for sweep in sweeps {
+            assert!(
+                mine.iter().any(|r| r.sweep == *sweep),
+                "{v} has no {sweep} rows"
+            );
         }
         for r in &mine {
             assert!(
-                r.2 || !r.3.is_empty(),
+                r.ok || !r.error.is_empty(),
                 "a failed row without its error: {r:?}"
             );
+            // Each row says how its connections closed: FIN unless the variant says RST.
+            let close = match (r.txns_per_conn, v) {
+                (0, _) => "persistent",
+                (_, "afxdp-rst") => "rst",
+                _ => "fin",
+            };
+            assert_eq!(r.close, close, "{r:?}");
         }
         // A megatcp-echo built without `--features dpdk` refuses that backend: its rows are
         // all failed with that error (checked above); anything else must mostly work.
         if v == "dpdk"
             && mine
                 .iter()
-                .all(|r| r.3.contains("not built into this binary"))
+                .all(|r| r.error.contains("not built into this binary"))
         {
             eprintln!("dpdk: megatcp-echo was built without it; its rows are marked failed");
             continue;
         }
         // The real thing runs here: most of each variant's runs succeed.
-        let ok = mine.iter().filter(|r| r.2).count();
+        let ok = mine.iter().filter(|r| r.ok).count();
         assert!(
             ok * 4 >= mine.len() * 3,
             "{v}: only {ok} of {} runs worked: {mine:?}",
@@ -111,6 +145,8 @@ fn quick_head_to_head_writes_a_complete_report() {
     for needle in [
         "## Targets",
         "afxdp >= 3 x epoll",
+        "(FIN close) >= 0.9 x afxdp-rst (RST close)",
+        "| close |",
         "afxdp/epoll",
         "afxdp/uring",
         "p99",
@@ -128,6 +164,10 @@ fn quick_head_to_head_writes_a_complete_report() {
         let s = read(&dir, &format!("{svg}.svg"));
         assert!(s.starts_with("<svg") && s.contains("afxdp"), "{svg}.svg");
     }
+    assert!(
+        read(&dir, "txns_per_conn.svg").contains("afxdp-rst (RST close)"),
+        "the plot names the RST close"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -165,7 +205,7 @@ fn a_variant_that_cannot_start_is_reported_failed_with_its_error() {
     let rows = rows(&dir);
     assert_eq!(rows.len(), 11, "one row per point");
     for r in &rows {
-        assert!(!r.2 && r.3.contains("broken on purpose"), "{r:?}");
+        assert!(!r.ok && r.error.contains("broken on purpose"), "{r:?}");
     }
     let md = read(&dir, "summary.md");
     assert!(

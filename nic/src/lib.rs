@@ -19,6 +19,9 @@
 //! * [`fault`]: seeded, reproducible loss, duplication, reordering, bit corruption and delay.
 //! * [`pcap`]: writes every frame received or sent to a pcap file (tcpdump, tshark).
 //!
+//! Not a queue: [`packet`], raw Ethernet frames sent through an `AF_PACKET` socket in
+//! batches (the testbed's hostile peer: spoofed SYNs and other forged traffic).
+//!
 //! All `unsafe` code of megatcp lives in this crate (kernel-bypass backends); every `unsafe fn`
 //! has a `# Safety` section and every `unsafe` block a `// SAFETY:` comment.
 
@@ -29,6 +32,7 @@ mod alloc_count;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
 pub mod fault;
+pub mod packet;
 pub mod pcap;
 pub mod rss;
 pub mod uring;

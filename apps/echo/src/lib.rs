@@ -10,4 +10,4 @@ pub mod server;
 pub mod sockperf;
 
 pub use load::{LoadOpts, LoadReport, MsgSize, run_load};
-pub use server::{ServerStats, serve, serve_sockperf};
+pub use server::{ServeOpts, ServerStats, serve, serve_sockperf, serve_with};

@@ -136,6 +136,9 @@ pub struct LoadReport {
     /// Latency (serialised as `p50_us`, `p99_us`, `p999_us`, `mean_us`).
     #[serde(flatten)]
     pub latency: Latency,
+    /// Connect time of the connections established in the measured window: from the
+    /// `connect` command to its completion (serialised as `connect: {p50_us, ...}`).
+    pub connect: Latency,
     /// Errors.
     pub errors: LoadErrors,
     /// Open loop: requests that found no free connection at their scheduled time and waited.
@@ -145,6 +148,7 @@ pub struct LoadReport {
 impl LoadReport {
     fn finish(&mut self) {
         self.latency.finish();
+        self.connect.finish();
         let s = self.seconds.max(1e-9);
         self.txns_per_sec = self.transactions as f64 / s;
         self.conns_per_sec = self.connections as f64 / s;
@@ -162,6 +166,7 @@ impl LoadReport {
             r.errors.add(&o.errors);
             r.queued_requests += o.queued_requests;
             r.latency.merge(&o.latency);
+            r.connect.merge(&o.connect);
         }
         r.finish();
         Some(r)
@@ -184,6 +189,11 @@ impl std::fmt::Display for LoadReport {
             self.connections, self.conns_per_sec
         )?;
         writeln!(f, "{}", self.latency)?;
+        writeln!(
+            f,
+            "connect (us): p50 {:.1}  p99 {:.1}  p99.9 {:.1}  mean {:.1}",
+            self.connect.p50_us, self.connect.p99_us, self.connect.p999_us, self.connect.mean_us
+        )?;
         let e = &self.errors;
         write!(
             f,
@@ -221,6 +231,8 @@ struct Slot {
     sent: Vec<u8>,
     received: usize,
     started: Instant,
+    /// When the connection's `connect` was issued.
+    connecting: Instant,
     txns: u64,
 }
 
@@ -285,6 +297,7 @@ impl Gen {
         let s = &mut self.slots[slot];
         s.handle = None;
         s.state = State::Connecting;
+        s.connecting = Instant::now();
         s.txns = 0;
         ch.connect(self.opts.target, cookie(slot, CONNECT));
     }
@@ -326,6 +339,8 @@ impl Gen {
                 self.slots[slot].handle = Some(handle);
                 if self.measuring {
                     self.report.connections += 1;
+                    let ns = self.slots[slot].connecting.elapsed().as_nanos() as u64;
+                    self.report.connect.record(ns);
                 }
                 if self.draining {
                     self.drop_conn(ch, slot);
@@ -367,8 +382,15 @@ impl Gen {
                     self.ready(ch, slot);
                 }
             }
-            Completion::Eof { cookie, .. } => {
+            Completion::Eof { handle, cookie } => {
                 let (slot, _) = split(cookie);
+                // An end of stream for a connection the slot no longer holds (closed
+                // already) is old news.
+                if self.slots[slot].handle != Some(handle) {
+                    return;
+                }
+                // The server may close first (HTTP style) once the last transaction is
+                // answered; closing in the middle of one is an error.
                 if self.slots[slot].state == State::Busy {
                     self.report.errors.eof += 1;
                 }
@@ -423,6 +445,7 @@ pub fn run_load<B: Backend>(ch: &mut Channel<B>, opts: LoadOpts) -> LoadReport {
                 sent: Vec::new(),
                 received: 0,
                 started: now,
+                connecting: now,
                 txns: 0,
             })
             .collect(),
@@ -438,6 +461,7 @@ pub fn run_load<B: Backend>(ch: &mut Channel<B>, opts: LoadOpts) -> LoadReport {
             txns_per_sec: 0.0,
             conns_per_sec: 0.0,
             latency: Latency::default(),
+            connect: Latency::default(),
             errors: LoadErrors::default(),
             queued_requests: 0,
         },

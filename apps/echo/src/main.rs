@@ -8,7 +8,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use megatcp_channel::{Backend, Channel};
 use megatcp_echo::pair::{PairOpts, run_pair};
-use megatcp_echo::{LoadOpts, LoadReport, MsgSize, run_load, serve, serve_sockperf};
+use megatcp_echo::{
+    LoadOpts, LoadReport, MsgSize, ServeOpts, run_load, serve_sockperf, serve_with,
+};
 use megatcp_launch::{App, BackendArgs, CoreCtx, Cores};
 
 #[derive(Parser)]
@@ -37,6 +39,11 @@ enum Cmd {
         /// What to speak: plain echo, or sockperf's framing (for Debian's `sockperf` client).
         #[arg(long, value_enum, default_value_t = Protocol::Echo)]
         protocol: Protocol,
+        /// Echo: close each connection (FIN) once this many bytes were echoed, HTTP
+        /// `Connection: close` style (the server closes first and holds TIME-WAIT); e.g. the
+        /// message size times the client's `--txns-per-conn`.
+        #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+        close_after: Option<u64>,
     },
     /// Generate load against an echo server.
     Load {
@@ -79,8 +86,7 @@ enum Protocol {
 /// The server on one core: the chosen protocol on `port`.
 struct ServeApp {
     protocol: Protocol,
-    port: u16,
-    backlog: u32,
+    opts: ServeOpts,
 }
 
 impl App for ServeApp {
@@ -88,8 +94,8 @@ impl App for ServeApp {
 
     fn run<B: Backend>(&self, _: CoreCtx, ch: &mut Channel<B>) -> Self::Output {
         match self.protocol {
-            Protocol::Echo => serve(ch, self.port, self.backlog),
-            Protocol::Sockperf => serve_sockperf(ch, self.port, self.backlog),
+            Protocol::Echo => serve_with(ch, &self.opts),
+            Protocol::Sockperf => serve_sockperf(ch, self.opts.port, self.opts.backlog),
         }
     }
 }
@@ -108,21 +114,15 @@ impl App for LoadApp {
     }
 }
 
-fn serve_cmd(
-    backend: BackendArgs,
-    port: u16,
-    backlog: u32,
-    protocol: Protocol,
-) -> Result<u64, String> {
+fn serve_cmd(backend: BackendArgs, protocol: Protocol, opts: ServeOpts) -> Result<u64, String> {
+    if opts.close_after.is_some() && !matches!(protocol, Protocol::Echo) {
+        return Err("--close-after applies to --protocol echo only".into());
+    }
     eprintln!(
-        "megatcp-echo: serving {protocol:?} on port {port} ({:?}, cores {:?})",
-        backend.backend, backend.cores.0
+        "megatcp-echo: serving {protocol:?} on port {} ({:?}, cores {:?})",
+        opts.port, backend.backend, backend.cores.0
     );
-    let app = ServeApp {
-        protocol,
-        port,
-        backlog,
-    };
+    let app = ServeApp { protocol, opts };
     let cores = megatcp_launch::run(&backend, &app).map_err(|e| e.to_string())?;
     let mut failed = 0;
     for c in &cores {
@@ -250,7 +250,16 @@ fn main() -> ExitCode {
             port,
             backlog,
             protocol,
-        } => serve_cmd(backend, port, backlog, protocol),
+            close_after,
+        } => serve_cmd(
+            backend,
+            protocol,
+            ServeOpts {
+                port,
+                backlog,
+                close_after,
+            },
+        ),
         Cmd::Load {
             backend,
             connect,

@@ -52,6 +52,19 @@ impl Protocol for SockperfServer {
     }
 }
 
+/// How a server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeOpts {
+    /// Listening port (all local addresses).
+    pub port: u16,
+    /// Backlog of the listener.
+    pub backlog: u32,
+    /// Close each connection (FIN) once this many bytes were written back, HTTP
+    /// `Connection: close` style: the server closes first and holds TIME-WAIT. Bytes past
+    /// the limit in the same read are not echoed. `None`: the client closes.
+    pub close_after: Option<u64>,
+}
+
 /// Serves echo on `port` (all local addresses) with `backlog`, until the channel's backend
 /// is asked to stop. Listening failures end the function with the error.
 pub fn serve<B: Backend>(
@@ -59,7 +72,22 @@ pub fn serve<B: Backend>(
     port: u16,
     backlog: u32,
 ) -> Result<ServerStats, ChannelError> {
-    run::<B, Echo>(ch, port, backlog)
+    serve_with(
+        ch,
+        &ServeOpts {
+            port,
+            backlog,
+            close_after: None,
+        },
+    )
+}
+
+/// Serves echo as `opts` says, until the channel's backend is asked to stop.
+pub fn serve_with<B: Backend>(
+    ch: &mut Channel<B>,
+    opts: &ServeOpts,
+) -> Result<ServerStats, ChannelError> {
+    run::<B, Echo>(ch, opts)
 }
 
 /// Serves sockperf's protocol on `port`: answers pong requests, consumes throughput
@@ -69,19 +97,30 @@ pub fn serve_sockperf<B: Backend>(
     port: u16,
     backlog: u32,
 ) -> Result<ServerStats, ChannelError> {
-    run::<B, SockperfServer>(ch, port, backlog)
+    let opts = ServeOpts {
+        port,
+        backlog,
+        close_after: None,
+    };
+    run::<B, SockperfServer>(ch, &opts)
+}
+
+/// One connection: its protocol state and the bytes written back so far.
+#[derive(Default)]
+struct Conn<P> {
+    proto: P,
+    written: u64,
 }
 
 fn run<B: Backend, P: Protocol>(
     ch: &mut Channel<B>,
-    port: u16,
-    backlog: u32,
+    opts: &ServeOpts,
 ) -> Result<ServerStats, ChannelError> {
     let mut stats = ServerStats::default();
-    let mut conns: HashMap<Handle, P> = HashMap::new();
+    let mut conns: HashMap<Handle, Conn<P>> = HashMap::new();
     ch.listen(
-        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port),
-        backlog,
+        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, opts.port),
+        opts.backlog,
         LISTEN,
     );
     while !ch.is_stopping() {
@@ -91,20 +130,30 @@ fn run<B: Backend, P: Protocol>(
                 Completion::Listening { handle, .. } => ch.accept(handle, true, ACCEPT),
                 Completion::Accepted { handle, .. } => {
                     stats.accepted += 1;
-                    conns.insert(handle, P::default());
+                    conns.insert(handle, Conn::default());
                     ch.read(handle, READ);
                 }
                 Completion::Read { handle, data, .. } => {
                     let Some(conn) = conns.get_mut(&handle) else {
                         continue;
                     };
-                    match conn.on_data(data) {
-                        Ok(out) => {
+                    match conn.proto.on_data(data) {
+                        Ok(mut out) => {
+                            let limit = opts.close_after.unwrap_or(u64::MAX);
+                            let room = limit.saturating_sub(conn.written);
+                            out.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+                            conn.written += out.len() as u64;
                             stats.bytes += out.len() as u64;
                             if !out.is_empty() {
                                 ch.write(handle, out, WRITE);
                             }
-                            ch.read(handle, READ);
+                            if conn.written >= limit {
+                                // The server closes first: the FIN follows the echo.
+                                conns.remove(&handle);
+                                ch.close(handle, CLOSE);
+                            } else {
+                                ch.read(handle, READ);
+                            }
                         }
                         Err(()) => {
                             stats.errors += 1;

@@ -2,16 +2,48 @@
 //! the Linux TCP stack (the echo load generator on the epoll backend, in the client
 //! namespace) talks to `megatcp-echo serve --backend afxdp` (in the server namespace);
 //! every echoed byte is verified. Also: ping and ARP both ways, a clean stop on SIGTERM
-//! (XDP program detached), and a clean restart after `kill -9`.
+//! (XDP program detached), and a clean restart after `kill -9`. Interop (`interop_*`):
+//! timestamps negotiated both ways and ISNs and timestamps unpredictable across restarts
+//! (read off tcpdump captures with tshark), FIN-closed short connections both ways (the
+//! megatcp server closing first, HTTP style; the megatcp client against a Linux server),
+//! and a Linux client served under a SYN flood (`megatcp-bench synflood`).
+//!
+//! The testbed is shared: each test runs again under its lock (`/run/megatcp-testbed.lock`)
+//! unless it already holds it.
 #![cfg(feature = "afxdp")]
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
 const SERVER: &str = "10.77.0.10";
+/// The kernel's addresses in the client and the server namespace.
+const CLIENT_KERNEL: &str = "10.77.0.2";
+const SERVER_KERNEL: &str = "10.77.0.1";
+const LOCK: &str = "/run/megatcp-testbed.lock";
+/// Set in the environment of a test run again under the lock.
+const LOCKED: &str = "MEGATCP_TESTBED_LOCKED";
+
+/// Whether the test may use the testbed now. When this process does not hold the lock, the
+/// test `name` is run again (alone) under it, its success asserted, and `false` returned:
+/// the caller is done.
+fn holds_testbed(name: &str) -> bool {
+    if std::env::var_os(LOCKED).is_some() {
+        return true;
+    }
+    let status = Command::new("flock")
+        .args(["-w", "1800", LOCK])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+        .env(LOCKED, "1")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{name} under {LOCK} failed");
+    false
+}
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -44,16 +76,16 @@ fn start_server() -> Server {
 
 /// Starts the AF_XDP echo server on `cores`, its stderr to `stderr`.
 fn start_server_on(cores: &str, stderr: Stdio) -> Server {
+    start_server_with(&[], &["--cores", cores], stderr)
+}
+
+/// Starts `wrapper BIN serve --backend afxdp ... args` in the server namespace (e.g. in a
+/// fresh PID namespace with `unshare`) and waits until it serves.
+fn start_server_with(wrapper: &[&str], args: &[&str], stderr: Stdio) -> Server {
     let child = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            "megatcp-srv",
-            BIN,
-            "serve",
-            "--backend",
-            "afxdp",
-        ])
+        .args(["netns", "exec", "megatcp-srv"])
+        .args(wrapper)
+        .args([BIN, "serve", "--backend", "afxdp"])
         .args([
             "--iface",
             "mtcp-srv",
@@ -61,9 +93,8 @@ fn start_server_on(cores: &str, stderr: Stdio) -> Server {
             &format!("{SERVER}/24"),
             "--port",
             "7",
-            "--cores",
-            cores,
         ])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
@@ -72,8 +103,11 @@ fn start_server_on(cores: &str, stderr: Stdio) -> Server {
     // Wait until it answers ARP and TCP: a short load run succeeds.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
+        // One transaction per connection: also fine with a server that closes first.
         if load(&[
             "--connections",
+            "1",
+            "--txns-per-conn",
             "1",
             "--duration",
             "200ms",
@@ -151,15 +185,26 @@ fn stop(mut server: Server, signal: &str) -> std::process::ExitStatus {
     child.wait().unwrap()
 }
 
-#[test]
-fn linux_kernel_client_against_the_afxdp_server() {
+/// The testbed, fresh, for as long as the value lives; `None` (the test returns) when not
+/// root or when the test ran under the lock in a child process.
+fn fresh_testbed(name: &str) -> Option<Testbed> {
     if rustix_is_root().is_none() {
         eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
-        return;
+        return None;
+    }
+    if !holds_testbed(name) {
+        return None;
     }
     testbed("down");
     testbed("up");
-    let _testbed = Testbed;
+    Some(Testbed)
+}
+
+#[test]
+fn linux_kernel_client_against_the_afxdp_server() {
+    let Some(_testbed) = fresh_testbed("linux_kernel_client_against_the_afxdp_server") else {
+        return;
+    };
     let server = start_server();
 
     // 1,000 concurrent connections, one transaction each, random sizes up to 64 KiB.
@@ -243,39 +288,8 @@ fn linux_kernel_client_against_the_afxdp_server() {
 
     // The other way round: megatcp's load generator over AF_XDP (client namespace) against
     // a Linux kernel echo server (the epoll backend, server namespace, kernel address).
-    let kernel_server = Server(Some(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                "megatcp-srv",
-                BIN,
-                "serve",
-                "--backend",
-                "epoll",
-                "--port",
-                "7",
-                "--cores",
-                "0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    ));
-    std::thread::sleep(Duration::from_millis(500));
-    let xdp_client = [
-        "--backend",
-        "afxdp",
-        "--iface",
-        "mtcp-cli",
-        "--ip",
-        "10.77.0.20/24",
-        "--cores",
-        "1",
-        "--connect",
-        "10.77.0.1:7",
-    ];
+    let kernel_server = kernel_echo_server();
+    let xdp_client = xdp_client_args();
     let r = run_load(
         &xdp_client,
         &[
@@ -362,18 +376,6 @@ fn linux_kernel_client_against_the_afxdp_server() {
     assert!(stop(server, "-TERM").success());
     let text = std::fs::read_to_string(&log_path).unwrap();
     let _ = std::fs::remove_file(&log_path);
-    let field = |line: &str, name: &str| -> u64 {
-        let at = line
-            .find(name)
-            .unwrap_or_else(|| panic!("no {name:?} in {line}"))
-            + name.len();
-        line[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .find(|t| !t.is_empty())
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
     // The runtime's per-core report lines (the server prints its own per-core line too).
     let cores: Vec<&str> = text
         .lines()
@@ -383,7 +385,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     let mut steered = 0;
     for line in &cores {
         assert!(
-            field(line, "conns accepted ") > 0,
+            numbers_in(line, "conns accepted ")[0] > 0,
             "a core accepted nothing: {line}"
         );
         // "... steered out X in Y dropped Z"
@@ -394,6 +396,548 @@ fn linux_kernel_client_against_the_afxdp_server() {
         steered += nums[0] + nums[1];
     }
     assert!(steered > 0, "no frame was steered: {text}");
+}
+
+/// The `megatcp-bench` built next to this test's `megatcp-echo` (`cargo test --workspace`
+/// builds both, as `scripts/test` does).
+fn bench_bin() -> PathBuf {
+    let p = Path::new(BIN).with_file_name("megatcp-bench");
+    assert!(
+        p.is_file(),
+        "{} missing: cargo build --release -p megatcp-bench",
+        p.display()
+    );
+    p
+}
+
+/// tcpdump writing `filter`'s packets on `iface` in namespace `ns` to `file`, until dropped
+/// (then the file is complete).
+struct Capture(Child);
+
+impl Capture {
+    fn start(ns: &str, iface: &str, file: &Path, filter: &str) -> Capture {
+        let mut child = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "tcpdump",
+                "-i",
+                iface,
+                "-U",
+                "--immediate-mode",
+            ])
+            .args(["-s", "200", "-B", "8192", "-w"])
+            .arg(file)
+            .args(filter.split(' '))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump (scripts/install-deps installs it)");
+        // tcpdump says "listening on" once the capture is open.
+        let mut err = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("listening on") {
+            line.clear();
+            assert!(err.read_line(&mut line).unwrap() > 0, "tcpdump ended");
+        }
+        Capture(child)
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        std::thread::sleep(Duration::from_millis(300));
+        sh(&["kill", "-INT", &self.0.id().to_string()]);
+        let _ = self.0.wait();
+    }
+}
+
+/// One TCP segment of a capture, as tshark decodes it.
+#[derive(Debug, Clone)]
+struct Segment {
+    src: String,
+    sport: u16,
+    dport: u16,
+    syn: bool,
+    ack: bool,
+    rst: bool,
+    seq: u32,
+    len: u32,
+    /// The timestamp option (TSval, TSecr), if present.
+    ts: Option<(u32, u32)>,
+}
+
+fn segments(file: &Path) -> Vec<Segment> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(file)
+        .args(["-T", "fields", "-E", "separator=,"])
+        .args(["-e", "ip.src", "-e", "tcp.srcport", "-e", "tcp.dstport"])
+        .args([
+            "-e",
+            "tcp.flags.syn",
+            "-e",
+            "tcp.flags.ack",
+            "-e",
+            "tcp.flags.reset",
+        ])
+        .args(["-e", "tcp.seq_raw", "-e", "tcp.len"])
+        .args([
+            "-e",
+            "tcp.options.timestamp.tsval",
+            "-e",
+            "tcp.options.timestamp.tsecr",
+        ])
+        .output()
+        .expect("tshark (scripts/install-deps installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flag = |f: &str| f == "1" || f == "True";
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            assert_eq!(f.len(), 10, "{l}");
+            Segment {
+                src: f[0].to_string(),
+                sport: f[1].parse().unwrap(),
+                dport: f[2].parse().unwrap(),
+                syn: flag(f[3]),
+                ack: flag(f[4]),
+                rst: flag(f[5]),
+                seq: f[6].parse().unwrap(),
+                len: f[7].parse().unwrap(),
+                ts: (!f[8].is_empty()).then(|| (f[8].parse().unwrap(), f[9].parse().unwrap())),
+            }
+        })
+        .collect()
+}
+
+/// A Linux client from fixed source ports (one connection each, one 64-byte echo checked,
+/// closed with RST so that no TIME-WAIT keeps the 4-tuple): the same 4-tuples again after
+/// a server restart.
+const FIXED_PORT_CLIENT: &str = r#"
+import socket, struct, sys
+local, server, ports = sys.argv[1], sys.argv[2], [int(p) for p in sys.argv[3:]]
+for port in ports:
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.settimeout(5)
+    s.bind((local, port))
+    s.connect((server, 7))
+    msg = bytes((port + i) % 256 for i in range(64))
+    s.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        chunk = s.recv(len(msg) - len(got))
+        if not chunk:
+            sys.exit("closed before the echo was complete")
+        got += chunk
+    if got != msg:
+        sys.exit("the echo differs")
+    s.close()
+"#;
+
+const FIXED_PORTS: [u16; 3] = [40001, 40002, 40003];
+
+/// Every SYN-ACK from `server` carries the TSval of the SYN it answers (the last SYN to
+/// its port before it) as its TSecr.
+fn echoes_syn_timestamps(segs: &[Segment], server: &str) {
+    for (i, sa) in segs.iter().enumerate() {
+        if !(sa.syn && sa.ack && sa.src == server) {
+            continue;
+        }
+        let syn = segs[..i]
+            .iter()
+            .rfind(|s| s.syn && !s.ack && s.sport == sa.dport && s.dport == sa.sport)
+            .unwrap_or_else(|| panic!("no SYN before {sa:?}"));
+        assert_eq!(sa.ts.unwrap().1, syn.ts.unwrap().0, "TSecr of {sa:?}");
+    }
+}
+
+/// Stops a server started in its own PID namespace (`unshare --fork` ignores SIGTERM, so
+/// the server, its child, gets it).
+fn stop_in_pid_namespace(mut server: Server) -> std::process::ExitStatus {
+    let child = server.0.take().unwrap();
+    let pid = child.id();
+    let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    for k in kids.split_whitespace() {
+        sh(&["kill", "-TERM", k]);
+    }
+    let mut child = child;
+    child.wait().unwrap()
+}
+
+#[test]
+fn interop_timestamps_both_ways_isns_and_tsvals_differ_across_restarts() {
+    let Some(_testbed) =
+        fresh_testbed("interop_timestamps_both_ways_isns_and_tsvals_differ_across_restarts")
+    else {
+        return;
+    };
+    let dir = std::env::temp_dir();
+    let file = dir.join(format!("megatcp-ts-{}.pcap", std::process::id()));
+    let ports: Vec<String> = FIXED_PORTS.iter().map(u16::to_string).collect();
+    // Linux client -> megatcp server, twice, each server in a fresh PID namespace: both
+    // have the same process id (1), as in the issue's reproduction.
+    let capture = Capture::start("megatcp-cli", "mtcp-cli", &file, "tcp port 7");
+    for _ in 0..2 {
+        let server = start_server_with(
+            &["unshare", "--pid", "--fork", "--kill-child=SIGTERM"],
+            &["--cores", "0"],
+            Stdio::null(),
+        );
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                "megatcp-cli",
+                "python3",
+                "-c",
+                FIXED_PORT_CLIENT,
+            ])
+            .args([CLIENT_KERNEL, SERVER])
+            .args(&ports)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stop_in_pid_namespace(server).success());
+    }
+    drop(capture);
+    let segs = segments(&file);
+    let _ = std::fs::remove_file(&file);
+    let ours = |s: &&Segment| s.src == SERVER;
+    // Every segment either way carries a timestamp once negotiated (the readiness probes'
+    // connections included); a RST needs none.
+    for s in segs.iter().filter(|s| !s.rst) {
+        assert!(s.ts.is_some(), "no timestamp option: {s:?}");
+    }
+    // Our SYN-ACKs echo the client's SYN timestamp.
+    echoes_syn_timestamps(&segs, SERVER);
+    let syn_acks: Vec<&Segment> = segs
+        .iter()
+        .filter(ours)
+        .filter(|s| s.syn && s.ack)
+        .collect();
+    // The fixed 4-tuples: one SYN-ACK each per server run, and they differ between runs.
+    for port in FIXED_PORTS {
+        let runs: Vec<&&Segment> = syn_acks.iter().filter(|s| s.dport == port).collect();
+        assert_eq!(runs.len(), 2, "port {port}: {runs:?}");
+        assert_ne!(
+            runs[0].seq, runs[1].seq,
+            "same ISN after a restart: {runs:?}"
+        );
+        assert_ne!(
+            runs[0].ts, runs[1].ts,
+            "same TSval after a restart: {runs:?}"
+        );
+        // The echo came back on the same connection with data.
+        assert!(
+            segs.iter()
+                .any(|s| ours(&s) && s.dport == port && s.len == 64)
+        );
+    }
+    // A timestamp clock that counts from the process start would give small values
+    // (milliseconds since the server started) on every connection.
+    assert!(
+        syn_acks.iter().any(|s| s.ts.unwrap().0 > 600_000),
+        "TSvals look like milliseconds since start: {syn_acks:?}"
+    );
+
+    // megatcp client (AF_XDP) -> Linux server: the capture on the server's side.
+    let file = dir.join(format!("megatcp-ts2-{}.pcap", std::process::id()));
+    let capture = Capture::start("megatcp-srv", "mtcp-srv", &file, "tcp port 7");
+    let kernel_server = kernel_echo_server();
+    for _ in 0..2 {
+        let r = run_load(
+            &xdp_client_args(),
+            &[
+                &UNTIL_MAX[..],
+                &[
+                    "--connections",
+                    "4",
+                    "--txns-per-conn",
+                    "1",
+                    "--max-txns",
+                    "40",
+                ],
+            ]
+            .concat(),
+        )
+        .unwrap();
+        assert_eq!(r["errors"]["verify"], 0, "{r}");
+    }
+    assert!(stop(kernel_server, "-TERM").success());
+    drop(capture);
+    let segs = segments(&file);
+    let _ = std::fs::remove_file(&file);
+    let ours: Vec<&Segment> = segs.iter().filter(|s| s.src == "10.77.0.20").collect();
+    assert!(
+        ours.iter().filter(|s| s.syn).count() >= 80,
+        "{} SYNs",
+        ours.len()
+    );
+    for s in segs.iter().filter(|s| !s.rst) {
+        assert!(s.ts.is_some(), "no timestamp option: {s:?}");
+    }
+    echoes_syn_timestamps(&segs, SERVER_KERNEL);
+    // Ephemeral ports are drawn from the secret (RFC 6056): the two runs' first ports differ.
+    let syn_ports: Vec<u16> = ours.iter().filter(|s| s.syn).map(|s| s.sport).collect();
+    assert_ne!(syn_ports[..4], syn_ports[40..44], "{syn_ports:?}");
+}
+
+/// The Linux kernel's echo server (the epoll backend) in the server namespace, on the
+/// kernel's address.
+fn kernel_echo_server() -> Server {
+    let server = Server(Some(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                "megatcp-srv",
+                BIN,
+                "serve",
+                "--backend",
+                "epoll",
+            ])
+            .args(["--port", "7", "--cores", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    std::thread::sleep(Duration::from_millis(500));
+    server
+}
+
+/// `megatcp-echo load` over AF_XDP in the client namespace, against the kernel server.
+fn xdp_client_args() -> Vec<&'static str> {
+    vec![
+        "--backend",
+        "afxdp",
+        "--iface",
+        "mtcp-cli",
+        "--ip",
+        "10.77.0.20/24",
+        "--cores",
+        "1",
+        "--connect",
+        "10.77.0.1:7",
+    ]
+}
+
+/// Until the transaction cap, without warm-up.
+const UNTIL_MAX: [&str; 4] = ["--warmup", "0s", "--duration", "120s"];
+
+/// The integers after `name` in `line`.
+fn numbers_in(line: &str, name: &str) -> Vec<u64> {
+    let at = line
+        .find(name)
+        .unwrap_or_else(|| panic!("no {name:?} in {line}"))
+        + name.len();
+    line[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|t| t.parse().ok())
+        .collect()
+}
+
+/// The integers after `name` in the runtime's per-core line of `log`.
+fn numbers_after(log: &str, name: &str) -> Vec<u64> {
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("core ") && l.contains(name))
+        .unwrap_or_else(|| panic!("no {name:?} in {log}"));
+    numbers_in(line, name)
+}
+
+/// The first integer after `name` in the runtime's per-core line of `log`.
+fn counter(log: &str, name: &str) -> u64 {
+    numbers_after(log, name)[0]
+}
+
+/// TIME-WAIT sockets of the Linux kernel in namespace `ns`.
+fn kernel_time_wait(ns: &str) -> usize {
+    let out = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        "ss",
+        "-Htan",
+        "state",
+        "time-wait",
+    ]);
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+#[test]
+fn interop_linux_client_fin_closes_to_an_afxdp_server_that_closes_first() {
+    let Some(_testbed) =
+        fresh_testbed("interop_linux_client_fin_closes_to_an_afxdp_server_that_closes_first")
+    else {
+        return;
+    };
+    let log = std::env::temp_dir().join(format!("megatcp-http-{}.log", std::process::id()));
+    // HTTP `Connection: close` style: the server closes once it echoed the one request.
+    let server = start_server_with(
+        &[],
+        &["--cores", "0", "--close-after", "64"],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    let before = kernel_time_wait("megatcp-cli");
+    let r = load(&[
+        "--connections",
+        "64",
+        "--msg-size",
+        "64",
+        "--txns-per-conn",
+        "1",
+        "--max-txns",
+        "10000",
+        "--duration",
+        "120s",
+        "--warmup",
+        "0s",
+    ])
+    .unwrap();
+    assert_eq!(
+        r["errors"],
+        serde_json::json!({"verify": 0, "connect": 0, "reset": 0, "eof": 0, "other": 0}),
+        "{r}"
+    );
+    assert!(r["transactions"].as_u64().unwrap() >= 10_000, "{r}");
+    assert!(r["connections"].as_u64().unwrap() >= 10_000, "{r}");
+    // The server closed first, so the client holds (almost) no TIME-WAIT: only its last
+    // connections, closed by the client when the run ended, do.
+    let tw = kernel_time_wait("megatcp-cli").saturating_sub(before);
+    assert!(
+        tw <= 200,
+        "{tw} client sockets in TIME-WAIT: the client closed first"
+    );
+    assert!(stop(server, "-TERM").success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    // ... and the server held it, as compact records.
+    assert!(counter(&text, "time-wait ") >= 10_000, "{text}");
+}
+
+#[test]
+fn interop_afxdp_client_fin_closes_to_a_linux_server() {
+    let Some(_testbed) = fresh_testbed("interop_afxdp_client_fin_closes_to_a_linux_server") else {
+        return;
+    };
+    let server = kernel_echo_server();
+    // More connections than ephemeral ports (16,384): TIME-WAIT ports are reused.
+    let out = Command::new("ip")
+        .args(["netns", "exec", "megatcp-cli", BIN, "load", "--json"])
+        .args(xdp_client_args())
+        .args(UNTIL_MAX)
+        .args([
+            "--connections",
+            "64",
+            "--msg-size",
+            "1..1460",
+            "--txns-per-conn",
+            "1",
+        ])
+        .args(["--max-txns", "20000"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(out.status.success(), "{r}\n{text}");
+    assert_eq!(
+        r["errors"],
+        serde_json::json!({"verify": 0, "connect": 0, "reset": 0, "eof": 0, "other": 0}),
+        "{r}"
+    );
+    assert!(r["transactions"].as_u64().unwrap() >= 20_000, "{r}");
+    // The client closed first: it held TIME-WAIT (records), the Linux server none.
+    assert!(counter(&text, "time-wait ") >= 20_000, "{text}");
+    assert!(kernel_time_wait("megatcp-srv") <= 200);
+    assert!(stop(server, "-TERM").success());
+}
+
+#[test]
+fn interop_linux_client_served_under_a_syn_flood() {
+    let Some(_testbed) = fresh_testbed("interop_linux_client_served_under_a_syn_flood") else {
+        return;
+    };
+    let log = std::env::temp_dir().join(format!("megatcp-flood-{}.log", std::process::id()));
+    let server = start_server_with(
+        &[],
+        &["--cores", "0"],
+        Stdio::from(std::fs::File::create(&log).unwrap()),
+    );
+    // 20,000 SYNs a second from 100 addresses nobody answers for: the 4,096 half-open
+    // entries of the backlog are full after a fifth of a second, and stay full (they
+    // last 10 s).
+    let flood = Command::new("ip")
+        .args(["netns", "exec", "megatcp-cli"])
+        .arg(bench_bin())
+        .args([
+            "synflood",
+            "--iface",
+            "mtcp-cli",
+            "--target",
+            &format!("{SERVER}:7"),
+        ])
+        .args(["--sources", "10.77.0.100-10.77.0.199", "--rate", "20000"])
+        .args(["--duration", "8s", "--json"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    // Established connections keep echoing while new clients come and go.
+    let established = std::thread::spawn(|| {
+        load(&["--connections", "16", "--duration", "4s", "--warmup", "0s"]).unwrap()
+    });
+    let r = load(&[
+        "--connections",
+        "8",
+        "--txns-per-conn",
+        "1",
+        "--rate",
+        "500",
+        "--duration",
+        "4s",
+        "--warmup",
+        "0s",
+    ])
+    .unwrap();
+    let e = established.join().unwrap();
+    let out = flood.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(f["sent"].as_u64().unwrap() >= 100_000, "{f}");
+    assert!(stop(server, "-TERM").success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    for rep in [&r, &e] {
+        assert_eq!(
+            rep["errors"],
+            serde_json::json!({"verify": 0, "connect": 0, "reset": 0, "eof": 0, "other": 0}),
+            "{rep}"
+        );
+    }
+    assert!(r["connections"].as_u64().unwrap() >= 1000, "{r}");
+    assert!(e["transactions"].as_u64().unwrap() >= 1000, "{e}");
+    // No SYN of the client was lost or refused: a lost one costs Linux a second.
+    assert!(r["connect"]["p99_us"].as_f64().unwrap() < 1e6, "{r}");
+    // The client got in through SYN cookies: the backlog was full of the flood's entries.
+    // "syn cookies ACCEPTED/SENT"
+    let cookies = numbers_after(&text, "syn cookies ");
+    let (accepted, sent) = (cookies[0], cookies[1]);
+    assert!(sent >= 100_000 && accepted >= 1000, "{text}");
 }
 
 /// `Some(())` when running as root.

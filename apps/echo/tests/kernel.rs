@@ -11,7 +11,7 @@ use std::time::Duration;
 use megatcp_channel::Backend;
 use megatcp_channel::epoll::Epoll;
 use megatcp_channel::uring::{Uring, UringConfig};
-use megatcp_echo::{LoadOpts, LoadReport, MsgSize, ServerStats, run_load, serve};
+use megatcp_echo::{LoadOpts, LoadReport, MsgSize, ServeOpts, ServerStats, run_load, serve_with};
 use megatcp_engine::{EngineError, Runtime};
 
 type Stop = std::sync::Arc<std::sync::atomic::AtomicBool>;
@@ -68,9 +68,28 @@ where
     S: Backend,
     C: Backend,
 {
+    run_closing_after(server, client, server_cores, None, load)
+}
+
+/// [`run`], the server closing each connection after `close_after` bytes (if set).
+fn run_closing_after<S, C>(
+    server: fn(usize, Stop) -> Result<S, EngineError>,
+    client: fn(usize, Stop) -> Result<C, EngineError>,
+    server_cores: &[usize],
+    close_after: Option<u64>,
+    load: LoadOpts,
+) -> (LoadReport, Vec<ServerStats>)
+where
+    S: Backend,
+    C: Backend,
+{
+    let serve_opts = ServeOpts {
+        port: load.target.port(),
+        backlog: 4096,
+        close_after,
+    };
     let server_rt = Runtime::new(server_cores).handle_signals(false).pin(false);
     let stop = server_rt.stop_flag();
-    let port = load.target.port();
     let stats = Mutex::new(Vec::new());
     let report = Mutex::new(None);
     std::thread::scope(|s| {
@@ -78,7 +97,7 @@ where
             server_rt.run_with(
                 server,
                 |_, ch| {
-                    let r = serve(ch, port, 4096).unwrap();
+                    let r = serve_with(ch, &serve_opts).unwrap();
                     stats.lock().unwrap().push(r);
                 },
                 |_, _| (),
@@ -117,6 +136,24 @@ fn opts(connections: usize, txns_per_conn: u64, max_txns: u64) -> LoadOpts {
         seed: 7,
         close_rst: false,
     }
+}
+
+#[test]
+fn a_server_that_closes_first_ends_each_connection_after_its_last_transaction() {
+    // HTTP `Connection: close` style: 4 transactions of 100 B, then the server closes.
+    let mut o = opts(50, 4, 2000);
+    o.msg = MsgSize::Fixed(100);
+    let (r, servers) = run_closing_after(epoll, epoll, &[0], Some(400), o.clone());
+    assert_eq!(r.errors.total(), 0, "{r}");
+    assert!(r.transactions >= 2000 && r.connections >= 500, "{r}");
+    assert!(servers[0].accepted >= 500, "{:?}", servers[0]);
+    // A client that wants more than the server gives sees its transactions cut short.
+    o.txns_per_conn = 8;
+    o.max_txns = Some(200);
+    o.duration = Duration::from_secs(2);
+    o.target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
+    let (r, _) = run_closing_after(epoll, epoll, &[0], Some(400), o);
+    assert!(r.errors.eof + r.errors.reset > 0, "{r}");
 }
 
 #[test]
