@@ -31,7 +31,6 @@ pub mod dpdk;
 pub mod fault;
 pub mod pcap;
 pub mod rss;
-pub mod uring;
 pub mod wire;
 
 /// Checksum offloads a device offers, per protocol.
