@@ -8,10 +8,14 @@
 use megatcp_nic::dpdk::{DpdkPort, EalConfig, PortConfig, init_eal};
 use megatcp_stack::MacAddr;
 
-use crate::{App, BackendArgs, CoreOutcome, LaunchError, run_bypass};
+use megatcp_engine::Runtime;
+
+use crate::bypass::run_bypass;
+use crate::{App, BackendArgs, CoreOutcome, LaunchError};
 
 pub(crate) fn run<A: App>(
     args: &BackendArgs,
+    runtime: Runtime,
     app: &A,
 ) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
     let mut cfg = EalConfig::from_arg_string(args.dpdk_args.as_deref().unwrap_or(""));
@@ -65,7 +69,7 @@ pub(crate) fn run<A: App>(
             "without hugepages"
         },
     );
-    let result = run_bypass(args, app, MacAddr(port.mac()), |q, _| {
+    let result = run_bypass(args, runtime, app, MacAddr(port.mac()), |q, _| {
         let q = u16::try_from(q).map_err(|e| e.to_string())?;
         port.queue(q).map_err(|e| e.to_string())
     });

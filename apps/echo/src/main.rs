@@ -274,7 +274,7 @@ fn main() -> ExitCode {
                 buffer,
                 busy_poll,
             };
-            run_pair(opts).map(|r| {
+            run_pair(opts).map_err(|e| e.to_string()).map(|r| {
                 for c in r.server.iter().chain(r.client.iter()) {
                     eprintln!("{c}");
                 }
