@@ -737,30 +737,32 @@ impl<C, L> Ledger<C, L> {
             return;
         }
         while let Some(w) = c.writes.front_mut().filter(|_| c.open) {
-            match io.send(&mut c.io, handle, &mut w.data, w.off) {
-                Send::Taken(n) => {
-                    w.off += n;
-                    if w.off < w.len {
+            if w.off < w.len {
+                match io.send(&mut c.io, handle, &mut w.data, w.off) {
+                    Send::Taken(n) => w.off += n,
+                    Send::InFlight => {
+                        c.busy = true;
                         return;
                     }
-                    if let Some(w) = c.writes.pop_front() {
-                        if !c.closed {
-                            out.push(Completion::Written {
-                                handle,
-                                len: w.len,
-                                cookie: w.cookie,
-                            });
-                        }
-                        if self.pool.len() < POOL_MAX && w.data.capacity() <= POOL_BUFFER_MAX {
-                            self.pool.push(w.data);
-                        }
-                    }
+                    Send::Failed => return self.reset(io, handle, out),
                 }
-                Send::InFlight => {
-                    c.busy = true;
+                if w.off < w.len {
                     return;
                 }
-                Send::Failed => return self.reset(io, handle, out),
+            }
+            if let Some(w) = c.writes.pop_front() {
+                if !c.closed {
+                    out.push(Completion::Written {
+                        handle,
+                        len: w.len,
+                        cookie: w.cookie,
+                    });
+                }
+                if self.pool.len() < POOL_MAX && w.data.capacity() <= POOL_BUFFER_MAX {
+                    let mut b = w.data;
+                    b.clear();
+                    self.pool.push(b);
+                }
             }
         }
         if !c.writes.is_empty() {

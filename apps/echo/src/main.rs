@@ -5,11 +5,10 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use megatcp_channel::{Backend, Channel};
+use clap::{Args, Parser, Subcommand};
 use megatcp_echo::pair::{PairOpts, run_pair};
-use megatcp_echo::{LoadOpts, LoadReport, MsgSize, run_load, serve, serve_sockperf};
-use megatcp_launch::{App, BackendArgs, CoreCtx, Cores};
+use megatcp_echo::{LoadApp, LoadOpts, LoadReport, MsgSize, Protocol, ServeApp};
+use megatcp_launch::{BackendArgs, Cores};
 
 #[derive(Parser)]
 #[command(
@@ -65,47 +64,6 @@ enum Cmd {
         #[arg(long)]
         busy_poll: bool,
     },
-}
-
-/// What the server speaks.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Protocol {
-    /// Every byte read is written back.
-    Echo,
-    /// sockperf's messages: pong requests answered, throughput messages consumed.
-    Sockperf,
-}
-
-/// The server on one core: the chosen protocol on `port`.
-struct ServeApp {
-    protocol: Protocol,
-    port: u16,
-    backlog: u32,
-}
-
-impl App for ServeApp {
-    type Output = Result<megatcp_echo::ServerStats, megatcp_channel::ChannelError>;
-
-    fn run<B: Backend>(&self, _: CoreCtx, ch: &mut Channel<B>) -> Self::Output {
-        match self.protocol {
-            Protocol::Echo => serve(ch, self.port, self.backlog),
-            Protocol::Sockperf => serve_sockperf(ch, self.port, self.backlog),
-        }
-    }
-}
-
-/// The load generator on one core: its share of the connections and the rate.
-struct LoadApp {
-    base: LoadOpts,
-    cores: usize,
-}
-
-impl App for LoadApp {
-    type Output = LoadReport;
-
-    fn run<B: Backend>(&self, ctx: CoreCtx, ch: &mut Channel<B>) -> LoadReport {
-        run_load(ch, self.base.share(self.cores, ctx.index))
-    }
 }
 
 fn serve_cmd(

@@ -3,11 +3,10 @@
 
 use std::net::SocketAddrV4;
 
-use megatcp_channel::{Backend, Channel};
 use megatcp_launch::pair::{PairConfig, SERVER_IP};
-use megatcp_launch::{App, CoreCtx, CoreReport, LaunchError};
+use megatcp_launch::{CoreReport, LaunchError};
 
-use crate::{LoadOpts, LoadReport, run_load, serve};
+use crate::{LoadApp, LoadOpts, LoadReport, Protocol, ServeApp};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -37,37 +36,6 @@ pub struct PairReport {
 
 const PAIR_PORT: u16 = 7;
 
-/// The echo server on each server core.
-struct Server;
-
-impl App for Server {
-    type Output = ();
-
-    fn run<B: Backend>(&self, _: CoreCtx, ch: &mut Channel<B>) {
-        if let Err(e) = serve(ch, PAIR_PORT, 65536) {
-            eprintln!("server: {e}");
-        }
-    }
-}
-
-/// The load generator on each client core: its share of the load.
-struct Client {
-    load: LoadOpts,
-    cores: usize,
-}
-
-impl App for Client {
-    type Output = LoadReport;
-
-    fn run<B: Backend>(&self, ctx: CoreCtx, ch: &mut Channel<B>) -> LoadReport {
-        let opts = LoadOpts {
-            target: SocketAddrV4::new(SERVER_IP, PAIR_PORT),
-            ..self.load.share(self.cores, ctx.index)
-        };
-        run_load(ch, opts)
-    }
-}
-
 /// Runs a pair.
 pub fn run_pair(p: PairOpts) -> Result<PairReport, LaunchError> {
     let cfg = PairConfig {
@@ -76,11 +44,19 @@ pub fn run_pair(p: PairOpts) -> Result<PairReport, LaunchError> {
         buffer: p.buffer,
         busy_poll: p.busy_poll,
     };
-    let client = Client {
-        load: p.load,
+    let client = LoadApp {
+        base: LoadOpts {
+            target: SocketAddrV4::new(SERVER_IP, PAIR_PORT),
+            ..p.load
+        },
         cores: cfg.client_cores.len(),
     };
-    let r = megatcp_launch::pair::run_pair(&Server, &client, &cfg)?;
+    let server = ServeApp {
+        protocol: Protocol::Echo,
+        port: PAIR_PORT,
+        backlog: 65536,
+    };
+    let r = megatcp_launch::pair::run_pair(&server, &client, &cfg)?;
     let (mut reports, mut client) = (Vec::new(), Vec::new());
     for core in r.client {
         reports.extend(core.output);
@@ -88,9 +64,16 @@ pub fn run_pair(p: PairOpts) -> Result<PairReport, LaunchError> {
     }
     let load = LoadReport::merge(&reports)
         .ok_or_else(|| LaunchError::Usage("no client core produced a report".into()))?;
+    let mut server = Vec::new();
+    for core in r.server {
+        if let Some(Err(e)) = core.output {
+            eprintln!("server: {e}");
+        }
+        server.extend(core.engine);
+    }
     Ok(PairReport {
         load,
-        server: r.server.into_iter().filter_map(|c| c.engine).collect(),
+        server,
         client,
     })
 }
