@@ -1,6 +1,6 @@
 //! `megatcp-bench --quick` on the veth testbed (root; CI runs as root): the report is
 //! complete, every variant has its rows, and a variant that cannot run is reported as failed
-//! with its error, not dropped. Uses the `megatcp-echo` that `cargo test --workspace` builds
+//! with its error, not dropped. Each test takes the testbed's lock itself. Uses the `megatcp-echo` that `cargo test --workspace` builds
 //! next to this binary (with `--features megatcp-echo/afxdp`, as `scripts/test` does).
 #![allow(clippy::unwrap_used)]
 
@@ -13,9 +13,13 @@ const BENCH: &str = env!("CARGO_BIN_EXE_megatcp-bench");
 /// The two tests share the testbed: one at a time.
 static TESTBED: Mutex<()> = Mutex::new(());
 
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
+/// Whether the test may run here and now: as root, holding the testbed's lock.
+fn on_the_testbed(test: &str) -> bool {
+    if !megatcp_test_support::is_root() {
+        eprintln!("skipped: needs root (network namespaces, AF_XDP); CI runs it as root");
+        return false;
+    }
+    megatcp_test_support::testbed::hold_lock(test)
 }
 
 fn out_dir(name: &str) -> PathBuf {
@@ -55,8 +59,7 @@ fn rows(dir: &Path) -> Vec<(String, String, bool, String)> {
 
 #[test]
 fn quick_head_to_head_writes_a_complete_report() {
-    if !is_root() {
-        eprintln!("skipped: needs root (network namespaces, AF_XDP); CI runs it as root");
+    if !on_the_testbed("quick_head_to_head_writes_a_complete_report") {
         return;
     }
     let dir = out_dir("quick");
@@ -133,8 +136,7 @@ fn quick_head_to_head_writes_a_complete_report() {
 
 #[test]
 fn a_variant_that_cannot_start_is_reported_failed_with_its_error() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !on_the_testbed("a_variant_that_cannot_start_is_reported_failed_with_its_error") {
         return;
     }
     let dir = out_dir("broken");

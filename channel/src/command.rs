@@ -207,4 +207,3 @@ pub enum Completion {
         error: ChannelError,
     },
 }
-

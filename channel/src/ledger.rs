@@ -126,7 +126,8 @@ pub trait Transport {
 
     /// Starts opening a connection, which will be `handle`; the backend reports the end
     /// with [`Ledger::connected`] or [`Ledger::connect_failed`].
-    fn connect(&mut self, handle: Handle, remote: SocketAddrV4) -> Result<Self::Conn, ConnectError>;
+    fn connect(&mut self, handle: Handle, remote: SocketAddrV4)
+    -> Result<Self::Conn, ConnectError>;
 
     /// Appends the bytes that are there to `buf` (empty, from the pool).
     fn receive(&mut self, conn: &mut Self::Conn, handle: Handle, buf: &mut Vec<u8>) -> Receive;
@@ -373,9 +374,10 @@ impl<C, L> Ledger<C, L> {
                 let l = io
                     .listen(handle, addr, backlog)
                     .map_err(|e| ChannelError::Listen(addr, e))?;
-                let handle = self
-                    .table
-                    .insert(Entry::Listener(Listener { io: l, accept: None }));
+                let handle = self.table.insert(Entry::Listener(Listener {
+                    io: l,
+                    accept: None,
+                }));
                 out.push(Completion::Listening { handle, cookie });
             }
             Command::Accept {
@@ -594,7 +596,12 @@ impl<C, L> Ledger<C, L> {
 
     /// Accepting on `listener` failed (a backend that accepts ahead of the commands): the
     /// pending `Accept` ends with the error.
-    pub fn accept_failed(&mut self, listener: Handle, error: AcceptError, out: &mut Vec<Completion>) {
+    pub fn accept_failed(
+        &mut self,
+        listener: Handle,
+        error: AcceptError,
+        out: &mut Vec<Completion>,
+    ) {
         if let Some(Entry::Listener(l)) = self.table.get_mut(listener)
             && let Some((cookie, _)) = l.accept.take()
         {

@@ -70,8 +70,7 @@ mod table;
 
 pub use command::{Command, Completion, Cookie, SockOpt};
 pub use error::{
-    AcceptError, ChannelError, ConnectError, Errno, HandleKind, ListenError, OptError,
-    StateError,
+    AcceptError, ChannelError, ConnectError, Errno, HandleKind, ListenError, OptError, StateError,
 };
 pub use handle::{Handle, new_owner_tag};
 pub use ledger::Ledger;

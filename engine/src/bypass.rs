@@ -256,7 +256,12 @@ impl<Q: NicQueue> Bypass<Q> {
 
     /// How long an idle poll may sleep: at most `max_sleep`, what is left of the timeout,
     /// and the time to the stack's next deadline.
-    fn idle_sleep(&self, max_sleep: StdDuration, timeout: Option<StdDuration>, start: StdInstant) -> StdDuration {
+    fn idle_sleep(
+        &self,
+        max_sleep: StdDuration,
+        timeout: Option<StdDuration>,
+        start: StdInstant,
+    ) -> StdDuration {
         let mut sleep = max_sleep;
         if let Some(t) = timeout {
             sleep = sleep.min(t.saturating_sub(self.clock.saturating_duration_since(start)));

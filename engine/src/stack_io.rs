@@ -138,7 +138,10 @@ impl Transport for StackIo {
         if c.finished {
             return Send::Failed;
         }
-        match self.stack.send(c.id, data.get(offset..).unwrap_or_default()) {
+        match self
+            .stack
+            .send(c.id, data.get(offset..).unwrap_or_default())
+        {
             Ok(n) => Send::Taken(n),
             Err(_) => Send::Failed,
         }
@@ -179,7 +182,9 @@ impl Transport for StackIo {
     ) -> Result<Progress, OptError> {
         let gone = |_| OptError::NotConnected;
         match (target, opt) {
-            (Target::Conn(c), SockOpt::NoDelay(on)) => self.stack.set_nodelay(c.id, on).map_err(gone),
+            (Target::Conn(c), SockOpt::NoDelay(on)) => {
+                self.stack.set_nodelay(c.id, on).map_err(gone)
+            }
             (Target::Conn(c), SockOpt::KeepAlive(d)) => {
                 let d = d.map(|d| megatcp_stack::Duration::from_micros(d.as_micros() as u64));
                 self.stack.set_keep_alive(c.id, d).map_err(gone)

@@ -48,7 +48,5 @@ fn poll_done(
     out: &[Completion],
     stop: &AtomicBool,
 ) -> bool {
-    !out.is_empty()
-        || stop.load(Ordering::Relaxed)
-        || timeout.is_some_and(|t| start.elapsed() >= t)
+    !out.is_empty() || stop.load(Ordering::Relaxed) || timeout.is_some_and(|t| start.elapsed() >= t)
 }

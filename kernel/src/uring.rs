@@ -490,8 +490,7 @@ impl Uring {
     }
 
     fn on_accept(&mut self, listener: Option<Handle>, cqe: Cqe, out: &mut Vec<Completion>) {
-        let Some((listener, l)) =
-            listener.and_then(|h| Some((h, self.ledger.listener_mut(h)?)))
+        let Some((listener, l)) = listener.and_then(|h| Some((h, self.ledger.listener_mut(h)?)))
         else {
             if cqe.result >= 0 {
                 // The listener is gone: close what it accepted meanwhile.

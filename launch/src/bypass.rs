@@ -6,9 +6,9 @@ use std::net::Ipv4Addr;
 use megatcp_engine::Runtime;
 use megatcp_stack::{LocalAddr, MacAddr, StackConfig};
 
-use crate::{App, BackendArgs, CoreOutcome, LaunchError, Outputs};
 #[cfg(not(feature = "afxdp"))]
 use crate::BackendKind;
+use crate::{App, BackendArgs, CoreOutcome, LaunchError, Outputs};
 
 /// Runs `app` over megatcp's own stack on NIC queues opened by `open(queue, queues)`, one
 /// per core; `mac` is the interface's hardware address.

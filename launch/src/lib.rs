@@ -331,6 +331,7 @@ impl<T> Outputs<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use megatcp_stack::MacAddr;
 
     #[test]
     fn cores_parse_lists_and_ranges() {

@@ -71,10 +71,7 @@ fn stack_config(mac_last: u8, ip: Ipv4Addr, core: usize, buffer: usize) -> Stack
 }
 
 /// Hands each core its queue, once.
-fn queue_source<Q: NicQueue>(queues: Vec<Q>) -> impl Fn(usize) -> Result<Q, String> + Sync
-where
-    Q: Send,
-{
+fn queue_source<Q: NicQueue + Send>(queues: Vec<Q>) -> impl Fn(usize) -> Result<Q, String> + Sync {
     let slots = Mutex::new(queues.into_iter().map(Some).collect::<Vec<_>>());
     move |i| {
         let mut s = slots
@@ -103,19 +100,22 @@ pub fn run_pair<S: App, C: App>(
         ring_size: 16384,
         ..WireConfig::default()
     });
-    run_pair_on(sq, cq, server, client, cfg)
+    run_pair_on(queue_source(sq), queue_source(cq), server, client, cfg)
 }
 
-/// Runs `server` on `server_queues` (one per server core) and `client` on `client_queues`.
-pub(crate) fn run_pair_on<Q, S, C>(
-    server_queues: Vec<Q>,
-    client_queues: Vec<Q>,
+/// Runs `server` and `client`, each core's NIC queue opened by `server_nic(core)` or
+/// `client_nic(core)` on the core's own thread.
+pub(crate) fn run_pair_on<Q, NS, NC, S, C>(
+    server_nic: NS,
+    client_nic: NC,
     server: &S,
     client: &C,
     cfg: &PairConfig,
 ) -> Result<PairOutcome<S::Output, C::Output>, LaunchError>
 where
-    Q: NicQueue + Send,
+    Q: NicQueue,
+    NS: Fn(usize) -> Result<Q, String> + Sync,
+    NC: Fn(usize) -> Result<Q, String> + Sync,
     S: App,
     C: App,
 {
@@ -135,13 +135,13 @@ where
     let (server_run, client_run) = std::thread::scope(|s| {
         let server_run = s.spawn(|| {
             server_rt.run(
-                queue_source(server_queues),
+                &server_nic,
                 |core| stack_config(1, SERVER_IP, core, cfg.buffer),
                 |ctx, ch| server_out.put(ctx.index, server.run(ctx, ch)),
             )
         });
         let client_run = client_rt.run(
-            queue_source(client_queues),
+            &client_nic,
             |core| {
                 let mut c = stack_config(2, CLIENT_IP, core, cfg.buffer);
                 if several {

@@ -164,7 +164,9 @@ impl<B: Backend> Pair<B> {
         self.s.accept(listener, false, 2);
         self.c.connect(self.addr, 3);
         let mut seen = Seen::default();
-        self.run(&mut seen, |x| accepted(&x.s).is_some() && connected(&x.c).is_some());
+        self.run(&mut seen, |x| {
+            accepted(&x.s).is_some() && connected(&x.c).is_some()
+        });
         (accepted(&seen.s).unwrap(), connected(&seen.c).unwrap())
     }
 }
@@ -230,7 +232,9 @@ fn handle_misuse_is_a_clear_error<B: Live>(mut p: Pair<B>) {
         ))
     );
     p.run(&mut seen, |x| {
-        has(&x.c, |c| matches!(c, Completion::ShutDown { cookie: 11, .. }))
+        has(&x.c, |c| {
+            matches!(c, Completion::ShutDown { cookie: 11, .. })
+        })
     });
 
     // Close, then use the stale handle; close it twice.
@@ -268,10 +272,7 @@ fn connecting_to_a_closed_port_fails_with_the_peer_named<B: Live>(mut p: Pair<B>
         Some(ChannelError::Connect(to, why)) => {
             assert_eq!(to, target);
             assert!(
-                matches!(
-                    why,
-                    ConnectError::Refused | ConnectError::RefusedOrTimedOut
-                ),
+                matches!(why, ConnectError::Refused | ConnectError::RefusedOrTimedOut),
                 "{why}"
             );
         }
@@ -284,9 +285,7 @@ fn connecting_to_a_closed_port_fails_with_the_peer_named<B: Live>(mut p: Pair<B>
     );
 }
 
-fn one_accept_and_one_read_at_a_time_and_an_empty_write_completes_at_once<B: Live>(
-    mut p: Pair<B>,
-) {
+fn one_accept_and_one_read_at_a_time_and_an_empty_write_completes_at_once<B: Live>(mut p: Pair<B>) {
     let lst = p.listen();
     p.s.accept(lst, true, 2);
     p.s.accept(lst, true, 50);
@@ -306,7 +305,9 @@ fn one_accept_and_one_read_at_a_time_and_an_empty_write_completes_at_once<B: Liv
     seen = Seen::default();
     p.run(&mut seen, |x| {
         error_of(&x.s, 52).is_some()
-            && has(&x.c, |c| matches!(c, Completion::Written { cookie: 53, .. }))
+            && has(&x.c, |c| {
+                matches!(c, Completion::Written { cookie: 53, .. })
+            })
     });
     assert_eq!(
         error_of(&seen.s, 52),
@@ -314,7 +315,11 @@ fn one_accept_and_one_read_at_a_time_and_an_empty_write_completes_at_once<B: Liv
     );
     assert!(has(&seen.c, |c| matches!(
         c,
-        Completion::Written { cookie: 53, len: 0, .. }
+        Completion::Written {
+            cookie: 53,
+            len: 0,
+            ..
+        }
     )));
     // The first read is still pending, and gets the next bytes.
     p.c.write(ch, b"hello".to_vec(), 54);
@@ -334,7 +339,9 @@ fn half_close_then_the_peer_still_sends<B: Live>(mut p: Pair<B>) {
     p.c.shutdown(ch, 61);
     let mut seen = Seen::default();
     p.run(&mut seen, |x| {
-        has(&x.c, |c| matches!(c, Completion::ShutDown { cookie: 61, .. }))
+        has(&x.c, |c| {
+            matches!(c, Completion::ShutDown { cookie: 61, .. })
+        })
     });
     assert_eq!(p.read_to_eof(true, sh), b"ping", "bytes then FIN");
     p.c.write(ch, b"late".to_vec(), 63);
@@ -373,7 +380,10 @@ fn close_while_writing_sends_every_byte_then_the_fin<B: Live>(mut p: Pair<B>) {
     let done = p.c.dispatch(Some(Duration::ZERO));
     for cookie in 70..74 {
         assert!(
-            has(&done, |c| matches!(c, Completion::Written { cookie: k, len, .. } if *k == cookie && *len == 256 * 1024)),
+            has(
+                &done,
+                |c| matches!(c, Completion::Written { cookie: k, len, .. } if *k == cookie && *len == 256 * 1024)
+            ),
             "write {cookie}: {done:?}"
         );
     }
@@ -408,8 +418,13 @@ fn abort_and_reset_fail_what_is_pending<B: Live>(mut p: Pair<B>) {
     assert_eq!(error_of(&seen.s, 90), Some(ChannelError::Reset(sh)));
     let at = |v: &[Completion], f: &dyn Fn(&Completion) -> bool| v.iter().position(f);
     assert!(
-        at(&seen.s, &|c| matches!(c, Completion::Error { cookie: 90, .. }))
-            < at(&seen.s, &|c| matches!(c, Completion::Reset { handle } if *handle == sh)),
+        at(&seen.s, &|c| matches!(
+            c,
+            Completion::Error { cookie: 90, .. }
+        )) < at(
+            &seen.s,
+            &|c| matches!(c, Completion::Reset { handle } if *handle == sh)
+        ),
         "pending operations fail before the reset is reported: {:?}",
         seen.s
     );
@@ -422,7 +437,9 @@ fn closing_a_listener_ends_its_pending_accept<B: Live>(mut p: Pair<B>) {
     p.s.close(lst, 101);
     let mut seen = Seen::default();
     p.run(&mut seen, |x| {
-        has(&x.s, |c| matches!(c, Completion::Closed { cookie: 101, .. }))
+        has(&x.s, |c| {
+            matches!(c, Completion::Closed { cookie: 101, .. })
+        })
     });
     assert_eq!(
         error_of(&seen.s, 100),

@@ -126,7 +126,6 @@ pub(crate) mod tests {
         f
     }
 
-
     /// The verification suite of Microsoft's RSS specification (IPv4 with TCP).
     #[test]
     fn matches_the_reference_vectors() {

@@ -143,8 +143,15 @@ pub mod testbed {
     impl Testbed {
         /// Takes the testbed down (whatever a killed run left) and brings it up.
         pub fn up() -> Self {
+            Self::up_with(&[])
+        }
+
+        /// The same, with options of `scripts/testbed up` (e.g. `--queues 2`).
+        pub fn up_with(options: &[&str]) -> Self {
             script(&["down"]);
-            script(&["up"]);
+            let mut args = vec!["up"];
+            args.extend_from_slice(options);
+            script(&args);
             Self(())
         }
     }

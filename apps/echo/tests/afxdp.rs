@@ -1,4 +1,5 @@
-//! AF_XDP against the Linux kernel on the veth testbed (root only; `scripts/test` runs it):
+//! AF_XDP against the Linux kernel on the veth testbed (root only; `scripts/test` runs it;
+//! the test takes the testbed's lock itself):
 //! the Linux TCP stack (the echo load generator on the epoll backend, in the client
 //! namespace) talks to `megatcp-echo serve --backend afxdp` (in the server namespace);
 //! every echoed byte is verified. Also: ping and ARP both ways, a clean stop on SIGTERM
@@ -6,44 +7,25 @@
 #![cfg(feature = "afxdp")]
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use megatcp_test_support::Proc;
+use megatcp_test_support::testbed::{self, Testbed};
 
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
 const SERVER: &str = "10.77.0.10";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn sh(args: &[&str]) -> std::process::Output {
     Command::new(args[0]).args(&args[1..]).output().unwrap()
 }
 
-fn testbed(arg: &str) {
-    testbed_args(&[arg]);
-}
-
-fn testbed_args(args: &[&str]) {
-    let script = repo().join("scripts/testbed");
-    let mut all = vec![script.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let out = sh(&all);
-    let arg = args.join(" ");
-    assert!(
-        out.status.success(),
-        "testbed {arg}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn start_server() -> Server {
+fn start_server() -> Proc {
     start_server_on("0", Stdio::null())
 }
 
 /// Starts the AF_XDP echo server on `cores`, its stderr to `stderr`.
-fn start_server_on(cores: &str, stderr: Stdio) -> Server {
+fn start_server_on(cores: &str, stderr: Stdio) -> Proc {
     let child = Command::new("ip")
         .args([
             "netns",
@@ -68,7 +50,7 @@ fn start_server_on(cores: &str, stderr: Stdio) -> Server {
         .stderr(stderr)
         .spawn()
         .unwrap();
-    let server = Server(Some(child));
+    let server = Proc::new(child);
     // Wait until it answers ARP and TCP: a short load run succeeds.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -123,43 +105,16 @@ fn run_load(args: &[&str], extra: &[&str]) -> Result<serde_json::Value, String> 
     Ok(report)
 }
 
-/// A server process, killed if the test fails half-way.
-struct Server(Option<Child>);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// The testbed, taken down when the test ends, however it ends.
-struct Testbed;
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        testbed("down");
-    }
-}
-
-fn stop(mut server: Server, signal: &str) -> std::process::ExitStatus {
-    let mut child = server.0.take().unwrap();
-    // `ip netns exec` execs the server: the child's pid is the server's.
-    sh(&["kill", signal, &child.id().to_string()]);
-    child.wait().unwrap()
-}
-
 #[test]
 fn linux_kernel_client_against_the_afxdp_server() {
-    if rustix_is_root().is_none() {
+    if !megatcp_test_support::is_root() {
         eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
         return;
     }
-    testbed("down");
-    testbed("up");
-    let _testbed = Testbed;
+    if !testbed::hold_lock("linux_kernel_client_against_the_afxdp_server") {
+        return;
+    }
+    let bed = Testbed::up();
     let server = start_server();
 
     // 1,000 concurrent connections, one transaction each, random sizes up to 64 KiB.
@@ -234,7 +189,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     );
 
     // SIGTERM: graceful stop, exit 0, XDP program gone.
-    assert!(stop(server, "-TERM").success());
+    assert!(server.terminate().success());
     let link = sh(&["ip", "-n", "megatcp-srv", "link", "show", "mtcp-srv"]);
     assert!(
         !String::from_utf8_lossy(&link.stdout).contains("xdp"),
@@ -243,7 +198,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
 
     // The other way round: megatcp's load generator over AF_XDP (client namespace) against
     // a Linux kernel echo server (the epoll backend, server namespace, kernel address).
-    let kernel_server = Server(Some(
+    let kernel_server = Proc::new(
         Command::new("ip")
             .args([
                 "netns",
@@ -262,7 +217,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    ));
+    );
     std::thread::sleep(Duration::from_millis(500));
     let xdp_client = [
         "--backend",
@@ -312,11 +267,11 @@ fn linux_kernel_client_against_the_afxdp_server() {
     .unwrap();
     assert_eq!(r["errors"]["verify"], 0, "{r}");
     assert!(r["bytes"].as_u64().unwrap() >= 1 << 30, "{r}");
-    assert!(stop(kernel_server, "-TERM").success());
+    assert!(kernel_server.terminate().success());
 
     // kill -9 leaves the XDP program attached; the next start says so, replaces it, serves.
     let server = start_server();
-    stop(server, "-KILL");
+    server.signal("-KILL");
     let restart_log =
         std::env::temp_dir().join(format!("megatcp-restart-{}.log", std::process::id()));
     let server = start_server_on(
@@ -325,7 +280,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     );
     let r = load(&["--connections", "16", "--duration", "1s"]).unwrap();
     assert!(r["transactions"].as_u64().unwrap() > 0, "{r}");
-    assert!(stop(server, "-TERM").success());
+    assert!(server.terminate().success());
     let text = std::fs::read_to_string(&restart_log).unwrap();
     let _ = std::fs::remove_file(&restart_log);
     assert!(
@@ -339,8 +294,8 @@ fn linux_kernel_client_against_the_afxdp_server() {
 
     // Two queues, two cores: both accept, and flows the veth delivers to the core that does
     // not own them are steered to their owner (counted) and served.
-    testbed("down");
-    testbed_args(&["up", "--queues", "2"]);
+    drop(bed);
+    let _bed = Testbed::up_with(&["--queues", "2"]);
     let log_path = std::env::temp_dir().join(format!("megatcp-afxdp-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).unwrap();
     let server = start_server_on("0,1", Stdio::from(log));
@@ -359,7 +314,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     .unwrap();
     assert_eq!(r["errors"]["verify"], 0, "{r}");
     assert!(r["transactions"].as_u64().unwrap() > 200, "{r}");
-    assert!(stop(server, "-TERM").success());
+    assert!(server.terminate().success());
     let text = std::fs::read_to_string(&log_path).unwrap();
     let _ = std::fs::remove_file(&log_path);
     let field = |line: &str, name: &str| -> u64 {
@@ -394,10 +349,4 @@ fn linux_kernel_client_against_the_afxdp_server() {
         steered += nums[0] + nums[1];
     }
     assert!(steered > 0, "no frame was steered: {text}");
-}
-
-/// `Some(())` when running as root.
-fn rustix_is_root() -> Option<()> {
-    let out = sh(&["id", "-u"]);
-    (String::from_utf8_lossy(&out.stdout).trim() == "0").then_some(())
 }
