@@ -59,6 +59,8 @@
 //! Completions are returned as an owned `Vec`. Hand it back with [`Channel::recycle`] once
 //! drained and dispatching allocates nothing; not doing so costs an allocation per dispatch.
 
+#![forbid(unsafe_code)]
+
 use core::net::SocketAddrV4;
 use std::time::Duration;
 

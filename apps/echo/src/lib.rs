@@ -4,6 +4,8 @@
 //! Both are plain functions over a [`megatcp_channel::Channel`], so they run unchanged on
 //! every backend; [`app`] wraps them as `megatcp_launch` applications.
 
+#![forbid(unsafe_code)]
+
 pub mod app;
 pub mod load;
 pub mod pair;

@@ -1,6 +1,8 @@
 //! `megatcp-echo`: echo server, load generator, and both in one process over the in-memory
 //! wire (`pair`).
 
+#![forbid(unsafe_code)]
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
 use std::time::Duration;
