@@ -211,47 +211,43 @@ pub(crate) fn on_events(ledger: &mut BypassLedger, io: &mut StackIo, out: &mut V
                     ledger.acceptable(io, h, out);
                 }
             }
-            Event::Connected { conn } => {
-                if let Some(&h) = io.by_conn.get(&conn) {
-                    ledger.connected(io, h, out);
+            Event::Connected { conn }
+            | Event::Readable { conn }
+            | Event::PeerClosed { conn }
+            | Event::Writable { conn } => {
+                let Some(&h) = io.by_conn.get(&conn) else {
+                    continue;
+                };
+                match e {
+                    Event::Connected { .. } => ledger.connected(io, h, out),
+                    Event::Writable { .. } => ledger.writable(io, h, out),
+                    _ => ledger.readable(io, h, out),
                 }
             }
-            Event::ConnectFailed { conn } => {
-                if let Some(h) = io.by_conn.remove(&conn) {
-                    finished(ledger, h);
-                    ledger.connect_failed(io, h, ConnectError::RefusedOrTimedOut, out);
-                }
-            }
-            Event::Readable { conn } | Event::PeerClosed { conn } => {
-                if let Some(&h) = io.by_conn.get(&conn) {
-                    ledger.readable(io, h, out);
-                }
-            }
-            Event::Writable { conn } => {
-                if let Some(&h) = io.by_conn.get(&conn) {
-                    ledger.writable(io, h, out);
-                }
-            }
-            Event::Closed { conn } => {
-                // An orderly end of a connection the application still holds (it shut down
-                // and the peer closed): reads see end of stream.
-                if let Some(h) = io.by_conn.remove(&conn) {
-                    finished(ledger, h);
-                    ledger.readable(io, h, out);
-                    ledger.writable(io, h, out);
-                }
-            }
-            Event::Reset { conn } => {
-                if let Some(h) = io.by_conn.remove(&conn) {
-                    finished(ledger, h);
-                    ledger.reset(io, h, out);
+            // The stack released the connection: its id is not to be used again.
+            Event::ConnectFailed { conn } | Event::Closed { conn } | Event::Reset { conn } => {
+                let Some(h) = io.by_conn.remove(&conn) else {
+                    continue;
+                };
+                finished(ledger, h);
+                match e {
+                    Event::ConnectFailed { .. } => {
+                        ledger.connect_failed(io, h, ConnectError::RefusedOrTimedOut, out);
+                    }
+                    Event::Reset { .. } => ledger.reset(io, h, out),
+                    // An orderly end of a connection the application still holds (it shut
+                    // down and the peer closed): reads see end of stream.
+                    _ => {
+                        ledger.readable(io, h, out);
+                        ledger.writable(io, h, out);
+                    }
                 }
             }
         }
     }
 }
 
-/// The stack released `h`'s connection: its id is not to be used again.
+/// Marks `h`'s connection released by the stack.
 fn finished(ledger: &mut BypassLedger, h: Handle) {
     if let Some(c) = ledger.conn_mut(h) {
         c.finished = true;

@@ -14,6 +14,7 @@ use megatcp_engine::{Bypass, IdlePolicy};
 use megatcp_nic::NicQueue;
 use megatcp_nic::wire::{self, WireConfig, WireQueue};
 use megatcp_stack::{LocalAddr, MacAddr, StackConfig};
+use megatcp_test_support::completions::{accepted, connected, error_of};
 
 const SERVER: Ipv4Addr = Ipv4Addr::new(10, 5, 0, 1);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 5, 0, 2);
@@ -46,27 +47,6 @@ fn run(
         }
     }
     panic!("not done: server {got_s:?} client {got_c:?}");
-}
-
-fn error_of(v: &[Completion], cookie: u64) -> Option<ChannelError> {
-    v.iter().find_map(|x| match x {
-        Completion::Error { cookie: k, error } if *k == cookie => Some(error.clone()),
-        _ => None,
-    })
-}
-
-fn accepted(v: &[Completion]) -> Option<Handle> {
-    v.iter().find_map(|x| match x {
-        Completion::Accepted { handle, .. } => Some(*handle),
-        _ => None,
-    })
-}
-
-fn connected(v: &[Completion]) -> Option<Handle> {
-    v.iter().find_map(|x| match x {
-        Completion::Connected { handle, .. } => Some(*handle),
-        _ => None,
-    })
 }
 
 /// A connected pair of handles: (server side, client side, listener).

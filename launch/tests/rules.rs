@@ -17,6 +17,7 @@ use megatcp_kernel::epoll::Epoll;
 use megatcp_kernel::uring::{Uring, UringConfig};
 use megatcp_nic::wire::{self, WireConfig, WireQueue};
 use megatcp_stack::{LocalAddr, MacAddr, StackConfig};
+use megatcp_test_support::completions::{accepted, connected, error_of, listening};
 use megatcp_test_support::free_port;
 
 /// A backend whose live handles can be counted.
@@ -171,36 +172,8 @@ impl<B: Backend> Pair<B> {
     }
 }
 
-fn error_of(v: &[Completion], cookie: u64) -> Option<ChannelError> {
-    v.iter().find_map(|x| match x {
-        Completion::Error { cookie: k, error } if *k == cookie => Some(error.clone()),
-        _ => None,
-    })
-}
-
 fn has(v: &[Completion], want: impl Fn(&Completion) -> bool) -> bool {
     v.iter().any(want)
-}
-
-fn listening(v: &[Completion]) -> Option<Handle> {
-    v.iter().find_map(|x| match x {
-        Completion::Listening { handle, .. } => Some(*handle),
-        _ => None,
-    })
-}
-
-fn accepted(v: &[Completion]) -> Option<Handle> {
-    v.iter().find_map(|x| match x {
-        Completion::Accepted { handle, .. } => Some(*handle),
-        _ => None,
-    })
-}
-
-fn connected(v: &[Completion]) -> Option<Handle> {
-    v.iter().find_map(|x| match x {
-        Completion::Connected { handle, .. } => Some(*handle),
-        _ => None,
-    })
 }
 
 fn handle_misuse_is_a_clear_error<B: Live>(mut p: Pair<B>) {

@@ -1,6 +1,7 @@
 //! What megatcp's integration tests share (a dev-dependency only): free loopback ports that
-//! no other test of the binary gets, the veth testbed (`scripts/testbed`) with its lock, and
-//! child processes that never outlive a failing test.
+//! no other test of the binary gets, the veth testbed (`scripts/testbed`) with its lock,
+//! child processes that never outlive a failing test, and finding completions in what a
+//! channel returned.
 //!
 //! The testbed is shared with other people on the machine: a test that uses it calls
 //! [`testbed::hold_lock`] first, which runs the test again under
@@ -205,5 +206,42 @@ pub mod testbed {
             .unwrap();
         assert!(status.success(), "{test} under {LOCK} failed");
         false
+    }
+}
+
+/// Finding completions among those a channel returned.
+pub mod completions {
+    use megatcp_channel::{ChannelError, Completion, Cookie, Handle};
+
+    /// The error of the command with `cookie`, if it failed.
+    pub fn error_of(v: &[Completion], cookie: Cookie) -> Option<ChannelError> {
+        v.iter().find_map(|x| match x {
+            Completion::Error { cookie: k, error } if *k == cookie => Some(error.clone()),
+            _ => None,
+        })
+    }
+
+    /// The first listener that started listening.
+    pub fn listening(v: &[Completion]) -> Option<Handle> {
+        v.iter().find_map(|x| match x {
+            Completion::Listening { handle, .. } => Some(*handle),
+            _ => None,
+        })
+    }
+
+    /// The first connection accepted.
+    pub fn accepted(v: &[Completion]) -> Option<Handle> {
+        v.iter().find_map(|x| match x {
+            Completion::Accepted { handle, .. } => Some(*handle),
+            _ => None,
+        })
+    }
+
+    /// The first connection opened.
+    pub fn connected(v: &[Completion]) -> Option<Handle> {
+        v.iter().find_map(|x| match x {
+            Completion::Connected { handle, .. } => Some(*handle),
+            _ => None,
+        })
     }
 }
