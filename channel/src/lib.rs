@@ -16,6 +16,15 @@
 //!   is refused with [`ChannelError::BadHandle`]; it can never reach another connection.
 //! * **Batching**: commands queue in the channel and are flushed together.
 //!
+//! # The rules
+//!
+//! Which command may follow which, what a close does to pending reads and writes, how a
+//! reset fails what is pending: the [`ledger`] applies them, the same for every backend (one
+//! read and one accept pending at a time, no write after shutdown, a close completes the
+//! pending writes and sends them before the FIN, a reset or abort fails each pending
+//! operation with [`ChannelError::Reset`]). A backend keeps its handles in a [`Ledger`] and
+//! supplies only its operations ([`ledger::Transport`]); this crate does no I/O itself.
+//!
 //! # Batching rules
 //!
 //! Queued commands are handed to the backend (a *flush*) when:

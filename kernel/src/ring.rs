@@ -538,7 +538,7 @@ impl Ring {
     }
 
     /// Submits what is queued and waits up to `timeout` (`None`: until one completion) for
-    /// completions, which [`Ring::drain`] then hands out.
+    /// completions, which [`Ring::completion`] then hands out.
     pub fn enter(&mut self, timeout: Option<Duration>) -> Result<(), RingError> {
         let result = match timeout {
             None => self.ring.submitter().submit_and_wait(1),
