@@ -52,6 +52,7 @@ pub mod dpdk;
 mod kernel;
 pub mod latency;
 pub mod pair;
+pub mod report;
 
 pub use bypass::{iface_mac, stack_config};
 pub use megatcp_engine::{CoreCtx, CoreReport, IdlePolicy};

@@ -163,6 +163,27 @@ pub mod testbed {
         }
     }
 
+    /// Runs `args` (a program and its arguments) in the client namespace, `megatcp-cli`.
+    pub fn in_client(args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", "megatcp-cli"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `args` (a load generator with `--json`) in the client namespace: its JSON
+    /// report, or why there is none (it failed: with its report).
+    pub fn report_in_client(args: &[&str]) -> Result<serde_json::Value, String> {
+        let out = in_client(args);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+        if !out.status.success() {
+            return Err(format!("load failed: {report}"));
+        }
+        Ok(report)
+    }
+
     /// Whether an ancestor of this process is `flock` on [`LOCK`].
     fn under_lock() -> bool {
         let mut pid = std::process::id();

@@ -191,17 +191,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn print_report(r: &LoadReport, json: bool) {
-    if json {
-        match serde_json::to_string_pretty(r) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("cannot encode the report: {e}"),
-        }
-    } else {
-        println!("{r}");
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
@@ -216,7 +205,7 @@ fn main() -> ExitCode {
             connect,
             load,
         } => load_cmd(backend, connect, &load).map(|r| {
-            print_report(&r, load.json);
+            megatcp_launch::report::print(&r, load.json);
             r.errors.total()
         }),
         Cmd::Pair {
@@ -238,7 +227,7 @@ fn main() -> ExitCode {
                 for c in r.server.iter().chain(r.client.iter()) {
                     eprintln!("{c}");
                 }
-                print_report(&r.load, json);
+                megatcp_launch::report::print(&r.load, json);
                 r.load.errors.total()
             })
         }

@@ -91,18 +91,10 @@ fn load(extra: &[&str]) -> Result<serde_json::Value, String> {
 
 /// Runs `megatcp-echo load` in the client namespace with `args` then `extra`.
 fn run_load(args: &[&str], extra: &[&str]) -> Result<serde_json::Value, String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", "megatcp-cli", BIN, "load", "--json"])
-        .args(args)
-        .args(extra)
-        .output()
-        .map_err(|e| e.to_string())?;
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
-    if !out.status.success() {
-        return Err(format!("load failed: {report}"));
-    }
-    Ok(report)
+    let mut all = vec![BIN, "load", "--json"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(extra);
+    testbed::report_in_client(&all)
 }
 
 #[test]

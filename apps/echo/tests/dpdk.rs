@@ -315,26 +315,10 @@ fn bad_eal_arguments_a_missing_device_and_no_hugepages_fail_clearly() {
 // ---- the veth testbed (root) ----
 
 fn kernel_load(extra: &[&str]) -> Result<serde_json::Value, String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", "megatcp-cli", BIN, "load", "--json"])
-        .args([
-            "--backend",
-            "epoll",
-            "--cores",
-            "1",
-            "--connect",
-            "10.77.0.10:7",
-        ])
-        .args(["--warmup", "0s"])
-        .args(extra)
-        .output()
-        .map_err(|e| e.to_string())?;
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
-    if !out.status.success() {
-        return Err(format!("load failed: {r}"));
-    }
-    Ok(r)
+    let mut args = vec![BIN, "load", "--json", "--backend", "epoll", "--cores", "1"];
+    args.extend_from_slice(&["--connect", "10.77.0.10:7", "--warmup", "0s"]);
+    args.extend_from_slice(extra);
+    testbed::report_in_client(&args)
 }
 
 #[test]

@@ -75,58 +75,61 @@ fn opts(connections: usize, txns_per_conn: u64, max_txns: u64) -> LoadOpts {
     }
 }
 
-#[test]
-fn a_thousand_short_connections_over_epoll_every_byte_verified() {
-    let (r, servers) = run(Epoll, Epoll, &[0], opts(1000, 1, 2000));
+/// 1,000 connections, one transaction each, random sizes up to 64 KiB.
+fn a_thousand_short_connections(backend: BackendKind) {
+    let (r, servers) = run(backend, backend, &[0], opts(1000, 1, 2000));
     assert_eq!(r.errors.total(), 0, "{r}");
     assert!(r.transactions >= 2000, "{r}");
     assert!(r.connections >= r.transactions, "{r}");
     assert!(servers[0].accepted >= 2000);
+}
+
+/// 1,000 persistent connections, random sizes up to 64 KiB.
+fn a_thousand_persistent_connections(backend: BackendKind) {
+    let (r, servers) = run(backend, backend, &[0], opts(1000, 0, 5000));
+    assert_eq!(r.errors.total(), 0, "{r}");
+    assert!(r.transactions >= 5000, "{r}");
+    assert_eq!(servers[0].accepted, 1000);
+}
+
+/// Two server cores on one port: each gets connections (`SO_REUSEPORT`).
+fn two_cores_share_the_port(backend: BackendKind) {
+    let (r, servers) = run(backend, backend, &[0, 1], opts(200, 1, 2000));
+    assert_eq!(r.errors.total(), 0, "{r}");
+    assert_eq!(servers.len(), 2);
+    for s in &servers {
+        assert!(s.accepted > 0, "a core accepted nothing: {servers:?}");
+    }
+}
+
+#[test]
+fn a_thousand_short_connections_over_epoll_every_byte_verified() {
+    a_thousand_short_connections(Epoll);
 }
 
 #[test]
 fn a_thousand_persistent_connections_over_epoll_every_byte_verified() {
-    let (r, servers) = run(Epoll, Epoll, &[0], opts(1000, 0, 5000));
-    assert_eq!(r.errors.total(), 0, "{r}");
-    assert!(r.transactions >= 5000, "{r}");
-    assert_eq!(servers[0].accepted, 1000);
+    a_thousand_persistent_connections(Epoll);
 }
 
 #[test]
 fn two_epoll_cores_share_the_port_through_reuseport() {
-    let (r, servers) = run(Epoll, Epoll, &[0, 1], opts(200, 1, 2000));
-    assert_eq!(r.errors.total(), 0, "{r}");
-    assert_eq!(servers.len(), 2);
-    for s in &servers {
-        assert!(s.accepted > 0, "a core accepted nothing: {servers:?}");
-    }
+    two_cores_share_the_port(Epoll);
 }
 
 #[test]
 fn a_thousand_short_connections_over_uring_every_byte_verified() {
-    let (r, servers) = run(Uring, Uring, &[0], opts(1000, 1, 2000));
-    assert_eq!(r.errors.total(), 0, "{r}");
-    assert!(r.transactions >= 2000, "{r}");
-    assert!(r.connections >= r.transactions, "{r}");
-    assert!(servers[0].accepted >= 2000);
+    a_thousand_short_connections(Uring);
 }
 
 #[test]
 fn a_thousand_persistent_connections_over_uring_every_byte_verified() {
-    let (r, servers) = run(Uring, Uring, &[0], opts(1000, 0, 5000));
-    assert_eq!(r.errors.total(), 0, "{r}");
-    assert!(r.transactions >= 5000, "{r}");
-    assert_eq!(servers[0].accepted, 1000);
+    a_thousand_persistent_connections(Uring);
 }
 
 #[test]
 fn two_uring_cores_share_the_port_through_reuseport() {
-    let (r, servers) = run(Uring, Uring, &[0, 1], opts(200, 1, 2000));
-    assert_eq!(r.errors.total(), 0, "{r}");
-    assert_eq!(servers.len(), 2);
-    for s in &servers {
-        assert!(s.accepted > 0, "a core accepted nothing: {servers:?}");
-    }
+    two_cores_share_the_port(Uring);
 }
 
 #[test]

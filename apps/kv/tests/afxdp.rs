@@ -15,16 +15,8 @@ use megatcp_test_support::testbed::{self, Testbed};
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-kv");
 const SERVER: &str = "10.77.0.10";
 
-fn in_client_ns(args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(["netns", "exec", "megatcp-cli"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn memccapable(mode: &str) -> (bool, String) {
-    let out = in_client_ns(&["memccapable", "-h", SERVER, "-p", "11211", "-t", "5", mode]);
+    let out = testbed::in_client(&["memccapable", "-h", SERVER, "-p", "11211", "-t", "5", mode]);
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -58,7 +50,7 @@ fn memcached_clients_against_the_afxdp_server() {
     // Up when it answers: the version test of the suite passes.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let out = in_client_ns(&[
+        let out = testbed::in_client(&[
             "memccapable",
             "-h",
             SERVER,
@@ -83,7 +75,7 @@ fn memcached_clients_against_the_afxdp_server() {
         let (ok, out) = memccapable(mode);
         assert!(ok, "memccapable {mode} over AF_XDP:\n{out}");
     }
-    let out = in_client_ns(&[
+    let out = testbed::in_client(&[
         BIN,
         "load",
         "--backend",
