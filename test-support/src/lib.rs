@@ -220,7 +220,7 @@ pub mod testbed {
         }
         let exe = std::env::current_exe().unwrap();
         let status = Command::new("flock")
-            .args(["-w", "900", LOCK])
+            .args(["-w", "3600", LOCK])
             .arg(exe)
             .args(["--exact", test, "--nocapture", "--test-threads", "1"])
             .status()

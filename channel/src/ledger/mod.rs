@@ -200,11 +200,6 @@ impl<C, L> Ledger<C, L> {
         matches!(self.table.get(listener), Some(Entry::Listener(l)) if l.accept.is_some())
     }
 
-    /// A buffer from the pool (empty).
-    pub fn buffer(&mut self) -> Vec<u8> {
-        self.pool.pop().unwrap_or_default()
-    }
-
     /// Gives a buffer back to the pool.
     pub fn recycle(&mut self, mut b: Vec<u8>) {
         if self.pool.len() < POOL_MAX && b.capacity() <= POOL_BUFFER_MAX && b.capacity() > 0 {
