@@ -11,6 +11,8 @@
 //! The echo head-to-head needs root (network namespaces, AF_XDP) and `megatcp-echo` built
 //! with the `afxdp` feature next to this binary (or `--echo-bin`).
 
+#![forbid(unsafe_code)]
+
 mod flood;
 mod kv;
 mod plan;

@@ -1,7 +1,7 @@
 //! `megatcp-bench --quick` on the veth testbed (root; CI runs as root): the report is
 //! complete, every variant has its rows, each row says how its connections closed, and a
-//! variant that cannot run is reported as failed with its error, not dropped. Runs hold the
-//! testbed's lock. Uses the `megatcp-echo` that `cargo test --workspace` builds
+//! variant that cannot run is reported as failed with its error, not dropped. Each test
+//! takes the testbed's lock itself. Uses the `megatcp-echo` that `cargo test --workspace` builds
 //! next to this binary (with `--features megatcp-echo/afxdp`, as `scripts/test` does).
 #![allow(clippy::unwrap_used)]
 
@@ -14,9 +14,13 @@ const BENCH: &str = env!("CARGO_BIN_EXE_megatcp-bench");
 /// The two tests share the testbed: one at a time.
 static TESTBED: Mutex<()> = Mutex::new(());
 
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
+/// Whether the test may run here and now: as root, holding the testbed's lock.
+fn on_the_testbed(test: &str) -> bool {
+    if !megatcp_test_support::is_root() {
+        eprintln!("skipped: needs root (network namespaces, AF_XDP); CI runs it as root");
+        return false;
+    }
+    megatcp_test_support::testbed::hold_lock(test)
 }
 
 fn out_dir(name: &str) -> PathBuf {
@@ -25,16 +29,11 @@ fn out_dir(name: &str) -> PathBuf {
     d
 }
 
-/// Runs the benchmark under the testbed's lock (the testbed is shared with other runs).
 fn run(args: &[&str]) -> std::process::Output {
     let _guard = TESTBED
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    Command::new("flock")
-        .args(["-w", "1800", "/run/megatcp-testbed.lock", BENCH])
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(BENCH).args(args).output().unwrap()
 }
 
 fn read(dir: &Path, name: &str) -> String {
@@ -73,8 +72,7 @@ fn rows(dir: &Path) -> Vec<Row> {
 
 #[test]
 fn quick_head_to_head_writes_a_complete_report() {
-    if !is_root() {
-        eprintln!("skipped: needs root (network namespaces, AF_XDP); CI runs it as root");
+    if !on_the_testbed("quick_head_to_head_writes_a_complete_report") {
         return;
     }
     let dir = out_dir("quick");
@@ -173,8 +171,7 @@ fn quick_head_to_head_writes_a_complete_report() {
 
 #[test]
 fn a_variant_that_cannot_start_is_reported_failed_with_its_error() {
-    if !is_root() {
-        eprintln!("skipped: needs root");
+    if !on_the_testbed("a_variant_that_cannot_start_is_reported_failed_with_its_error") {
         return;
     }
     let dir = out_dir("broken");

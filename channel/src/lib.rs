@@ -16,6 +16,15 @@
 //!   is refused with [`ChannelError::BadHandle`]; it can never reach another connection.
 //! * **Batching**: commands queue in the channel and are flushed together.
 //!
+//! # The rules
+//!
+//! Which command may follow which, what a close does to pending reads and writes, how a
+//! reset fails what is pending: the [`ledger`] applies them, the same for every backend (one
+//! read and one accept pending at a time, no write after shutdown, a close completes the
+//! pending writes and sends them before the FIN, a reset or abort fails each pending
+//! operation with [`ChannelError::Reset`]). A backend keeps its handles in a [`Ledger`] and
+//! supplies only its operations ([`ledger::Transport`]); this crate does no I/O itself.
+//!
 //! # Batching rules
 //!
 //! Queued commands are handed to the backend (a *flush*) when:
@@ -59,361 +68,24 @@
 //! Completions are returned as an owned `Vec`. Hand it back with [`Channel::recycle`] once
 //! drained and dispatching allocates nothing; not doing so costs an allocation per dispatch.
 
+#![forbid(unsafe_code)]
+
 use core::net::SocketAddrV4;
 use std::time::Duration;
 
-pub mod epoll;
-mod kernel;
+mod command;
+mod error;
+mod handle;
+pub mod ledger;
 mod table;
-pub mod uring;
 
+pub use command::{Command, Completion, Cookie, SockOpt};
+pub use error::{
+    AcceptError, ChannelError, ConnectError, Errno, HandleKind, ListenError, OptError, StateError,
+};
+pub use handle::{Handle, new_owner_tag};
+pub use ledger::Ledger;
 pub use table::HandleTable;
-
-/// A connection or listener, meaningful only inside the channel that issued it
-/// (MegaPipe's lightweight socket): a slot index plus a generation, tagged with the issuing
-/// channel so that a handle from another channel is refused rather than mistaken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Handle {
-    owner: u32,
-    index: u32,
-    generation: u32,
-}
-
-impl Handle {
-    /// For backends: the handle of slot `index` at `generation` in the handle table tagged
-    /// `owner` (see [`new_owner_tag`]).
-    pub const fn new(owner: u32, index: u32, generation: u32) -> Self {
-        Self {
-            owner,
-            index,
-            generation,
-        }
-    }
-
-    /// Tag of the handle table (channel) that issued the handle.
-    pub const fn owner(self) -> u32 {
-        self.owner
-    }
-
-    /// Slot index.
-    pub const fn index(self) -> u32 {
-        self.index
-    }
-
-    /// Generation of the slot when the handle was issued.
-    pub const fn generation(self) -> u32 {
-        self.generation
-    }
-}
-
-impl core::fmt::Display for Handle {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "#{}.{}@{}", self.index, self.generation, self.owner)
-    }
-}
-
-/// A tag unique in the process, for a backend's handle table (taken once per channel at
-/// creation, not on the data path).
-pub fn new_owner_tag() -> u32 {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-/// A value of the application's choice, returned with the command's completion.
-pub type Cookie = u64;
-
-/// A per-handle option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SockOpt {
-    /// Disable Nagle's algorithm (`true`) or enable it.
-    NoDelay(bool),
-    /// TCP keep-alive interval (`None`: off).
-    KeepAlive(Option<Duration>),
-    /// On a listener: receive and send buffer sizes of the connections it accepts from now
-    /// on (bytes). On a connection: refused where the backend cannot resize (bypass).
-    BufferSizes {
-        /// Receive buffer.
-        rx: usize,
-        /// Send buffer.
-        tx: usize,
-    },
-}
-
-/// A command, as queued in the channel and handed to the backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
-    /// Listen on `addr` (this core's own accept queue for the port).
-    Listen {
-        /// Address and port; 0.0.0.0 for every local address.
-        addr: SocketAddrV4,
-        /// Connections being established plus established and not yet accepted.
-        backlog: u32,
-        /// Returned with the completion.
-        cookie: Cookie,
-    },
-    /// Accept one connection, or every connection until the listener closes (`multishot`).
-    Accept {
-        /// A listener handle.
-        listener: Handle,
-        /// Keep accepting.
-        multishot: bool,
-        /// Returned with each completion.
-        cookie: Cookie,
-    },
-    /// Open a connection.
-    Connect {
-        /// Peer address.
-        remote: SocketAddrV4,
-        /// Returned with the completion.
-        cookie: Cookie,
-    },
-    /// Complete with the next bytes received (as many as are available), or end of stream.
-    Read {
-        /// A connection handle.
-        handle: Handle,
-        /// Returned with the completion.
-        cookie: Cookie,
-    },
-    /// Send all of `data`; completes when the whole buffer was taken by the transport.
-    Write {
-        /// A connection handle.
-        handle: Handle,
-        /// The bytes.
-        data: Vec<u8>,
-        /// Returned with the completion.
-        cookie: Cookie,
-    },
-    /// Close the write side after queued data (FIN); reads go on.
-    Shutdown {
-        /// A connection handle.
-        handle: Handle,
-        /// Returned with the completion.
-        cookie: Cookie,
-    },
-    /// Close a connection or a listener; the handle is invalid from now on.
-    Close {
-        /// A connection or listener handle.
-        handle: Handle,
-        /// Returned with the completion.
-        cookie: Cookie,
-    },
-    /// Reset a connection (RST, no TIME-WAIT); the handle is invalid from now on.
-    Abort {
-        /// A connection handle.
-        handle: Handle,
-        /// Returned with the completion.
-        cookie: Cookie,
-    },
-    /// Set an option.
-    SetOpt {
-        /// A connection or listener handle.
-        handle: Handle,
-        /// The option.
-        opt: SockOpt,
-        /// Returned with the completion.
-        cookie: Cookie,
-    },
-}
-
-impl Command {
-    /// The command's cookie.
-    pub fn cookie(&self) -> Cookie {
-        match *self {
-            Command::Listen { cookie, .. }
-            | Command::Accept { cookie, .. }
-            | Command::Connect { cookie, .. }
-            | Command::Read { cookie, .. }
-            | Command::Write { cookie, .. }
-            | Command::Shutdown { cookie, .. }
-            | Command::Close { cookie, .. }
-            | Command::Abort { cookie, .. }
-            | Command::SetOpt { cookie, .. } => cookie,
-        }
-    }
-}
-
-/// Why a command failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ChannelError {
-    /// The handle is stale (closed, reset) or was never issued by this channel.
-    #[error("bad handle {0}: closed, or not from this channel")]
-    BadHandle(Handle),
-    /// The handle is of the wrong kind for the command (e.g. a read on a listener).
-    #[error("handle {0} is a {1}; the command needs a {2}")]
-    WrongKind(Handle, &'static str, &'static str),
-    /// A write after `shutdown`, a second pending read, and the like.
-    #[error("handle {0}: {1}")]
-    InvalidState(Handle, &'static str),
-    /// Listening failed.
-    #[error("listen on {0}: {1}")]
-    Listen(SocketAddrV4, String),
-    /// Opening a connection failed.
-    #[error("connect to {0}: {1}")]
-    Connect(SocketAddrV4, String),
-    /// The connection was reset by the peer or timed out while the command was pending.
-    #[error("connection {0} reset")]
-    Reset(Handle),
-    /// The option is not supported by this backend or handle.
-    #[error("option {0:?} not supported here")]
-    Unsupported(SockOpt),
-    /// An operating-system error (kernel backends).
-    #[error("{0}")]
-    Os(String),
-}
-
-/// The command rules every backend applies the same way, so that an application sees the
-/// same errors whichever path it runs on.
-pub mod rules {
-    use crate::{ChannelError, Handle};
-
-    fn check(bad: bool, h: Handle, why: &'static str) -> Result<(), ChannelError> {
-        if bad {
-            Err(ChannelError::InvalidState(h, why))
-        } else {
-            Ok(())
-        }
-    }
-
-    /// One `Accept` at a time per listener.
-    pub fn accept(listener: Handle, pending: bool) -> Result<(), ChannelError> {
-        check(pending, listener, "accept pending")
-    }
-
-    /// One `Read` at a time per connection.
-    pub fn read(handle: Handle, pending: bool) -> Result<(), ChannelError> {
-        check(pending, handle, "a read is already pending")
-    }
-
-    /// No `Write` once the write side is shut down (or being shut down).
-    pub fn write(handle: Handle, shut: bool) -> Result<(), ChannelError> {
-        check(shut, handle, "write after shutdown")
-    }
-
-    /// One `Shutdown` per connection.
-    pub fn shutdown(handle: Handle, shut: bool) -> Result<(), ChannelError> {
-        check(shut, handle, "already shut down")
-    }
-
-    /// An empty `Write` completes at once (`Written` with `len` 0); returns whether `data`
-    /// was empty and so already answered.
-    pub fn empty_write(
-        handle: Handle,
-        data: &[u8],
-        cookie: crate::Cookie,
-        out: &mut Vec<crate::Completion>,
-    ) -> bool {
-        if data.is_empty() {
-            out.push(crate::Completion::Written {
-                handle,
-                len: 0,
-                cookie,
-            });
-        }
-        data.is_empty()
-    }
-
-    /// When a connection is reset or aborted, each of its pending operations (`cookies`)
-    /// fails with [`ChannelError::Reset`].
-    pub fn fail_reset(
-        handle: Handle,
-        cookies: impl IntoIterator<Item = crate::Cookie>,
-        out: &mut Vec<crate::Completion>,
-    ) {
-        out.extend(cookies.into_iter().map(|cookie| crate::Completion::Error {
-            cookie,
-            error: ChannelError::Reset(handle),
-        }));
-    }
-}
-
-/// What a backend reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Completion {
-    /// A `Listen` succeeded.
-    Listening {
-        /// The listener.
-        handle: Handle,
-        /// The command's cookie.
-        cookie: Cookie,
-    },
-    /// A connection was accepted.
-    Accepted {
-        /// The listener.
-        listener: Handle,
-        /// The new connection.
-        handle: Handle,
-        /// The peer.
-        peer: SocketAddrV4,
-        /// The `Accept` command's cookie.
-        cookie: Cookie,
-    },
-    /// A `Connect` succeeded.
-    Connected {
-        /// The new connection.
-        handle: Handle,
-        /// The command's cookie.
-        cookie: Cookie,
-    },
-    /// Bytes received.
-    Read {
-        /// The connection.
-        handle: Handle,
-        /// The bytes (never empty).
-        data: Vec<u8>,
-        /// The command's cookie.
-        cookie: Cookie,
-    },
-    /// The peer closed its side: no more bytes will come.
-    Eof {
-        /// The connection.
-        handle: Handle,
-        /// The `Read` command's cookie.
-        cookie: Cookie,
-    },
-    /// A `Write` was taken whole.
-    Written {
-        /// The connection.
-        handle: Handle,
-        /// Bytes written (the whole buffer).
-        len: usize,
-        /// The command's cookie.
-        cookie: Cookie,
-    },
-    /// A `Shutdown` was done.
-    ShutDown {
-        /// The connection.
-        handle: Handle,
-        /// The command's cookie.
-        cookie: Cookie,
-    },
-    /// A `Close` or `Abort` was done; the handle is invalid.
-    Closed {
-        /// The handle.
-        handle: Handle,
-        /// The command's cookie.
-        cookie: Cookie,
-    },
-    /// A `SetOpt` was applied.
-    OptSet {
-        /// The handle.
-        handle: Handle,
-        /// The command's cookie.
-        cookie: Cookie,
-    },
-    /// The connection was reset by the peer or timed out; the handle is invalid. Pending
-    /// commands on it completed with [`ChannelError::Reset`] first.
-    Reset {
-        /// The handle.
-        handle: Handle,
-    },
-    /// A command failed.
-    Error {
-        /// The failing command's cookie.
-        cookie: Cookie,
-        /// Why.
-        error: ChannelError,
-    },
-}
 
 /// What a channel runs on: the bypass engine, io_uring, epoll.
 ///

@@ -34,6 +34,18 @@ impl<E> HandleTable<E> {
         }
     }
 
+    /// The handle the next [`HandleTable::insert`] returns (for backends that register a
+    /// resource under its handle before storing it).
+    pub fn vacant(&self) -> Handle {
+        match self.free.last() {
+            Some(&i) => {
+                let generation = self.slots.get(i as usize).map_or(1, |s| s.generation);
+                Handle::new(self.owner, i, generation.wrapping_add(1).max(1))
+            }
+            None => Handle::new(self.owner, self.slots.len() as u32, 1),
+        }
+    }
+
     /// Stores `entry`; returns its handle.
     pub fn insert(&mut self, entry: E) -> Handle {
         self.live += 1;
@@ -124,5 +136,20 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t.handle(b.index(), b.generation()), Some(b));
         assert_eq!(t.handle(a.index(), a.generation()), None);
+    }
+
+    #[test]
+    fn vacant_names_the_next_handle() {
+        let mut t = HandleTable::new();
+        for _ in 0..3 {
+            let v = t.vacant();
+            assert_eq!(t.insert(()), v);
+        }
+        let a = t.handles()[1];
+        t.remove(a);
+        let v = t.vacant();
+        assert_eq!(v.index(), a.index());
+        assert_ne!(v, a, "a reused slot gets a new generation");
+        assert_eq!(t.insert(()), v);
     }
 }

@@ -1,7 +1,7 @@
 //! Software flow steering between cores: when the NIC delivers a frame to a core that does
 //! not own its flow (veth and other devices without a usable RSS hash), the frame is copied
 //! into an SPSC ring to the owning core. A flow's owner is its symmetric flow hash modulo
-//! the number of cores (`megatcp_nic::wire::flow_hash`), the same for both directions, and
+//! the number of cores (`megatcp_nic::rss::flow_hash`), the same for both directions, and
 //! active opens choose source ports that hash to their own core. Frames without a flow
 //! (ARP) are handled where they arrive and copied to every other core, so that each core's
 //! stack knows its neighbours.
@@ -100,7 +100,7 @@ impl Steer {
 
     pub(crate) fn route(&self, frame: &[u8]) -> Route {
         let n = self.out.len();
-        match megatcp_nic::wire::flow_hash(frame) {
+        match megatcp_nic::rss::flow_hash(frame) {
             None => Route::Everywhere,
             Some(_) if self.hardware_rss => Route::Local,
             Some(h) if (h as usize) % n == self.me => Route::Local,

@@ -4,14 +4,23 @@
 //!
 //! The port is the `--pci` device when one is given, else the first port EAL has (the first
 //! `--vdev`). Its device counters are printed when the run ends.
+//!
+//! [`run_ring_pair`] runs a server and a client application in one process over two ports
+//! joined back to back by `rte_eth_from_rings`: the DPDK path without any device.
 
 use megatcp_nic::dpdk::{DpdkPort, EalConfig, PortConfig, init_eal};
+pub use megatcp_nic::dpdk::{NicStats, free_hugepages};
 use megatcp_stack::MacAddr;
 
-use crate::{App, BackendArgs, CoreOutcome, LaunchError, run_bypass};
+use megatcp_engine::Runtime;
+
+use crate::bypass::run_bypass;
+use crate::pair::{PairConfig, PairOutcome, run_pair_on};
+use crate::{App, BackendArgs, CoreOutcome, LaunchError};
 
 pub(crate) fn run<A: App>(
     args: &BackendArgs,
+    runtime: Runtime,
     app: &A,
 ) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
     let mut cfg = EalConfig::from_arg_string(args.dpdk_args.as_deref().unwrap_or(""));
@@ -65,10 +74,52 @@ pub(crate) fn run<A: App>(
             "without hugepages"
         },
     );
-    let result = run_bypass(args, app, MacAddr(port.mac()), |q, _| {
+    let result = run_bypass(args, runtime, app, MacAddr(port.mac()), |q, _| {
         let q = u16::try_from(q).map_err(|e| e.to_string())?;
         port.queue(q).map_err(|e| e.to_string())
     });
     eprintln!("megatcp: DPDK port {}: {}", port.id(), port.stats());
     result
+}
+
+/// What a ring pair run did.
+#[derive(Debug)]
+pub struct RingPairOutcome<S, C> {
+    /// What each core did.
+    pub cores: PairOutcome<S, C>,
+    /// The device counters of the server's port.
+    pub server_port: NicStats,
+    /// The device counters of the client's port.
+    pub client_port: NicStats,
+}
+
+/// Runs `server` and `client` (one core each) in this process over a pair of DPDK ports
+/// joined by `rte_eth_from_rings` under `name` (unique in the process), with EAL's default
+/// arguments (EAL starts once per process).
+pub fn run_ring_pair<S: App, C: App>(
+    name: &str,
+    server: &S,
+    client: &C,
+    cfg: &PairConfig,
+) -> Result<RingPairOutcome<S::Output, C::Output>, LaunchError> {
+    let usage = |e: &dyn std::fmt::Display| LaunchError::Usage(e.to_string());
+    if cfg.server_cores.len() != 1 || cfg.client_cores.len() != 1 {
+        return Err(LaunchError::Usage("a ring pair runs one core each".into()));
+    }
+    let eal = init_eal(&EalConfig::default()).map_err(|e| usage(&e))?;
+    let (a, b) = eal.ring_pair(name, 1).map_err(|e| usage(&e))?;
+    let server_port = DpdkPort::open(eal, a, &PortConfig::new(1)).map_err(|e| usage(&e))?;
+    let client_port = DpdkPort::open(eal, b, &PortConfig::new(1)).map_err(|e| usage(&e))?;
+    let outcome = run_pair_on(
+        |_| server_port.queue(0).map_err(|e| e.to_string()),
+        |_| client_port.queue(0).map_err(|e| e.to_string()),
+        server,
+        client,
+        cfg,
+    )?;
+    Ok(RingPairOutcome {
+        cores: outcome,
+        server_port: server_port.stats(),
+        client_port: client_port.stats(),
+    })
 }

@@ -1,17 +1,20 @@
-//! Runs one megatcp application on any backend, one channel per core.
+//! Runs one megatcp application on any backend, one channel per core: launch builds every
+//! runtime of the project (the bypass engine on AF_XDP, DPDK or the in-memory wire; the
+//! kernel backends epoll and io_uring), so that applications depend on the channel API and
+//! this crate only.
 //!
 //! Every server and load binary of the project takes the same backend flags
 //! ([`BackendArgs`]: `--backend wire|afxdp|dpdk|uring|epoll`, `--cores`, `--iface`, `--ip`,
 //! `--gateway`, `--dpdk-args`, `--pci`) and hands its per-core code to [`run`] as an [`App`]:
 //! a value whose `run` method is generic over the channel's backend, so the very same
-//! application code runs over the kernel-bypass engine and over the Linux kernel.
+//! application code runs over the kernel-bypass engine and over the Linux kernel. [`pair`]
+//! runs a server and a client application in one process over the in-memory wire.
 //!
 //! # Driving it
 //!
 //! ```no_run
 //! use megatcp_channel::{Backend, Channel};
-//! use megatcp_engine::CoreCtx;
-//! use megatcp_launch::{App, BackendArgs};
+//! use megatcp_launch::{App, BackendArgs, CoreCtx};
 //!
 //! struct Hello;
 //! impl App for Hello {
@@ -31,21 +34,29 @@
 //!
 //! [`run`] blocks until the application returned on every core (or SIGINT/SIGTERM asked it
 //! to stop: the channel's `is_stopping` turns true), then returns one [`CoreOutcome`] per
-//! core, in core order.
+//! core, in core order. [`Launch`] is the same with the runtime's settings in reach (no
+//! pinning, no signal handlers, a stop flag of the caller's: what tests want).
+
+#![forbid(unsafe_code)]
 
 use std::net::Ipv4Addr;
-use std::sync::Mutex;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use megatcp_channel::{Backend, Channel};
 use megatcp_engine::{EngineError, Runtime};
-use megatcp_stack::{LocalAddr, MacAddr, StackConfig};
 
-pub mod latency;
-
+mod bypass;
 #[cfg(feature = "dpdk")]
-mod dpdk;
+pub mod dpdk;
+mod kernel;
+pub mod latency;
+pub mod pair;
+pub mod report;
 
-pub use megatcp_engine::CoreCtx;
+pub use bypass::{iface_mac, stack_config};
+pub use megatcp_engine::{CoreCtx, CoreReport, IdlePolicy};
+pub use megatcp_kernel::uring::UringConfig;
 
 /// The network paths an application can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -164,6 +175,8 @@ pub struct CoreOutcome<T> {
     /// The core's counters, one line of text (stack, NIC and channel for bypass backends;
     /// the channel's for kernel backends).
     pub report: String,
+    /// The bypass engine's counters of the core (bypass backends only).
+    pub engine: Option<CoreReport>,
 }
 
 /// Why an application could not run.
@@ -185,219 +198,141 @@ pub enum LaunchError {
     Engine(#[from] EngineError),
 }
 
+/// One run of an application: the backend flags, and the runtime's settings that a test or
+/// an embedding program may change. [`run`] is `Launch::new(args).run(app)`.
+pub struct Launch<'a> {
+    args: &'a BackendArgs,
+    runtime: Runtime,
+    uring: UringConfig,
+}
+
+impl<'a> Launch<'a> {
+    /// A run on `args`' backend and cores, pinned, stopped by SIGINT/SIGTERM.
+    pub fn new(args: &'a BackendArgs) -> Self {
+        Self {
+            args,
+            runtime: Runtime::new(&args.cores.0),
+            uring: UringConfig::default(),
+        }
+    }
+
+    /// Whether to pin each core's thread to its CPU (default true).
+    pub fn pin(mut self, on: bool) -> Self {
+        self.runtime = self.runtime.pin(on);
+        self
+    }
+
+    /// Whether SIGINT/SIGTERM stop the run (default true; a process running several turns
+    /// it off and uses [`Launch::stop_flag`]).
+    pub fn handle_signals(mut self, on: bool) -> Self {
+        self.runtime = self.runtime.handle_signals(on);
+        self
+    }
+
+    /// What a bypass core does when idle.
+    pub fn idle(mut self, idle: IdlePolicy) -> Self {
+        self.runtime = self.runtime.idle(idle);
+        self
+    }
+
+    /// The sizes of each core's io_uring (`--backend uring`).
+    pub fn uring_config(mut self, config: UringConfig) -> Self {
+        self.uring = config;
+        self
+    }
+
+    /// The flag that asks every core to stop.
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.runtime.stop_flag()
+    }
+
+    /// Runs `app` on every core over the chosen backend until it returns on all of them.
+    pub fn run<A: App>(self, app: &A) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
+        match self.args.backend {
+            BackendKind::Epoll => kernel::run(self.args, self.runtime, app, |_, stop| {
+                megatcp_kernel::epoll::Epoll::new(stop).map_err(|e| e.to_string())
+            }),
+            BackendKind::Uring => {
+                let config = self.uring;
+                kernel::run(self.args, self.runtime, app, move |_, stop| {
+                    megatcp_kernel::uring::Uring::new(stop, &config).map_err(|e| e.to_string())
+                })
+            }
+            BackendKind::Afxdp => bypass::run_afxdp(self.args, self.runtime, app),
+            BackendKind::Dpdk => run_dpdk(self.args, self.runtime, app),
+            BackendKind::Wire => Err(LaunchError::Usage(
+                "the wire backend joins two endpoints inside one process (e.g. `megatcp-echo pair`)"
+                    .into(),
+            )),
+        }
+    }
+}
+
 /// Runs `app` on every core of `args` over the chosen backend.
 pub fn run<A: App>(
     args: &BackendArgs,
     app: &A,
 ) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
-    match args.backend {
-        BackendKind::Epoll => run_kernel(args, app, |_, stop| {
-            megatcp_channel::epoll::Epoll::new(stop).map_err(|e| e.to_string())
-        }),
-        BackendKind::Uring => run_uring(args, app),
-        BackendKind::Afxdp => run_afxdp(args, app),
-        BackendKind::Dpdk => run_dpdk(args, app),
-        BackendKind::Wire => Err(LaunchError::Usage(
-            "the wire backend joins two endpoints inside one process (e.g. `megatcp-echo pair`)"
-                .into(),
-        )),
-    }
-}
-
-fn run_uring<A: App>(
-    args: &BackendArgs,
-    app: &A,
-) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
-    run_kernel(args, app, |_, stop| {
-        let config = megatcp_channel::uring::UringConfig::default();
-        megatcp_channel::uring::Uring::new(stop, &config).map_err(|e| e.to_string())
-    })
-}
-
-/// Runs `app` over a kernel backend built by `make(core, stop)` on each core's thread.
-fn run_kernel<A, B, M>(
-    args: &BackendArgs,
-    app: &A,
-    make: M,
-) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError>
-where
-    A: App,
-    B: Backend,
-    M: Fn(usize, std::sync::Arc<std::sync::atomic::AtomicBool>) -> Result<B, String> + Sync,
-{
-    // Thousands of kernel sockets need more descriptors than the usual soft limit.
-    megatcp_nic::uring::raise_nofile();
-    let outputs = Outputs::new();
-    let reports = Runtime::new(&args.cores.0).run_with(
-        |core, stop| make(core, stop).map_err(|reason| EngineError::Backend { core, reason }),
-        |ctx, ch| outputs.put(ctx.index, app.run(ctx, ch)),
-        |index, ch| {
-            let s = ch.stats();
-            format!(
-                "core {index}: {:?} channel: commands {} flushes {} dispatches {} completions {}",
-                args.backend, s.commands, s.flushes, s.dispatches, s.completions
-            )
-        },
-    )?;
-    Ok(outputs.collect(reports))
-}
-
-/// Per-core outputs, gathered once each core's application returns (not on the data path).
-struct Outputs<T>(Mutex<Vec<(usize, T)>>);
-
-impl<T> Outputs<T> {
-    fn new() -> Self {
-        Self(Mutex::new(Vec::new()))
-    }
-
-    fn put(&self, index: usize, value: T) {
-        if let Ok(mut v) = self.0.lock() {
-            v.push((index, value));
-        }
-    }
-
-    fn collect(self, reports: Vec<String>) -> Vec<CoreOutcome<T>> {
-        let mut outputs = self.0.into_inner().unwrap_or_else(|p| p.into_inner());
-        reports
-            .into_iter()
-            .enumerate()
-            .map(|(index, report)| CoreOutcome {
-                index,
-                output: outputs
-                    .iter()
-                    .position(|(i, _)| *i == index)
-                    .map(|p| outputs.swap_remove(p).1),
-                report,
-            })
-            .collect()
-    }
-}
-
-/// Runs `app` over megatcp's own stack on NIC queues opened by `open(queue, queues)`, one
-/// per core; `mac` is the interface's hardware address.
-#[cfg_attr(not(any(feature = "afxdp", feature = "dpdk")), allow(dead_code))]
-fn run_bypass<A, Q, O>(
-    args: &BackendArgs,
-    app: &A,
-    mac: MacAddr,
-    open: O,
-) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError>
-where
-    A: App,
-    Q: megatcp_nic::NicQueue,
-    O: Fn(usize, usize) -> Result<Q, String> + Sync,
-{
-    let stack = stack_config(args, mac)?;
-    let n = args.cores.0.len();
-    let outputs = Outputs::new();
-    let reports = Runtime::new(&args.cores.0).run(
-        |q| open(q, n),
-        |core| {
-            let mut c = stack.clone();
-            // Distinct initial sequence numbers and ephemeral ports per core.
-            c.seed ^= 0x1000 * core as u64;
-            c
-        },
-        |ctx, ch| outputs.put(ctx.index, app.run(ctx, ch)),
-    )?;
-    Ok(outputs.collect(reports.iter().map(ToString::to_string).collect()))
-}
-
-/// The stack configuration for `--ip`/`--gateway` on an interface with address `mac`.
-pub fn stack_config(args: &BackendArgs, mac: MacAddr) -> Result<StackConfig, LaunchError> {
-    let usage = |m: String| LaunchError::Usage(m);
-    let ip = args.ip.as_deref().ok_or_else(|| {
-        usage(
-            format!(
-                "--ip ADDR/PREFIX is required with --backend {:?}",
-                args.backend
-            )
-            .to_lowercase(),
-        )
-    })?;
-    let (addr, prefix) = ip
-        .split_once('/')
-        .ok_or_else(|| usage("--ip needs a prefix length: ADDR/PREFIX".into()))?;
-    let addr: Ipv4Addr = addr.parse().map_err(|e| usage(format!("--ip {ip}: {e}")))?;
-    let prefix: u8 = prefix
-        .parse()
-        .ok()
-        .filter(|p| *p <= 32)
-        .ok_or_else(|| usage(format!("--ip {ip}: the prefix length must be 0..=32")))?;
-    let mut c = StackConfig::new(mac, LocalAddr::new(addr, prefix));
-    c.gateway = args.gateway;
-    c.seed = u64::from(std::process::id()) ^ (u64::from(u32::from(addr)) << 16);
-    Ok(c)
-}
-
-/// The hardware address of a Linux interface, from sysfs.
-pub fn iface_mac(iface: &str) -> Result<MacAddr, LaunchError> {
-    let text = std::fs::read_to_string(format!("/sys/class/net/{iface}/address"))
-        .map_err(|e| LaunchError::Usage(format!("interface {iface}: {e}")))?;
-    let bad = || {
-        LaunchError::Usage(format!(
-            "interface {iface}: bad MAC address {:?}",
-            text.trim()
-        ))
-    };
-    let mut mac = [0u8; 6];
-    let mut parts = text.trim().split(':');
-    for b in &mut mac {
-        *b = parts
-            .next()
-            .and_then(|p| u8::from_str_radix(p, 16).ok())
-            .ok_or_else(bad)?;
-    }
-    if parts.next().is_some() {
-        return Err(bad());
-    }
-    Ok(MacAddr(mac))
-}
-
-#[cfg(feature = "afxdp")]
-fn run_afxdp<A: App>(
-    args: &BackendArgs,
-    app: &A,
-) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
-    let iface = args
-        .iface
-        .clone()
-        .ok_or_else(|| LaunchError::Usage("--iface is required with --backend afxdp".into()))?;
-    let mac = iface_mac(&iface)?;
-    run_bypass(args, app, mac, |q, queues| {
-        let mut cfg = megatcp_nic::afxdp::AfXdpConfig::new(&iface, q as u32);
-        cfg.queues = queues as u16;
-        megatcp_nic::afxdp::AfXdpQueue::open(&cfg).map_err(|e| e.to_string())
-    })
-}
-
-#[cfg(not(feature = "afxdp"))]
-fn run_afxdp<A: App>(_: &BackendArgs, _: &A) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
-    Err(LaunchError::NotBuilt {
-        backend: BackendKind::Afxdp,
-        hint: "build with `--features afxdp` (e.g. cargo build --release -p megatcp-echo --features afxdp)",
-    })
+    Launch::new(args).run(app)
 }
 
 #[cfg(feature = "dpdk")]
 fn run_dpdk<A: App>(
     args: &BackendArgs,
+    runtime: Runtime,
     app: &A,
 ) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
-    dpdk::run(args, app)
+    dpdk::run(args, runtime, app)
 }
 
 #[cfg(not(feature = "dpdk"))]
-fn run_dpdk<A: App>(_: &BackendArgs, _: &A) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
+fn run_dpdk<A: App>(
+    _: &BackendArgs,
+    _: Runtime,
+    _: &A,
+) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
     Err(LaunchError::NotBuilt {
         backend: BackendKind::Dpdk,
         hint: "build with `--features dpdk` (e.g. cargo build --release -p megatcp-echo --features dpdk)",
     })
 }
 
+/// Per-core outputs, gathered once each core's application returns (not on the data path).
+pub(crate) struct Outputs<T>(Mutex<Vec<(usize, T)>>);
+
+impl<T> Outputs<T> {
+    pub(crate) fn new() -> Self {
+        Self(Mutex::new(Vec::new()))
+    }
+
+    pub(crate) fn put(&self, index: usize, value: T) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push((index, value));
+        }
+    }
+
+    pub(crate) fn collect(self, reports: Vec<(String, Option<CoreReport>)>) -> Vec<CoreOutcome<T>> {
+        let mut outputs = self.0.into_inner().unwrap_or_else(|p| p.into_inner());
+        reports
+            .into_iter()
+            .enumerate()
+            .map(|(index, (report, engine))| CoreOutcome {
+                index,
+                output: outputs
+                    .iter()
+                    .position(|(i, _)| *i == index)
+                    .map(|p| outputs.swap_remove(p).1),
+                report,
+                engine,
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use megatcp_stack::MacAddr;
 
     #[test]
     fn cores_parse_lists_and_ranges() {

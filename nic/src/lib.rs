@@ -11,6 +11,7 @@
 //!   [`NicQueue::tx_flush`], which publishes the whole batch (one doorbell / kick per batch).
 //!
 //! Backends:
+//! * `afxdp` (feature `afxdp`): AF_XDP sockets, one per queue.
 //! * `dpdk` (feature `dpdk`): DPDK ports (vdevs or a PCI NIC) through the system DPDK.
 //! * [`wire`]: endpoints joined by bounded lock-free rings; the in-memory NIC for tests and for
 //!   measuring the stack alone. Usable from two threads.
@@ -22,8 +23,12 @@
 //! Not a queue: [`packet`], raw Ethernet frames sent through an `AF_PACKET` socket in
 //! batches (the testbed's hostile peer: spoofed SYNs and other forged traffic).
 //!
-//! All `unsafe` code of megatcp lives in this crate (kernel-bypass backends); every `unsafe fn`
-//! has a `# Safety` section and every `unsafe` block a `// SAFETY:` comment.
+//! [`rss`] holds how a frame's flow picks a queue: the Toeplitz hash of real NICs and the
+//! symmetric software flow hash.
+//!
+//! The `unsafe` code of megatcp lives in this crate (kernel-bypass backends), in
+//! `megatcp-dpdk-sys`, and in the io_uring ring of `megatcp-kernel`; every `unsafe fn` has a
+//! `# Safety` section and every `unsafe` block a `// SAFETY:` comment.
 
 #[cfg(feature = "afxdp")]
 pub mod afxdp;
@@ -35,7 +40,6 @@ pub mod fault;
 pub mod packet;
 pub mod pcap;
 pub mod rss;
-pub mod uring;
 pub mod wire;
 
 /// Checksum offloads a device offers, per protocol.

@@ -3,9 +3,10 @@
 //! [`pair`] returns endpoint A's queues and endpoint B's queues. A frame sent on any queue of
 //! one endpoint arrives on one queue of the other. With several queues the receiving queue is
 //! chosen by a symmetric software flow hash over the IPv4 addresses and TCP/UDP ports
-//! ([`flow_hash`]), so both directions of a flow use the same queue index, like a NIC with a
-//! symmetric RSS key. Frames without a flow hash (ARP, anything not IPv4, anything
-//! truncated) go to queue 0, as on a real NIC; a multi-core engine shares them in software.
+//! ([`flow_hash`](crate::rss::flow_hash)), so both directions of a flow use the same queue
+//! index, like a NIC with a symmetric RSS key. Frames without a flow hash (ARP, anything not
+//! IPv4, anything truncated) go to queue 0, as on a real NIC; a multi-core engine shares them
+//! in software.
 //!
 //! Frame buffers are allocated once, at creation: each direction has a pool of
 //! `ring_size * queues` buffers of [`WireConfig::max_frame_len`] bytes. A buffer travels
@@ -24,7 +25,6 @@
 //! other side, or flush, and try again. To receive, call [`NicQueue::rx_burst`]; each frame's
 //! buffer goes back to the pool as soon as the closure returns.
 
-use std::net::SocketAddrV4;
 use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
@@ -234,7 +234,7 @@ impl NicQueue for WireQueue {
                 Err(TxError::TooLong { len, max })
             };
         };
-        let hash = flow_hash(data);
+        let hash = crate::rss::flow_hash(data);
         self.stats.tx_frames += 1;
         self.stats.tx_bytes += len as u64;
         self.batch.push(Frame { buf, len, hash });
@@ -288,83 +288,18 @@ pub fn queue_of(hash: Option<u32>, queues: u16) -> u16 {
     }
 }
 
-/// Symmetric hash of a frame's flow, the same for both directions of a flow.
-///
-/// For an Ethernet II frame of type IPv4 (0x0800) with a well-formed IPv4 header: the two
-/// addresses and, for TCP and UDP (not fragments), the two ports; the addresses alone for
-/// other protocols and for fragments (so all fragments of a datagram hash alike). `None` for
-/// anything else (ARP, IPv6, VLAN tags, truncated or malformed headers). Never panics.
-pub fn flow_hash(frame: &[u8]) -> Option<u32> {
-    if frame.get(12..14)? != [0x08, 0x00] {
-        return None;
-    }
-    let ip = frame.get(ETHERNET_HEADER_LEN..)?;
-    let version_ihl = *ip.first()?;
-    let ihl = usize::from(version_ihl & 0x0f) * 4;
-    if version_ihl >> 4 != 4 || ihl < 20 || ip.len() < ihl {
-        return None;
-    }
-    let be16 = |at: usize| -> Option<u16> {
-        let b = ip.get(at..at + 2)?;
-        Some(u16::from_be_bytes([*b.first()?, *b.get(1)?]))
-    };
-    let be32 =
-        |at: usize| -> Option<u32> { Some(u32::from(be16(at)?) << 16 | u32::from(be16(at + 2)?)) };
-    let src = be32(12)?;
-    let dst = be32(16)?;
-    let proto = *ip.get(9)?;
-    let fragment = be16(6)? & 0x3fff != 0;
-    let (sport, dport) = match (proto, fragment) {
-        (6 | 17, false) => (be16(ihl)?, be16(ihl + 2)?),
-        _ => (0, 0),
-    };
-    Some(symmetric(src, sport, dst, dport))
-}
-
-/// [`flow_hash`] of the TCP/UDP flow between `a` and `b` (either order): what a frame of
-/// that flow hashes to, without building the frame. Engines use it to choose source ports
-/// whose replies come back to their own queue.
-pub fn tuple_hash(a: SocketAddrV4, b: SocketAddrV4) -> u32 {
-    symmetric(u32::from(*a.ip()), a.port(), u32::from(*b.ip()), b.port())
-}
-
-/// Order-independent mix of two (address, port) endpoints.
-fn symmetric(ip1: u32, port1: u16, ip2: u32, port2: u16) -> u32 {
-    let e1 = (u64::from(ip1) << 16) | u64::from(port1);
-    let e2 = (u64::from(ip2) << 16) | u64::from(port2);
-    let (lo, hi) = if e1 <= e2 { (e1, e2) } else { (e2, e1) };
-    // splitmix64-style finalisation of an asymmetric combination of the sorted pair.
-    let mut x = lo.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ hi.rotate_left(29);
-    x ^= x >> 31;
-    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x ^= x >> 29;
-    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
-    // Folding the halves keeps every input bit in the low 32.
-    (x ^ (x >> 32)) as u32
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::alloc_count::allocations_during;
     use crate::tx_copy;
-    use proptest::prelude::*;
+    use std::net::SocketAddrV4;
+
+    use crate::rss::tests::frame_between;
+    use crate::rss::{flow_hash, tuple_hash};
 
     fn sa(ip: [u8; 4], port: u16) -> SocketAddrV4 {
         SocketAddrV4::new(ip.into(), port)
-    }
-
-    /// An Ethernet/IPv4 frame from `a` to `b` with protocol `proto` and a 20-byte L4 header.
-    fn frame_between(a: SocketAddrV4, b: SocketAddrV4, proto: u8) -> Vec<u8> {
-        let mut f = vec![0u8; 14 + 20 + 20];
-        f[12] = 0x08;
-        f[14] = 0x45;
-        f[14 + 9] = proto;
-        f[14 + 12..14 + 16].copy_from_slice(&a.ip().octets());
-        f[14 + 16..14 + 20].copy_from_slice(&b.ip().octets());
-        f[34..36].copy_from_slice(&a.port().to_be_bytes());
-        f[36..38].copy_from_slice(&b.port().to_be_bytes());
-        f
     }
 
     fn recv_all(q: &mut WireQueue) -> Vec<Vec<u8>> {
@@ -655,79 +590,6 @@ mod tests {
     }
 
     #[test]
-    fn flow_hash_fields() {
-        let c = sa([192, 168, 1, 10], 40000);
-        let s = sa([192, 168, 1, 20], 443);
-        let tcp = frame_between(c, s, 6);
-        let udp = frame_between(c, s, 17);
-        // TCP and UDP of the same 4-tuple hash alike (the protocol is not an input).
-        assert_eq!(flow_hash(&tcp), Some(tuple_hash(c, s)));
-        assert_eq!(flow_hash(&udp), Some(tuple_hash(c, s)));
-        // Ports matter for TCP and UDP.
-        let other = frame_between(sa([192, 168, 1, 10], 40001), s, 6);
-        assert_ne!(flow_hash(&tcp), flow_hash(&other));
-        // Other protocols: addresses only.
-        let icmp = frame_between(c, s, 1);
-        let icmp2 = frame_between(sa([192, 168, 1, 10], 1), s, 1);
-        assert_eq!(flow_hash(&icmp), flow_hash(&icmp2));
-        assert_eq!(
-            flow_hash(&icmp),
-            Some(tuple_hash(
-                sa([192, 168, 1, 10], 0),
-                sa([192, 168, 1, 20], 0)
-            ))
-        );
-        // Fragments: addresses only, first fragment (MF) included.
-        let mut frag = tcp.clone();
-        frag[14 + 6] = 0x20;
-        assert_eq!(flow_hash(&frag), flow_hash(&icmp));
-        let mut later = tcp.clone();
-        later[14 + 7] = 0x10;
-        assert_eq!(flow_hash(&later), flow_hash(&icmp));
-        // DF alone is not a fragment.
-        let mut df = tcp.clone();
-        df[14 + 6] = 0x40;
-        assert_eq!(flow_hash(&df), flow_hash(&tcp));
-        // IP options move the ports.
-        let mut opts = vec![0u8; 14 + 24 + 4];
-        opts[..34].copy_from_slice(&tcp[..34]);
-        opts[14] = 0x46;
-        opts[38..42].copy_from_slice(&tcp[34..38]);
-        assert_eq!(flow_hash(&opts), flow_hash(&tcp));
-    }
-
-    #[test]
-    fn flow_hash_refuses_what_it_cannot_parse() {
-        let c = sa([10, 0, 0, 1], 5);
-        let s = sa([10, 0, 0, 2], 6);
-        let good = frame_between(c, s, 6);
-        assert_eq!(flow_hash(&[]), None);
-        assert_eq!(flow_hash(&good[..13]), None);
-        assert_eq!(flow_hash(&good[..14]), None);
-        assert_eq!(flow_hash(&good[..33]), None, "truncated IPv4 header");
-        assert_eq!(flow_hash(&good[..37]), None, "truncated ports");
-        assert!(flow_hash(&good[..38]).is_some());
-        let mut arp = good.clone();
-        arp[13] = 0x06;
-        assert_eq!(flow_hash(&arp), None);
-        let mut v6 = good.clone();
-        v6[12..14].copy_from_slice(&[0x86, 0xdd]);
-        assert_eq!(flow_hash(&v6), None);
-        let mut bad_version = good.clone();
-        bad_version[14] = 0x65;
-        assert_eq!(flow_hash(&bad_version), None);
-        let mut short_ihl = good.clone();
-        short_ihl[14] = 0x44;
-        assert_eq!(flow_hash(&short_ihl), None);
-        let mut long_ihl = good.clone();
-        long_ihl[14] = 0x4f;
-        assert_eq!(flow_hash(&long_ihl), None, "IHL beyond the frame");
-        // A truncated ICMP frame is fine: no ports needed.
-        let icmp = frame_between(c, s, 1);
-        assert!(flow_hash(&icmp[..34]).is_some());
-    }
-
-    #[test]
     fn queue_of_picks_queue_zero_without_a_hash() {
         assert_eq!(queue_of(None, 8), 0);
         assert_eq!(queue_of(Some(13), 1), 0);
@@ -792,62 +654,5 @@ mod tests {
         assert_eq!((sb.tx_frames, sb.rx_frames), (u64::from(N), u64::from(N)));
         assert_eq!(sa.dropped + sb.dropped + sa.tx_full + sb.tx_full, 0);
         assert_eq!(qa.free_tx_buffers(), 1024);
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2000))]
-
-        #[test]
-        fn flow_hash_never_panics_on_random_bytes(frame in proptest::collection::vec(any::<u8>(), 0..120)) {
-            let _ = flow_hash(&frame);
-        }
-
-        #[test]
-        fn flow_hash_never_panics_on_ipv4_looking_frames(
-            mut frame in proptest::collection::vec(any::<u8>(), 14..120),
-            ihl in 0u8..16,
-        ) {
-            frame[12] = 0x08;
-            frame[13] = 0x00;
-            if let Some(b) = frame.get_mut(14) {
-                *b = 0x40 | ihl;
-            }
-            let _ = flow_hash(&frame);
-        }
-
-        #[test]
-        fn flow_hash_is_symmetric(
-            a in any::<[u8; 4]>(), pa in any::<u16>(),
-            b in any::<[u8; 4]>(), pb in any::<u16>(),
-            proto in prop_oneof![Just(6u8), Just(17u8)],
-        ) {
-            let fwd = frame_between(sa(a, pa), sa(b, pb), proto);
-            let rev = frame_between(sa(b, pb), sa(a, pa), proto);
-            prop_assert_eq!(flow_hash(&fwd), flow_hash(&rev));
-            prop_assert_eq!(flow_hash(&fwd), Some(tuple_hash(sa(a, pa), sa(b, pb))));
-        }
-
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(200))]
-
-        #[test]
-        fn random_frames_cross_the_wire_intact(frames in proptest::collection::vec(
-            proptest::collection::vec(any::<u8>(), 1..1515), 0..20)) {
-            let (mut a, mut b) = pair(WireConfig { queues: 2, ring_size: 32, mtu: 1500 });
-            for f in &frames {
-                tx_copy(&mut a[1], f).unwrap();
-            }
-            a[1].tx_flush();
-            let mut got = Vec::new();
-            for q in &mut b {
-                q.rx_burst(usize::MAX, &mut |f| got.push(f.data.to_vec()));
-            }
-            got.sort();
-            let mut want = frames.clone();
-            want.sort();
-            prop_assert_eq!(got, want);
-        }
     }
 }

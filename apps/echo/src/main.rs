@@ -1,17 +1,16 @@
 //! `megatcp-echo`: echo server, load generator, and both in one process over the in-memory
 //! wire (`pair`).
 
+#![forbid(unsafe_code)]
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use megatcp_channel::{Backend, Channel};
+use clap::{Args, Parser, Subcommand};
 use megatcp_echo::pair::{PairOpts, run_pair};
-use megatcp_echo::{
-    LoadOpts, LoadReport, MsgSize, ServeOpts, run_load, serve_sockperf, serve_with,
-};
-use megatcp_launch::{App, BackendArgs, CoreCtx, Cores};
+use megatcp_echo::{LoadApp, LoadOpts, LoadReport, MsgSize, Protocol, ServeApp, ServeOpts};
+use megatcp_launch::{BackendArgs, Cores};
 
 #[derive(Parser)]
 #[command(
@@ -72,46 +71,6 @@ enum Cmd {
         #[arg(long)]
         busy_poll: bool,
     },
-}
-
-/// What the server speaks.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-enum Protocol {
-    /// Every byte read is written back.
-    Echo,
-    /// sockperf's messages: pong requests answered, throughput messages consumed.
-    Sockperf,
-}
-
-/// The server on one core: the chosen protocol on `port`.
-struct ServeApp {
-    protocol: Protocol,
-    opts: ServeOpts,
-}
-
-impl App for ServeApp {
-    type Output = Result<megatcp_echo::ServerStats, megatcp_channel::ChannelError>;
-
-    fn run<B: Backend>(&self, _: CoreCtx, ch: &mut Channel<B>) -> Self::Output {
-        match self.protocol {
-            Protocol::Echo => serve_with(ch, &self.opts),
-            Protocol::Sockperf => serve_sockperf(ch, self.opts.port, self.opts.backlog),
-        }
-    }
-}
-
-/// The load generator on one core: its share of the connections and the rate.
-struct LoadApp {
-    base: LoadOpts,
-    cores: usize,
-}
-
-impl App for LoadApp {
-    type Output = LoadReport;
-
-    fn run<B: Backend>(&self, ctx: CoreCtx, ch: &mut Channel<B>) -> LoadReport {
-        run_load(ch, self.base.share(self.cores, ctx.index))
-    }
 }
 
 fn serve_cmd(backend: BackendArgs, protocol: Protocol, opts: ServeOpts) -> Result<u64, String> {
@@ -231,17 +190,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn print_report(r: &LoadReport, json: bool) {
-    if json {
-        match serde_json::to_string_pretty(r) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("cannot encode the report: {e}"),
-        }
-    } else {
-        println!("{r}");
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.cmd {
@@ -265,7 +213,7 @@ fn main() -> ExitCode {
             connect,
             load,
         } => load_cmd(backend, connect, &load).map(|r| {
-            print_report(&r, load.json);
+            megatcp_launch::report::print(&r, load.json);
             r.errors.total()
         }),
         Cmd::Pair {
@@ -283,11 +231,11 @@ fn main() -> ExitCode {
                 buffer,
                 busy_poll,
             };
-            run_pair(opts).map(|r| {
+            run_pair(opts).map_err(|e| e.to_string()).map(|r| {
                 for c in r.server.iter().chain(r.client.iter()) {
                     eprintln!("{c}");
                 }
-                print_report(&r.load, json);
+                megatcp_launch::report::print(&r.load, json);
                 r.load.errors.total()
             })
         }

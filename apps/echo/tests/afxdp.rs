@@ -1,4 +1,5 @@
-//! AF_XDP against the Linux kernel on the veth testbed (root only; `scripts/test` runs it):
+//! AF_XDP against the Linux kernel on the veth testbed (root only; `scripts/test` runs it;
+//! the test takes the testbed's lock itself):
 //! the Linux TCP stack (the echo load generator on the epoll backend, in the client
 //! namespace) talks to `megatcp-echo serve --backend afxdp` (in the server namespace);
 //! every echoed byte is verified. Also: ping and ARP both ways, a clean stop on SIGTERM
@@ -7,9 +8,6 @@
 //! (read off tcpdump captures with tshark), FIN-closed short connections both ways (the
 //! megatcp server closing first, HTTP style; the megatcp client against a Linux server),
 //! and a Linux client served under a SYN flood (`megatcp-bench synflood`).
-//!
-//! The testbed is shared: each test runs again under its lock (`/run/megatcp-testbed.lock`)
-//! unless it already holds it.
 #![cfg(feature = "afxdp")]
 #![allow(clippy::unwrap_used)]
 
@@ -18,70 +16,31 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use megatcp_test_support::Proc;
+use megatcp_test_support::testbed::{self, Testbed};
+
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
 const SERVER: &str = "10.77.0.10";
 /// The kernel's addresses in the client and the server namespace.
 const CLIENT_KERNEL: &str = "10.77.0.2";
 const SERVER_KERNEL: &str = "10.77.0.1";
-const LOCK: &str = "/run/megatcp-testbed.lock";
-/// Set in the environment of a test run again under the lock.
-const LOCKED: &str = "MEGATCP_TESTBED_LOCKED";
-
-/// Whether the test may use the testbed now. When this process does not hold the lock, the
-/// test `name` is run again (alone) under it, its success asserted, and `false` returned:
-/// the caller is done.
-fn holds_testbed(name: &str) -> bool {
-    if std::env::var_os(LOCKED).is_some() {
-        return true;
-    }
-    let status = Command::new("flock")
-        .args(["-w", "1800", LOCK])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", name, "--nocapture", "--test-threads", "1"])
-        .env(LOCKED, "1")
-        .status()
-        .unwrap();
-    assert!(status.success(), "{name} under {LOCK} failed");
-    false
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn sh(args: &[&str]) -> std::process::Output {
     Command::new(args[0]).args(&args[1..]).output().unwrap()
 }
 
-fn testbed(arg: &str) {
-    testbed_args(&[arg]);
-}
-
-fn testbed_args(args: &[&str]) {
-    let script = repo().join("scripts/testbed");
-    let mut all = vec![script.to_str().unwrap()];
-    all.extend_from_slice(args);
-    let out = sh(&all);
-    let arg = args.join(" ");
-    assert!(
-        out.status.success(),
-        "testbed {arg}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn start_server() -> Server {
+fn start_server() -> Proc {
     start_server_on("0", Stdio::null())
 }
 
 /// Starts the AF_XDP echo server on `cores`, its stderr to `stderr`.
-fn start_server_on(cores: &str, stderr: Stdio) -> Server {
+fn start_server_on(cores: &str, stderr: Stdio) -> Proc {
     start_server_with(&[], &["--cores", cores], stderr)
 }
 
 /// Starts `wrapper BIN serve --backend afxdp ... args` in the server namespace (e.g. in a
 /// fresh PID namespace with `unshare`) and waits until it serves.
-fn start_server_with(wrapper: &[&str], args: &[&str], stderr: Stdio) -> Server {
+fn start_server_with(wrapper: &[&str], args: &[&str], stderr: Stdio) -> Proc {
     let child = Command::new("ip")
         .args(["netns", "exec", "megatcp-srv"])
         .args(wrapper)
@@ -99,7 +58,7 @@ fn start_server_with(wrapper: &[&str], args: &[&str], stderr: Stdio) -> Server {
         .stderr(stderr)
         .spawn()
         .unwrap();
-    let server = Server(Some(child));
+    let server = Proc::new(child);
     // Wait until it answers ARP and TCP: a short load run succeeds.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -143,68 +102,22 @@ fn load(extra: &[&str]) -> Result<serde_json::Value, String> {
 
 /// Runs `megatcp-echo load` in the client namespace with `args` then `extra`.
 fn run_load(args: &[&str], extra: &[&str]) -> Result<serde_json::Value, String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", "megatcp-cli", BIN, "load", "--json"])
-        .args(args)
-        .args(extra)
-        .output()
-        .map_err(|e| e.to_string())?;
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
-    if !out.status.success() {
-        return Err(format!("load failed: {report}"));
-    }
-    Ok(report)
-}
-
-/// A server process, killed if the test fails half-way.
-struct Server(Option<Child>);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// The testbed, taken down when the test ends, however it ends.
-struct Testbed;
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        testbed("down");
-    }
-}
-
-fn stop(mut server: Server, signal: &str) -> std::process::ExitStatus {
-    let mut child = server.0.take().unwrap();
-    // `ip netns exec` execs the server: the child's pid is the server's.
-    sh(&["kill", signal, &child.id().to_string()]);
-    child.wait().unwrap()
-}
-
-/// The testbed, fresh, for as long as the value lives; `None` (the test returns) when not
-/// root or when the test ran under the lock in a child process.
-fn fresh_testbed(name: &str) -> Option<Testbed> {
-    if rustix_is_root().is_none() {
-        eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
-        return None;
-    }
-    if !holds_testbed(name) {
-        return None;
-    }
-    testbed("down");
-    testbed("up");
-    Some(Testbed)
+    let mut all = vec![BIN, "load", "--json"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(extra);
+    testbed::report_in_client(&all)
 }
 
 #[test]
 fn linux_kernel_client_against_the_afxdp_server() {
-    let Some(_testbed) = fresh_testbed("linux_kernel_client_against_the_afxdp_server") else {
+    if !megatcp_test_support::is_root() {
+        eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
         return;
-    };
+    }
+    if !testbed::hold_lock("linux_kernel_client_against_the_afxdp_server") {
+        return;
+    }
+    let bed = Testbed::up();
     let server = start_server();
 
     // 1,000 concurrent connections, one transaction each, random sizes up to 64 KiB.
@@ -279,7 +192,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     );
 
     // SIGTERM: graceful stop, exit 0, XDP program gone.
-    assert!(stop(server, "-TERM").success());
+    assert!(server.terminate().success());
     let link = sh(&["ip", "-n", "megatcp-srv", "link", "show", "mtcp-srv"]);
     assert!(
         !String::from_utf8_lossy(&link.stdout).contains("xdp"),
@@ -288,8 +201,39 @@ fn linux_kernel_client_against_the_afxdp_server() {
 
     // The other way round: megatcp's load generator over AF_XDP (client namespace) against
     // a Linux kernel echo server (the epoll backend, server namespace, kernel address).
-    let kernel_server = kernel_echo_server();
-    let xdp_client = xdp_client_args();
+    let kernel_server = Proc::new(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                "megatcp-srv",
+                BIN,
+                "serve",
+                "--backend",
+                "epoll",
+                "--port",
+                "7",
+                "--cores",
+                "0",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let xdp_client = [
+        "--backend",
+        "afxdp",
+        "--iface",
+        "mtcp-cli",
+        "--ip",
+        "10.77.0.20/24",
+        "--cores",
+        "1",
+        "--connect",
+        "10.77.0.1:7",
+    ];
     let r = run_load(
         &xdp_client,
         &[
@@ -326,11 +270,11 @@ fn linux_kernel_client_against_the_afxdp_server() {
     .unwrap();
     assert_eq!(r["errors"]["verify"], 0, "{r}");
     assert!(r["bytes"].as_u64().unwrap() >= 1 << 30, "{r}");
-    assert!(stop(kernel_server, "-TERM").success());
+    assert!(kernel_server.terminate().success());
 
     // kill -9 leaves the XDP program attached; the next start says so, replaces it, serves.
     let server = start_server();
-    stop(server, "-KILL");
+    server.signal("-KILL");
     let restart_log =
         std::env::temp_dir().join(format!("megatcp-restart-{}.log", std::process::id()));
     let server = start_server_on(
@@ -339,7 +283,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     );
     let r = load(&["--connections", "16", "--duration", "1s"]).unwrap();
     assert!(r["transactions"].as_u64().unwrap() > 0, "{r}");
-    assert!(stop(server, "-TERM").success());
+    assert!(server.terminate().success());
     let text = std::fs::read_to_string(&restart_log).unwrap();
     let _ = std::fs::remove_file(&restart_log);
     assert!(
@@ -353,8 +297,8 @@ fn linux_kernel_client_against_the_afxdp_server() {
 
     // Two queues, two cores: both accept, and flows the veth delivers to the core that does
     // not own them are steered to their owner (counted) and served.
-    testbed("down");
-    testbed_args(&["up", "--queues", "2"]);
+    drop(bed);
+    let _bed = Testbed::up_with(&["--queues", "2"]);
     let log_path = std::env::temp_dir().join(format!("megatcp-afxdp-{}.log", std::process::id()));
     let log = std::fs::File::create(&log_path).unwrap();
     let server = start_server_on("0,1", Stdio::from(log));
@@ -373,9 +317,21 @@ fn linux_kernel_client_against_the_afxdp_server() {
     .unwrap();
     assert_eq!(r["errors"]["verify"], 0, "{r}");
     assert!(r["transactions"].as_u64().unwrap() > 200, "{r}");
-    assert!(stop(server, "-TERM").success());
+    assert!(server.terminate().success());
     let text = std::fs::read_to_string(&log_path).unwrap();
     let _ = std::fs::remove_file(&log_path);
+    let field = |line: &str, name: &str| -> u64 {
+        let at = line
+            .find(name)
+            .unwrap_or_else(|| panic!("no {name:?} in {line}"))
+            + name.len();
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|t| !t.is_empty())
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
     // The runtime's per-core report lines (the server prints its own per-core line too).
     let cores: Vec<&str> = text
         .lines()
@@ -385,7 +341,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     let mut steered = 0;
     for line in &cores {
         assert!(
-            numbers_in(line, "conns accepted ")[0] > 0,
+            field(line, "conns accepted ") > 0,
             "a core accepted nothing: {line}"
         );
         // "... steered out X in Y dropped Z"
@@ -396,6 +352,19 @@ fn linux_kernel_client_against_the_afxdp_server() {
         steered += nums[0] + nums[1];
     }
     assert!(steered > 0, "no frame was steered: {text}");
+}
+
+/// The testbed, fresh, for as long as the value lives; `None` (the test returns) when not
+/// root or when the test ran under the lock in a child process.
+fn fresh_testbed(name: &str) -> Option<Testbed> {
+    if !megatcp_test_support::is_root() {
+        eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
+        return None;
+    }
+    if !testbed::hold_lock(name) {
+        return None;
+    }
+    Some(Testbed::up())
 }
 
 /// The `megatcp-bench` built next to this test's `megatcp-echo` (`cargo test --workspace`
@@ -562,15 +531,8 @@ fn echoes_syn_timestamps(segs: &[Segment], server: &str) {
 
 /// Stops a server started in its own PID namespace (`unshare --fork` ignores SIGTERM, so
 /// the server, its child, gets it).
-fn stop_in_pid_namespace(mut server: Server) -> std::process::ExitStatus {
-    let child = server.0.take().unwrap();
-    let pid = child.id();
-    let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
-    for k in kids.split_whitespace() {
-        sh(&["kill", "-TERM", k]);
-    }
-    let mut child = child;
-    child.wait().unwrap()
+fn stop_in_pid_namespace(server: Proc) -> std::process::ExitStatus {
+    server.signal_children("-TERM")
 }
 
 #[test]
@@ -676,7 +638,7 @@ fn interop_timestamps_both_ways_isns_and_tsvals_differ_across_restarts() {
         .unwrap();
         assert_eq!(r["errors"]["verify"], 0, "{r}");
     }
-    assert!(stop(kernel_server, "-TERM").success());
+    assert!(kernel_server.terminate().success());
     drop(capture);
     let segs = segments(&file);
     let _ = std::fs::remove_file(&file);
@@ -697,8 +659,8 @@ fn interop_timestamps_both_ways_isns_and_tsvals_differ_across_restarts() {
 
 /// The Linux kernel's echo server (the epoll backend) in the server namespace, on the
 /// kernel's address.
-fn kernel_echo_server() -> Server {
-    let server = Server(Some(
+fn kernel_echo_server() -> Proc {
+    let server = Proc::new(
         Command::new("ip")
             .args([
                 "netns",
@@ -714,7 +676,7 @@ fn kernel_echo_server() -> Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    ));
+    );
     std::thread::sleep(Duration::from_millis(500));
     server
 }
@@ -823,7 +785,7 @@ fn interop_linux_client_fin_closes_to_an_afxdp_server_that_closes_first() {
         tw <= 200,
         "{tw} client sockets in TIME-WAIT: the client closed first"
     );
-    assert!(stop(server, "-TERM").success());
+    assert!(server.terminate().success());
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_file(&log);
     // ... and the server held it, as compact records.
@@ -864,7 +826,7 @@ fn interop_afxdp_client_fin_closes_to_a_linux_server() {
     // The client closed first: it held TIME-WAIT (records), the Linux server none.
     assert!(counter(&text, "time-wait ") >= 20_000, "{text}");
     assert!(kernel_time_wait("megatcp-srv") <= 200);
-    assert!(stop(server, "-TERM").success());
+    assert!(server.terminate().success());
 }
 
 #[test]
@@ -919,7 +881,7 @@ fn interop_linux_client_served_under_a_syn_flood() {
     assert!(out.status.success());
     let f: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(f["sent"].as_u64().unwrap() >= 100_000, "{f}");
-    assert!(stop(server, "-TERM").success());
+    assert!(server.terminate().success());
     let text = std::fs::read_to_string(&log).unwrap();
     let _ = std::fs::remove_file(&log);
     for rep in [&r, &e] {
@@ -938,10 +900,4 @@ fn interop_linux_client_served_under_a_syn_flood() {
     let cookies = numbers_after(&text, "syn cookies ");
     let (accepted, sent) = (cookies[0], cookies[1]);
     assert!(sent >= 100_000 && accepted >= 1000, "{text}");
-}
-
-/// `Some(())` when running as root.
-fn rustix_is_root() -> Option<()> {
-    let out = sh(&["id", "-u"]);
-    (String::from_utf8_lossy(&out.stdout).trim() == "0").then_some(())
 }

@@ -13,79 +13,49 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::Ordering;
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use megatcp_echo::{LoadOpts, LoadReport, MsgSize, run_load, serve};
-use megatcp_engine::Runtime;
-use megatcp_nic::NicQueue;
-use megatcp_nic::dpdk::{DpdkPort, EalConfig, PortConfig, init_eal};
-use megatcp_stack::{LocalAddr, MacAddr, StackConfig};
+use megatcp_echo::{LoadApp, LoadOpts, LoadReport, MsgSize, Protocol, ServeApp, ServeOpts};
+use megatcp_launch::dpdk::run_ring_pair;
+use megatcp_launch::pair::{PairConfig, SERVER_IP};
+use megatcp_test_support::Proc;
+use megatcp_test_support::testbed::{self, Testbed};
 
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
-
-/// The process's EAL, the same for every in-process test (EAL initialises once).
-fn eal() -> &'static megatcp_nic::dpdk::Eal {
-    init_eal(&EalConfig::default()).unwrap()
-}
-
-fn stack(mac_last: u8, ip: Ipv4Addr) -> StackConfig {
-    let mut c = StackConfig::new(
-        MacAddr([2, 0x6d, 0x74, 0, 0, mac_last]),
-        LocalAddr::new(ip, 24),
-    );
-    c.seed ^= u64::from(std::process::id()) ^ u64::from(mac_last);
-    c.arp.max_queued_per_neighbour = 4096;
-    c
-}
 
 /// Runs the echo server on core 0 and the load generator on core 1, each on one port of a
 /// fresh ring pair; returns the load report and both ports' device counters.
 fn ring_run(name: &str, load: LoadOpts) -> (LoadReport, u64, u64) {
-    let eal = eal();
-    let (a, b) = eal.ring_pair(name, 1).unwrap();
-    let pa = DpdkPort::open(eal, a, &PortConfig::new(1)).unwrap();
-    let pb = DpdkPort::open(eal, b, &PortConfig::new(1)).unwrap();
-    assert_eq!(pa.capabilities().queues, 1);
-    let server_ip = Ipv4Addr::new(10, 79, 0, 1);
-    let server_rt = Runtime::new(&[0]).handle_signals(false).pin(false);
-    let client_rt = Runtime::new(&[1]).handle_signals(false).pin(false);
-    let server_stop = server_rt.stop_flag();
-    let reports = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        let server = s.spawn(|| {
-            server_rt.run(
-                |_| pa.queue(0).map_err(|e| e.to_string()),
-                |_| stack(1, server_ip),
-                |_, ch| serve(ch, 7, 4096).map(|_| ()).unwrap(),
-            )
-        });
-        let client = client_rt.run(
-            |_| pb.queue(0).map_err(|e| e.to_string()),
-            |_| stack(2, Ipv4Addr::new(10, 79, 0, 2)),
-            |_, ch| {
-                let r = run_load(
-                    ch,
-                    LoadOpts {
-                        target: SocketAddrV4::new(server_ip, 7),
-                        ..load.clone()
-                    },
-                );
-                reports.lock().unwrap().push(r);
-            },
-        );
-        server_stop.store(true, Ordering::Relaxed);
-        let server = server.join().unwrap().unwrap();
-        let client = client.unwrap();
-        eprintln!("{}\n{}", server[0], client[0]);
-        // The stacks' frames went through the DPDK ports.
-        assert!(client[0].nic.tx_frames > 0 && server[0].nic.rx_frames > 0);
-    });
-    let r = LoadReport::merge(&reports.into_inner().unwrap()).unwrap();
-    let (sa, sb) = (pa.stats(), pb.stats());
-    (r, sa.ipackets + sa.opackets, sb.ipackets + sb.opackets)
+    // EAL picks its memory when it starts: not while the testbed reserves hugepages.
+    let _hugepages = HUGEPAGES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let server = ServeApp {
+        protocol: Protocol::Echo,
+        opts: ServeOpts {
+            port: 7,
+            backlog: 4096,
+            close_after: None,
+        },
+    };
+    let client = LoadApp {
+        base: LoadOpts {
+            target: SocketAddrV4::new(SERVER_IP, 7),
+            ..load
+        },
+        cores: 1,
+    };
+    let run = run_ring_pair(name, &server, &client, &PairConfig::default()).unwrap();
+    let (sa, sb, r) = (run.server_port, run.client_port, run.cores);
+    let (s, c) = (&r.server[0], &r.client[0]);
+    eprintln!("{}\n{}", s.report, c.report);
+    assert!(matches!(s.output, Some(Ok(_))), "server: {:?}", s.output);
+    // The stacks' frames went through the DPDK ports.
+    let (se, ce) = (s.engine.as_ref().unwrap(), c.engine.as_ref().unwrap());
+    assert!(ce.nic.tx_frames > 0 && se.nic.rx_frames > 0);
+    let report = r.client.into_iter().next().unwrap().output.unwrap();
+    (report, sa.ipackets + sa.opackets, sb.ipackets + sb.opackets)
 }
 
 fn opts(connections: usize, msg: MsgSize, txns_per_conn: u64, duration: Duration) -> LoadOpts {
@@ -138,24 +108,6 @@ fn ring_pair_echo_1000_connections_every_byte_verified() {
     assert!(r.connections >= 1000, "{r:?}");
 }
 
-#[test]
-fn a_missing_port_or_queue_is_a_clear_error() {
-    let eal = eal();
-    let e = DpdkPort::open(eal, 200, &PortConfig::new(1)).unwrap_err();
-    assert!(e.to_string().contains("no DPDK port 200"), "{e}");
-    let (a, _) = eal.ring_pair("mtcp_r3", 1).unwrap();
-    let e = DpdkPort::open(eal, a, &PortConfig::new(64)).unwrap_err();
-    assert!(e.to_string().contains("queues"), "{e}");
-    let p = DpdkPort::open(eal, a, &PortConfig::new(1)).unwrap();
-    let e = p.queue(1).unwrap_err();
-    assert!(e.to_string().contains("no queue 1"), "{e}");
-    let q = p.queue(0).unwrap();
-    assert_eq!(q.queue_id(), 0);
-    // A second initialisation with other arguments is refused, not ignored.
-    let e = init_eal(&EalConfig::new(&["--vdev", "net_null0"])).unwrap_err();
-    assert!(e.to_string().contains("already initialised"), "{e}");
-}
-
 /// Runs `megatcp-echo` with `args`, killed after `limit`; (output, elapsed).
 fn run_bounded(args: &[&str], limit: Duration) -> (Output, Duration) {
     let start = Instant::now();
@@ -175,40 +127,6 @@ fn run_bounded(args: &[&str], limit: Duration) -> (Output, Duration) {
     (child.wait_with_output().unwrap(), start.elapsed())
 }
 
-/// A child process killed if the test fails half-way.
-struct Proc(Option<Child>);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Proc {
-    /// SIGTERM, then wait at most 10 s; the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let mut c = self.0.take().unwrap();
-        Command::new("kill")
-            .args(["-TERM", &c.id().to_string()])
-            .status()
-            .unwrap();
-        let end = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(s) = c.try_wait().unwrap() {
-                return s;
-            }
-            if Instant::now() > end {
-                let _ = c.kill();
-                panic!("the server did not stop within 10 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
 fn report(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -223,7 +141,7 @@ fn report(out: &Output) -> serde_json::Value {
 fn memif_server(cores: &str, sock: &std::path::Path) -> Proc {
     let _ = std::fs::remove_file(sock);
     let vdev = format!("--vdev net_memif0,role=server,socket={}", sock.display());
-    Proc(Some(
+    Proc::new(
         Command::new(BIN)
             .args(["serve", "--backend", "dpdk", "--cores", cores])
             .args(["--ip", "10.78.0.1/24", "--dpdk-args", &vdev])
@@ -231,7 +149,7 @@ fn memif_server(cores: &str, sock: &std::path::Path) -> Proc {
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    ))
+    )
 }
 
 /// `megatcp-echo load --backend dpdk --json` on `cores` over the memif socket `sock`.
@@ -339,7 +257,7 @@ fn two_queues_each_side_over_memif() {
 }
 
 /// The testbed reserves hugepages while it is up: the test that checks what happens without
-/// them and the testbed test must not run at the same time.
+/// them, the in-process EAL's start and the testbed test must not run at the same time.
 static HUGEPAGES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn expect_failure(args: &[&str], needle: &str) {
@@ -385,7 +303,7 @@ fn bad_eal_arguments_a_missing_device_and_no_hugepages_fail_clearly() {
     // No device at all.
     expect_failure(&with(&[]), "needs a device");
     // Hugepage memory asked for where none is reserved (no PCI device involved).
-    if megatcp_nic::dpdk::free_hugepages() == 0 {
+    if megatcp_launch::dpdk::free_hugepages() == 0 {
         expect_failure(
             &with(&["--dpdk-args", "--vdev net_null0 --socket-mem 64"]),
             "no free hugepages",
@@ -399,68 +317,28 @@ fn bad_eal_arguments_a_missing_device_and_no_hugepages_fail_clearly() {
 
 // ---- the veth testbed (root) ----
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn testbed(arg: &str) {
-    let out = Command::new(repo().join("scripts/testbed"))
-        .arg(arg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "testbed {arg}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The testbed, taken down when the test ends, however it ends.
-struct Testbed;
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        testbed("down");
-    }
-}
-
 fn kernel_load(extra: &[&str]) -> Result<serde_json::Value, String> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", "megatcp-cli", BIN, "load", "--json"])
-        .args([
-            "--backend",
-            "epoll",
-            "--cores",
-            "1",
-            "--connect",
-            "10.77.0.10:7",
-        ])
-        .args(["--warmup", "0s"])
-        .args(extra)
-        .output()
-        .map_err(|e| e.to_string())?;
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
-    if !out.status.success() {
-        return Err(format!("load failed: {r}"));
-    }
-    Ok(r)
+    let mut args = vec![BIN, "load", "--json", "--backend", "epoll", "--cores", "1"];
+    args.extend_from_slice(&["--connect", "10.77.0.10:7", "--warmup", "0s"]);
+    args.extend_from_slice(extra);
+    testbed::report_in_client(&args)
 }
 
 #[test]
 fn linux_kernel_client_against_the_dpdk_server_on_af_packet() {
-    let root = Command::new("id").arg("-u").output().unwrap();
-    if String::from_utf8_lossy(&root.stdout).trim() != "0" {
+    if !megatcp_test_support::is_root() {
         eprintln!("note: not root: the testbed test needs network namespaces; skipped");
         return;
     }
+    // Held while the test runs under the testbed lock in a child process, too.
     let _hugepages = HUGEPAGES
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    testbed("down");
-    testbed("up");
-    let _testbed = Testbed;
-    let server = Proc(Some(
+    if !testbed::hold_lock("linux_kernel_client_against_the_dpdk_server_on_af_packet") {
+        return;
+    }
+    let _testbed = Testbed::up();
+    let server = Proc::new(
         Command::new("ip")
             .args(["netns", "exec", "megatcp-srv", BIN, "serve"])
             .args(["--backend", "dpdk", "--cores", "0", "--ip", "10.77.0.10/24"])
@@ -469,7 +347,7 @@ fn linux_kernel_client_against_the_dpdk_server_on_af_packet() {
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
-    ));
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     while kernel_load(&["--connections", "1", "--duration", "200ms"]).is_err() {
         assert!(Instant::now() < deadline, "the DPDK server did not come up");

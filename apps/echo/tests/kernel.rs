@@ -3,124 +3,77 @@
 //! talk to each other; every echoed byte is verified.
 #![allow(clippy::unwrap_used)]
 
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU16, Ordering};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use megatcp_channel::Backend;
-use megatcp_channel::epoll::Epoll;
-use megatcp_channel::uring::{Uring, UringConfig};
-use megatcp_echo::{LoadOpts, LoadReport, MsgSize, ServeOpts, ServerStats, run_load, serve_with};
-use megatcp_engine::{EngineError, Runtime};
+use megatcp_echo::{
+    LoadApp, LoadOpts, LoadReport, MsgSize, Protocol, ServeApp, ServeOpts, ServerStats,
+};
+use megatcp_launch::BackendKind::{self, Epoll, Uring};
+use megatcp_launch::{BackendArgs, Cores, Launch, UringConfig};
+use megatcp_test_support::free_port;
 
-type Stop = std::sync::Arc<std::sync::atomic::AtomicBool>;
-
-/// A port no other test of this binary gets, below the ephemeral range. Servers listen with
-/// `SO_REUSEPORT`, so two tests whose servers were handed the same port (which a released
-/// `bind(0)` probe allows) would silently split each other's connections. The probe binds
-/// without listening (`SO_REUSEPORT` too), so it never answers a connection meant for the
-/// server.
-fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(24_000);
-    loop {
-        let port = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(port < 32_768, "ran out of test ports");
-        let probe = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .and_then(|s| {
-                s.set_reuse_address(true)?;
-                s.set_reuse_port(true)?;
-                s.bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())
-            });
-        if probe.is_ok() {
-            return port;
-        }
-    }
-}
-
-fn epoll(core: usize, stop: Stop) -> Result<Epoll, EngineError> {
-    Epoll::new(stop).map_err(|e| EngineError::Backend {
-        core,
-        reason: e.to_string(),
-    })
-}
-
-fn uring(core: usize, stop: Stop) -> Result<Uring, EngineError> {
-    let config = UringConfig {
+/// A run on `backend` and `cores`, unpinned, without signal handlers.
+fn launch(args: &BackendArgs) -> Launch<'_> {
+    let uring = UringConfig {
         files: 4096,
         ..UringConfig::default()
     };
-    Uring::new(stop, &config).map_err(|e| EngineError::Backend {
-        core,
-        reason: e.to_string(),
-    })
+    Launch::new(args)
+        .pin(false)
+        .handle_signals(false)
+        .uring_config(uring)
 }
 
-/// Runs an echo server made by `server` on `server_cores` and the load on one core over a
-/// backend made by `client`; returns the load report and the servers' stats.
-fn run<S, C>(
-    server: fn(usize, Stop) -> Result<S, EngineError>,
-    client: fn(usize, Stop) -> Result<C, EngineError>,
+/// Runs an echo server on `server` over `server_cores` and the load on core 1 over
+/// `client`; returns the load report and the servers' stats.
+fn run(
+    server: BackendKind,
+    client: BackendKind,
     server_cores: &[usize],
     load: LoadOpts,
-) -> (LoadReport, Vec<ServerStats>)
-where
-    S: Backend,
-    C: Backend,
-{
+) -> (LoadReport, Vec<ServerStats>) {
     run_closing_after(server, client, server_cores, None, load)
 }
 
 /// [`run`], the server closing each connection after `close_after` bytes (if set).
-fn run_closing_after<S, C>(
-    server: fn(usize, Stop) -> Result<S, EngineError>,
-    client: fn(usize, Stop) -> Result<C, EngineError>,
+fn run_closing_after(
+    server: BackendKind,
+    client: BackendKind,
     server_cores: &[usize],
     close_after: Option<u64>,
     load: LoadOpts,
-) -> (LoadReport, Vec<ServerStats>)
-where
-    S: Backend,
-    C: Backend,
-{
-    let serve_opts = ServeOpts {
-        port: load.target.port(),
-        backlog: 4096,
-        close_after,
+) -> (LoadReport, Vec<ServerStats>) {
+    let args = |backend, cores: &[usize]| BackendArgs {
+        backend,
+        cores: Cores(cores.to_vec()),
+        ..BackendArgs::default()
     };
-    let server_rt = Runtime::new(server_cores).handle_signals(false).pin(false);
-    let stop = server_rt.stop_flag();
-    let stats = Mutex::new(Vec::new());
-    let report = Mutex::new(None);
+    let (server_args, client_args) = (args(server, server_cores), args(client, &[1]));
+    let server_run = launch(&server_args);
+    let stop = server_run.stop_flag();
+    let app = ServeApp {
+        protocol: Protocol::Echo,
+        opts: ServeOpts {
+            port: load.target.port(),
+            backlog: 4096,
+            close_after,
+        },
+    };
     std::thread::scope(|s| {
-        let server = s.spawn(|| {
-            server_rt.run_with(
-                server,
-                |_, ch| {
-                    let r = serve_with(ch, &serve_opts).unwrap();
-                    stats.lock().unwrap().push(r);
-                },
-                |_, _| (),
-            )
-        });
+        let server = s.spawn(|| server_run.run(&app));
         // Let every core's listener come up.
         std::thread::sleep(Duration::from_millis(200));
-        let client = Runtime::new(&[1])
-            .handle_signals(false)
-            .pin(false)
-            .run_with(
-                client,
-                |_, ch| *report.lock().unwrap() = Some(run_load(ch, load.clone())),
-                |_, _| (),
-            );
+        let client = launch(&client_args).run(&LoadApp {
+            base: load,
+            cores: 1,
+        });
         stop.store(true, Ordering::Relaxed);
-        client.unwrap();
-        server.join().unwrap().unwrap();
-    });
-    (
-        report.into_inner().unwrap().unwrap(),
-        stats.into_inner().unwrap(),
-    )
+        let stats = server.join().unwrap().unwrap();
+        let stats = stats.into_iter().map(|c| c.output.unwrap().unwrap());
+        (client.unwrap().remove(0).output.unwrap(), stats.collect())
+    })
 }
 
 fn opts(connections: usize, txns_per_conn: u64, max_txns: u64) -> LoadOpts {
@@ -143,7 +96,7 @@ fn a_server_that_closes_first_ends_each_connection_after_its_last_transaction() 
     // HTTP `Connection: close` style: 4 transactions of 100 B, then the server closes.
     let mut o = opts(50, 4, 2000);
     o.msg = MsgSize::Fixed(100);
-    let (r, servers) = run_closing_after(epoll, epoll, &[0], Some(400), o.clone());
+    let (r, servers) = run_closing_after(Epoll, Epoll, &[0], Some(400), o.clone());
     assert_eq!(r.errors.total(), 0, "{r}");
     assert!(r.transactions >= 2000 && r.connections >= 500, "{r}");
     assert!(servers[0].accepted >= 500, "{:?}", servers[0]);
@@ -152,224 +105,73 @@ fn a_server_that_closes_first_ends_each_connection_after_its_last_transaction() 
     o.max_txns = Some(200);
     o.duration = Duration::from_secs(2);
     o.target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
-    let (r, _) = run_closing_after(epoll, epoll, &[0], Some(400), o);
+    let (r, _) = run_closing_after(Epoll, Epoll, &[0], Some(400), o);
     assert!(r.errors.eof + r.errors.reset > 0, "{r}");
+}
+
+/// 1,000 connections, one transaction each, random sizes up to 64 KiB.
+fn a_thousand_short_connections(backend: BackendKind) {
+    let (r, servers) = run(backend, backend, &[0], opts(1000, 1, 2000));
+    assert_eq!(r.errors.total(), 0, "{r}");
+    assert!(r.transactions >= 2000, "{r}");
+    assert!(r.connections >= r.transactions, "{r}");
+    assert!(servers[0].accepted >= 2000);
+}
+
+/// 1,000 persistent connections, random sizes up to 64 KiB.
+fn a_thousand_persistent_connections(backend: BackendKind) {
+    let (r, servers) = run(backend, backend, &[0], opts(1000, 0, 5000));
+    assert_eq!(r.errors.total(), 0, "{r}");
+    assert!(r.transactions >= 5000, "{r}");
+    assert_eq!(servers[0].accepted, 1000);
+}
+
+/// Two server cores on one port: each gets connections (`SO_REUSEPORT`).
+fn two_cores_share_the_port(backend: BackendKind) {
+    let (r, servers) = run(backend, backend, &[0, 1], opts(200, 1, 2000));
+    assert_eq!(r.errors.total(), 0, "{r}");
+    assert_eq!(servers.len(), 2);
+    for s in &servers {
+        assert!(s.accepted > 0, "a core accepted nothing: {servers:?}");
+    }
 }
 
 #[test]
 fn a_thousand_short_connections_over_epoll_every_byte_verified() {
-    let (r, servers) = run(epoll, epoll, &[0], opts(1000, 1, 2000));
-    assert_eq!(r.errors.total(), 0, "{r}");
-    assert!(r.transactions >= 2000, "{r}");
-    assert!(r.connections >= r.transactions, "{r}");
-    assert!(servers[0].accepted >= 2000);
+    a_thousand_short_connections(Epoll);
 }
 
 #[test]
 fn a_thousand_persistent_connections_over_epoll_every_byte_verified() {
-    let (r, servers) = run(epoll, epoll, &[0], opts(1000, 0, 5000));
-    assert_eq!(r.errors.total(), 0, "{r}");
-    assert!(r.transactions >= 5000, "{r}");
-    assert_eq!(servers[0].accepted, 1000);
+    a_thousand_persistent_connections(Epoll);
 }
 
 #[test]
 fn two_epoll_cores_share_the_port_through_reuseport() {
-    let (r, servers) = run(epoll, epoll, &[0, 1], opts(200, 1, 2000));
-    assert_eq!(r.errors.total(), 0, "{r}");
-    assert_eq!(servers.len(), 2);
-    for s in &servers {
-        assert!(s.accepted > 0, "a core accepted nothing: {servers:?}");
-    }
+    two_cores_share_the_port(Epoll);
 }
 
 #[test]
 fn a_thousand_short_connections_over_uring_every_byte_verified() {
-    let (r, servers) = run(uring, uring, &[0], opts(1000, 1, 2000));
-    assert_eq!(r.errors.total(), 0, "{r}");
-    assert!(r.transactions >= 2000, "{r}");
-    assert!(r.connections >= r.transactions, "{r}");
-    assert!(servers[0].accepted >= 2000);
+    a_thousand_short_connections(Uring);
 }
 
 #[test]
 fn a_thousand_persistent_connections_over_uring_every_byte_verified() {
-    let (r, servers) = run(uring, uring, &[0], opts(1000, 0, 5000));
-    assert_eq!(r.errors.total(), 0, "{r}");
-    assert!(r.transactions >= 5000, "{r}");
-    assert_eq!(servers[0].accepted, 1000);
+    a_thousand_persistent_connections(Uring);
 }
 
 #[test]
 fn two_uring_cores_share_the_port_through_reuseport() {
-    let (r, servers) = run(uring, uring, &[0, 1], opts(200, 1, 2000));
-    assert_eq!(r.errors.total(), 0, "{r}");
-    assert_eq!(servers.len(), 2);
-    for s in &servers {
-        assert!(s.accepted > 0, "a core accepted nothing: {servers:?}");
-    }
+    two_cores_share_the_port(Uring);
 }
 
 #[test]
 fn uring_server_and_epoll_client_interoperate_and_back() {
-    let (r, _) = run(uring, epoll, &[0], opts(100, 4, 2000));
+    let (r, _) = run(Uring, Epoll, &[0], opts(100, 4, 2000));
     assert_eq!(r.errors.total(), 0, "{r}");
     assert!(r.transactions >= 2000, "{r}");
-    let (r, _) = run(epoll, uring, &[0], opts(100, 4, 2000));
+    let (r, _) = run(Epoll, Uring, &[0], opts(100, 4, 2000));
     assert_eq!(r.errors.total(), 0, "{r}");
     assert!(r.transactions >= 2000, "{r}");
-}
-
-/// Dispatches until `pick` finds a completion (5 s at most).
-fn wait<B: Backend>(
-    ch: &mut megatcp_channel::Channel<B>,
-    mut pick: impl FnMut(&megatcp_channel::Completion) -> bool,
-) -> megatcp_channel::Completion {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut seen = Vec::new();
-    while std::time::Instant::now() < deadline {
-        for c in ch.dispatch(Some(Duration::from_millis(20))) {
-            if pick(&c) {
-                return c;
-            }
-            seen.push(c);
-        }
-    }
-    panic!("no such completion; saw {seen:?}");
-}
-
-#[test]
-fn uring_reports_refused_connects_stale_handles_and_half_close() {
-    use megatcp_channel::{Channel, ChannelError, Completion};
-    let stop = Stop::default();
-    let mut ch = Channel::new(uring(0, stop).unwrap());
-    // Nobody listens on this port: the connect fails with the kernel's reason.
-    let closed = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
-    ch.connect(closed, 1);
-    match wait(&mut ch, |c| {
-        matches!(c, Completion::Error { cookie: 1, .. })
-    }) {
-        Completion::Error {
-            error: ChannelError::Connect(addr, why),
-            ..
-        } => {
-            assert_eq!(addr, closed);
-            assert!(why.contains("refused"), "{why}");
-        }
-        other => panic!("{other:?}"),
-    }
-    // A Linux peer: half-close from our side, then the peer's bytes still arrive.
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = match l.local_addr().unwrap() {
-        std::net::SocketAddr::V4(a) => a,
-        std::net::SocketAddr::V6(_) => unreachable!(),
-    };
-    ch.connect(addr, 2);
-    // The kernel completes the handshake before the peer's accept.
-    let h = match wait(&mut ch, |c| matches!(c, Completion::Connected { .. })) {
-        Completion::Connected { handle, .. } => handle,
-        other => panic!("{other:?}"),
-    };
-    let (mut peer, _) = l.accept().unwrap();
-    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    ch.write(h, b"ping".to_vec(), 3);
-    ch.shutdown(h, 4);
-    wait(&mut ch, |c| {
-        matches!(c, Completion::ShutDown { cookie: 4, .. })
-    });
-    let mut got = Vec::new();
-    std::io::Read::read_to_end(&mut peer, &mut got).unwrap();
-    assert_eq!(got, b"ping", "bytes then FIN");
-    ch.write(h, b"late".to_vec(), 5);
-    assert!(matches!(
-        wait(&mut ch, |c| matches!(
-            c,
-            Completion::Error { cookie: 5, .. }
-        )),
-        Completion::Error {
-            error: ChannelError::InvalidState(..),
-            ..
-        }
-    ));
-    std::io::Write::write_all(&mut peer, b"pong").unwrap();
-    drop(peer);
-    ch.read(h, 6);
-    match wait(&mut ch, |c| matches!(c, Completion::Read { cookie: 6, .. })) {
-        Completion::Read { data, .. } => assert_eq!(data, b"pong"),
-        other => panic!("{other:?}"),
-    }
-    ch.read(h, 7);
-    wait(&mut ch, |c| matches!(c, Completion::Eof { cookie: 7, .. }));
-    ch.close(h, 8);
-    wait(&mut ch, |c| {
-        matches!(c, Completion::Closed { cookie: 8, .. })
-    });
-    // The handle is stale now.
-    ch.read(h, 9);
-    assert!(matches!(
-        wait(&mut ch, |c| matches!(
-            c,
-            Completion::Error { cookie: 9, .. }
-        )),
-        Completion::Error {
-            error: ChannelError::BadHandle(_),
-            ..
-        }
-    ));
-    assert_eq!(ch.backend().live_handles(), 0);
-}
-
-#[test]
-fn uring_stops_receiving_while_unread_and_resumes_in_order() {
-    use megatcp_channel::{Channel, Completion};
-    let mut ch = Channel::new(uring(0, Stop::default()).unwrap());
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = match l.local_addr().unwrap() {
-        std::net::SocketAddr::V4(a) => a,
-        std::net::SocketAddr::V6(_) => unreachable!(),
-    };
-    ch.connect(addr, 1);
-    let h = match wait(&mut ch, |c| matches!(c, Completion::Connected { .. })) {
-        Completion::Connected { handle, .. } => handle,
-        other => panic!("{other:?}"),
-    };
-    let (mut peer, _) = l.accept().unwrap();
-    // 8 MiB, far past the 1 MiB the backend receives ahead of the application.
-    let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
-    let sent = data.clone();
-    let writer = std::thread::spawn(move || {
-        std::io::Write::write_all(&mut peer, &sent).unwrap();
-    });
-    // Nobody reads for a while: the inbox fills and receiving pauses.
-    let idle = std::time::Instant::now() + Duration::from_millis(300);
-    while std::time::Instant::now() < idle {
-        let _ = ch.dispatch(Some(Duration::from_millis(10)));
-    }
-    let mut got = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while got.len() < data.len() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "stalled at {} bytes",
-            got.len()
-        );
-        ch.read(h, 2);
-        match wait(&mut ch, |c| {
-            matches!(c, Completion::Read { .. } | Completion::Eof { .. })
-        }) {
-            Completion::Read { data: d, .. } => got.extend_from_slice(&d),
-            other => panic!("{other:?} after {} bytes", got.len()),
-        }
-    }
-    writer.join().unwrap();
-    assert!(got == data, "bytes out of order or changed");
-    assert!(
-        ch.backend().stats().recv_rearms > 0,
-        "receiving never paused: {:?}",
-        ch.backend().stats()
-    );
-    ch.close(h, 3);
-    wait(&mut ch, |c| {
-        matches!(c, Completion::Closed { cookie: 3, .. })
-    });
 }

@@ -89,6 +89,8 @@
 //!   `cache_memlimit`, `shutdown`, the debug build's `debugtime`; SASL, TLS, UDP and unix
 //!   sockets.
 
+#![forbid(unsafe_code)]
+
 pub mod base64;
 pub mod binary;
 mod binary_exec;

@@ -702,12 +702,5 @@ pub fn run_cli(args: &LoadArgs) -> Result<LoadReport, String> {
 
 /// Prints a report as text, or as JSON with `json`.
 pub fn print_report(r: &LoadReport, json: bool) {
-    if json {
-        match serde_json::to_string_pretty(r) {
-            Ok(s) => println!("{s}"),
-            Err(e) => eprintln!("cannot encode the report: {e}"),
-        }
-    } else {
-        println!("{r}");
-    }
+    megatcp_launch::report::print(r, json);
 }

@@ -2,6 +2,8 @@
 //! (`megatcp-kv -p 11211 -m 64 --backend uring --cores 0,1`), and generates load against
 //! any memcached (`megatcp-kv load --connect 127.0.0.1:11211 ...`).
 
+#![forbid(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};

@@ -6,60 +6,17 @@
 #![cfg(feature = "afxdp")]
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use megatcp_test_support::Proc;
+use megatcp_test_support::testbed::{self, Testbed};
 
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-kv");
 const SERVER: &str = "10.77.0.10";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn testbed(arg: &str) {
-    let out = Command::new(repo().join("scripts/testbed"))
-        .arg(arg)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "testbed {arg}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The testbed, taken down when the test ends, however it ends.
-struct Testbed;
-
-impl Drop for Testbed {
-    fn drop(&mut self) {
-        testbed("down");
-    }
-}
-
-/// The server, killed if the test fails half-way.
-struct Server(Option<Child>);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn in_client_ns(args: &[&str]) -> std::process::Output {
-    Command::new("ip")
-        .args(["netns", "exec", "megatcp-cli"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 fn memccapable(mode: &str) -> (bool, String) {
-    let out = in_client_ns(&["memccapable", "-h", SERVER, "-p", "11211", "-t", "5", mode]);
+    let out = testbed::in_client(&["memccapable", "-h", SERVER, "-p", "11211", "-t", "5", mode]);
     let all = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -71,65 +28,16 @@ fn memccapable(mode: &str) -> (bool, String) {
     )
 }
 
-const LOCK: &str = "/run/megatcp-testbed.lock";
-
-/// Whether an ancestor of this process is `flock` on the testbed lock.
-fn under_testbed_lock() -> bool {
-    let mut pid = std::process::id();
-    for _ in 0..64 {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            return false;
-        };
-        let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            return false;
-        };
-        if ppid <= 1 {
-            return false;
-        }
-        let cmd = std::fs::read(format!("/proc/{ppid}/cmdline")).unwrap_or_default();
-        let cmd = String::from_utf8_lossy(&cmd);
-        if cmd.contains("flock") && cmd.contains(LOCK) {
-            return true;
-        }
-        pid = ppid;
-    }
-    false
-}
-
-fn is_root() -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
 #[test]
 fn memcached_clients_against_the_afxdp_server() {
-    if !is_root() {
+    if !megatcp_test_support::is_root() {
         eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
         return;
     }
-    if !under_testbed_lock() {
-        // The testbed is shared: run this test again under its lock.
-        let exe = std::env::current_exe().unwrap();
-        let status = Command::new("flock")
-            .args(["-w", "900", LOCK])
-            .arg(exe)
-            .args([
-                "--exact",
-                "memcached_clients_against_the_afxdp_server",
-                "--nocapture",
-            ])
-            .status()
-            .unwrap();
-        assert!(status.success(), "the test under {LOCK} failed");
+    if !testbed::hold_lock("memcached_clients_against_the_afxdp_server") {
         return;
     }
-    testbed("down");
-    testbed("up");
-    let _testbed = Testbed;
+    let _testbed = Testbed::up();
     let child = Command::new("ip")
         .args(["netns", "exec", "megatcp-srv", BIN, "-p", "11211"])
         .args(["--backend", "afxdp", "--iface", "mtcp-srv"])
@@ -138,11 +46,11 @@ fn memcached_clients_against_the_afxdp_server() {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut server = Server(Some(child));
+    let server = Proc::new(child);
     // Up when it answers: the version test of the suite passes.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let out = in_client_ns(&[
+        let out = testbed::in_client(&[
             "memccapable",
             "-h",
             SERVER,
@@ -167,7 +75,7 @@ fn memcached_clients_against_the_afxdp_server() {
         let (ok, out) = memccapable(mode);
         assert!(ok, "memccapable {mode} over AF_XDP:\n{out}");
     }
-    let out = in_client_ns(&[
+    let out = testbed::in_client(&[
         BIN,
         "load",
         "--backend",
@@ -194,18 +102,6 @@ fn memcached_clients_against_the_afxdp_server() {
         "preloaded keys missing: {report}"
     );
     // A clean stop on SIGTERM.
-    let mut child = server.0.take().unwrap();
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status}");
 }

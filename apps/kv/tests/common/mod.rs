@@ -3,7 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used, unreachable_pub)]
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,37 +43,7 @@ impl Drop for Proc {
     }
 }
 
-/// A free port below the kernel's ephemeral range (32768..), never the same twice in one
-/// test binary: servers listen with `SO_REUSEPORT`, so two servers given the same port
-/// would silently share it, and a port from the ephemeral range can be taken by any
-/// client socket on the machine meanwhile.
-///
-/// The probe binds without listening, with `SO_REUSEADDR` and `SO_REUSEPORT`: a child that
-/// another test thread forks at that moment inherits the probe until its `exec`, and a
-/// listening probe would answer (then reset) connections meant for the server.
-pub fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let _ = NEXT.compare_exchange(
-        0,
-        20_000 + (std::process::id() % 500) as u16 * 20,
-        Ordering::Relaxed,
-        Ordering::Relaxed,
-    );
-    loop {
-        let p = NEXT.fetch_add(1, Ordering::Relaxed);
-        assert!(p < 32_000, "no free port left");
-        let probe = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
-            .and_then(|s| {
-                s.set_reuse_address(true)?;
-                s.set_reuse_port(true)?;
-                s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, p)).into())
-            });
-        if probe.is_ok() {
-            return p;
-        }
-    }
-}
+pub use megatcp_test_support::free_port;
 
 /// Waits until the server answers `version` on its port (a connection alone could reach a
 /// socket that is not the server's).

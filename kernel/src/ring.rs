@@ -1,4 +1,5 @@
-//! A safe io_uring ring for the kernel-path backend of the channel.
+//! A safe io_uring ring for the io_uring backend: the one module of this crate with
+//! `unsafe` code.
 //!
 //! io_uring is the Linux kernel's own batched completion channel: one shared submission
 //! queue in, one completion queue out, many operations per system call. [`Ring`] sets it up
@@ -8,17 +9,22 @@
 //! in the process's fd table: the kernel's lightweight sockets), multishot accept and
 //! multishot receive into a **provided buffer ring**.
 //!
-//! All the `unsafe` of io_uring lives here: memory the kernel reads or writes (send buffers,
+//! # Safety
+//!
+//! Every `unsafe fn` has a `# Safety` section and every `unsafe` block a `// SAFETY:`
+//! comment. The invariant they rest on: memory the kernel reads or writes (send buffers,
 //! socket addresses, option values, the buffer ring) is owned by the [`Ring`] from
-//! submission until the operation's last completion, so the operations offered are safe.
+//! submission until the operation's last completion (or leaked, never freed, if the ring
+//! is dropped while the kernel may still use it), so the operations offered are safe.
 //!
 //! # Driving it
 //!
 //! One `Ring` per thread (it is not `Send`: `SINGLE_ISSUER`). [`Ring::push`] queues an
 //! [`Op`] with a `token` of the caller's choice and returns its [`OpId`] (for
 //! [`Op::Cancel`]); [`Ring::enter`] submits everything queued and waits (at most the given
-//! time) for completions; [`Ring::drain`] hands each completion ([`Cqe`]) back with its token.
-//! Multishot operations complete many times (`more` is true until the last completion).
+//! time) for completions; [`Ring::completion`] then hands each completion ([`Cqe`]) back
+//! with its token. Multishot operations complete many times (`more` is true until the last
+//! completion).
 
 use core::net::{Ipv4Addr, SocketAddrV4};
 use std::collections::VecDeque;
@@ -151,7 +157,7 @@ pub struct RingConfig {
     /// Submission queue entries (the completion queue is four times larger).
     pub entries: u32,
     /// Fixed descriptor slots (connections); capped by `RLIMIT_NOFILE`, which
-    /// [`raise_nofile`] raises first.
+    /// [`raise_nofile`](crate::raise_nofile) raises first.
     pub files: u32,
     /// Provided receive buffers (a power of two, at most 32768).
     pub buffers: u16,
@@ -193,6 +199,20 @@ pub enum RingError {
     /// `io_uring_enter` failed.
     #[error("io_uring_enter: {0}")]
     Enter(std::io::Error),
+}
+
+impl RingError {
+    /// The operating system's error number behind the error (`EINVAL` for a bad
+    /// configuration).
+    pub fn errno(&self) -> megatcp_channel::Errno {
+        match self {
+            RingError::Setup(e) | RingError::Buffers(e) | RingError::Enter(e) => {
+                megatcp_channel::Errno::of(e)
+            }
+            RingError::Files { source, .. } => megatcp_channel::Errno::of(source),
+            RingError::Config(_) => megatcp_channel::Errno(libc::EINVAL),
+        }
+    }
 }
 
 /// Memory an in-flight operation lends the kernel (held, not read, until it completes).
@@ -335,7 +355,7 @@ impl Ring {
             .setup_cqsize(config.entries.saturating_mul(4))
             .build(config.entries)
             .map_err(RingError::Setup)?;
-        let files = config.files.min(raise_nofile());
+        let files = config.files.min(crate::raise_nofile());
         ring.submitter()
             .register_files_sparse(files)
             .map_err(|source| RingError::Files { files, source })?;
@@ -518,7 +538,7 @@ impl Ring {
     }
 
     /// Submits what is queued and waits up to `timeout` (`None`: until one completion) for
-    /// completions, which [`Ring::drain`] then hands out.
+    /// completions, which [`Ring::completion`] then hands out.
     pub fn enter(&mut self, timeout: Option<Duration>) -> Result<(), RingError> {
         let result = match timeout {
             None => self.ring.submitter().submit_and_wait(1),
@@ -544,14 +564,15 @@ impl Ring {
         }
     }
 
-    /// Hands every available completion to `f`.
-    pub fn drain(&mut self, mut f: impl FnMut(&mut Self, Cqe)) {
-        self.raw.extend(
-            self.ring
-                .completion()
-                .map(|c| (c.user_data(), c.result(), c.flags())),
-        );
-        let mut returned = false;
+    /// The next completion, if any (they come in after [`Ring::enter`]).
+    pub fn completion(&mut self) -> Option<Cqe> {
+        if self.raw.is_empty() {
+            self.raw.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data(), c.result(), c.flags())),
+            );
+        }
         while let Some((ud, result, flags)) = self.raw.pop_front() {
             let index = ud as usize;
             let more = cqueue::more(flags);
@@ -560,18 +581,16 @@ impl Ring {
             };
             let (token, recv) = (inflight.token, inflight.recv);
             let mut payload = Payload::None;
-            if recv {
-                if let Some(bid) = cqueue::buffer_select(flags) {
-                    if result > 0 {
-                        let mut v = self.pool.pop().unwrap_or_default();
-                        if let Some(b) = self.bufs.buffer(bid, result as usize) {
-                            v.extend_from_slice(b);
-                        }
-                        payload = Payload::Data(v);
+            if recv && let Some(bid) = cqueue::buffer_select(flags) {
+                if result > 0 {
+                    let mut v = self.pool.pop().unwrap_or_default();
+                    if let Some(b) = self.bufs.buffer(bid, result as usize) {
+                        v.extend_from_slice(b);
                     }
-                    self.bufs.put(bid);
-                    returned = true;
+                    payload = Payload::Data(v);
                 }
+                self.bufs.put(bid);
+                self.bufs.publish();
             }
             if !more {
                 let done = self.inflight.get_mut(index).and_then(Option::take);
@@ -585,19 +604,14 @@ impl Ring {
                     };
                 }
             }
-            f(
-                self,
-                Cqe {
-                    token,
-                    result,
-                    more,
-                    payload,
-                },
-            );
+            return Some(Cqe {
+                token,
+                result,
+                more,
+                payload,
+            });
         }
-        if returned {
-            self.bufs.publish();
-        }
+        None
     }
 }
 
@@ -612,7 +626,7 @@ impl Drop for Ring {
             if self.enter(Some(Duration::from_millis(10))).is_err() {
                 break;
             }
-            self.drain(|_, _| {});
+            while self.completion().is_some() {}
         }
         if self.live > 0 {
             // The kernel may still use lent memory: leak it rather than free it under the
@@ -651,49 +665,6 @@ fn peer_of(ss: &libc::sockaddr_storage) -> Option<SocketAddrV4> {
     ))
 }
 
-/// Descriptors a server or load generator asks for: [`RingConfig::files`]' default.
-pub const NOFILE_WANTED: libc::rlim_t = 65536;
-
-/// Raises `RLIMIT_NOFILE` so that a process with thousands of kernel sockets does not run
-/// out (the usual soft limit is 1,024, and some machines set the hard limit there too).
-///
-/// The soft limit goes up to [`NOFILE_WANTED`]; a hard limit below that is raised as well
-/// when the process may (root, `CAP_SYS_RESOURCE`), otherwise the soft limit goes up to the
-/// hard one. A limit already higher is left alone. Returns the soft limit now in force.
-pub fn raise_nofile() -> u32 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid rlimit to fill.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 1024;
-    }
-    if lim.rlim_cur < NOFILE_WANTED {
-        let candidates = [
-            libc::rlimit {
-                rlim_cur: NOFILE_WANTED,
-                rlim_max: lim.rlim_max.max(NOFILE_WANTED),
-            },
-            libc::rlimit {
-                rlim_cur: lim.rlim_max.min(NOFILE_WANTED),
-                rlim_max: lim.rlim_max,
-            },
-        ];
-        for raised in candidates {
-            if raised.rlim_cur <= lim.rlim_cur {
-                continue;
-            }
-            // SAFETY: a valid rlimit, read only by the kernel.
-            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-                lim = raised;
-                break;
-            }
-        }
-    }
-    u32::try_from(lim.rlim_cur).unwrap_or(u32::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -706,14 +677,10 @@ mod tests {
         loop {
             assert!(std::time::Instant::now() < deadline, "no completion");
             ring.enter(Some(Duration::from_millis(50))).expect("enter");
-            let mut found = None;
-            ring.drain(|_, c| {
-                if found.is_none() && want(&c) {
-                    found = Some(c);
+            while let Some(c) = ring.completion() {
+                if want(&c) {
+                    return c;
                 }
-            });
-            if let Some(c) = found {
-                return c;
             }
         }
     }

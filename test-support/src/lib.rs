@@ -1,0 +1,287 @@
+//! What megatcp's integration tests share (a dev-dependency only): free loopback ports that
+//! no other test of the binary gets, the veth testbed (`scripts/testbed`) with its lock,
+//! child processes that never outlive a failing test, and finding completions in what a
+//! channel returned.
+//!
+//! The testbed is shared with other people on the machine: a test that uses it calls
+//! [`testbed::hold_lock`] first, which runs the test again under
+//! `flock /run/megatcp-testbed.lock` unless an ancestor process already holds it.
+#![forbid(unsafe_code)]
+#![allow(clippy::unwrap_used)]
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// The repository's root directory.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Whether the process runs as root.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A free port below the kernel's ephemeral range (32768..), never the same twice in one
+/// test binary: servers listen with `SO_REUSEPORT`, so two servers given the same port
+/// would silently share it, and a port from the ephemeral range can be taken by any
+/// client socket on the machine meanwhile. Binaries start at different ports (by pid).
+///
+/// The probe binds without listening, with `SO_REUSEADDR` and `SO_REUSEPORT`: a child that
+/// another test thread forks at that moment inherits the probe until its `exec`, and a
+/// listening probe would answer (then reset) connections meant for the server.
+pub fn free_port() -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 500) as u16 * 20,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    loop {
+        let p = NEXT.fetch_add(1, Ordering::Relaxed);
+        assert!(p < 32_000, "no free port left");
+        let probe = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .and_then(|s| {
+                s.set_reuse_address(true)?;
+                s.set_reuse_port(true)?;
+                s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, p)).into())
+            });
+        if probe.is_ok() {
+            return p;
+        }
+    }
+}
+
+/// A child process, killed and reaped when dropped (a test that fails half-way leaves
+/// nothing running).
+#[derive(Debug)]
+pub struct Proc(Option<Child>);
+
+impl Proc {
+    /// Takes charge of `child`.
+    pub fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    /// Whether it still runs.
+    pub fn alive(&mut self) -> bool {
+        self.0
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// Sends `signal` (`-TERM`, `-KILL`, ...) and waits for the exit, at most 10 s (then
+    /// panics after killing it).
+    pub fn signal(mut self, signal: &str) -> ExitStatus {
+        let mut c = self.0.take().unwrap();
+        Command::new("kill")
+            .args([signal, &c.id().to_string()])
+            .status()
+            .unwrap();
+        reap(&mut c, signal)
+    }
+
+    /// SIGTERM, then the exit status (at most 10 s).
+    pub fn terminate(self) -> ExitStatus {
+        self.signal("-TERM")
+    }
+
+    /// Sends `signal` to its children rather than to it (for a wrapper such as
+    /// `unshare --fork`, which does not pass signals on) and waits for its exit, at most
+    /// 10 s (then panics after killing it).
+    pub fn signal_children(mut self, signal: &str) -> ExitStatus {
+        let mut c = self.0.take().unwrap();
+        let pid = c.id();
+        let kids =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        for k in kids.split_whitespace() {
+            Command::new("kill").args([signal, k]).status().unwrap();
+        }
+        reap(&mut c, signal)
+    }
+}
+
+/// Waits for `c` to exit after `signal`, at most 10 s (then kills it and panics).
+fn reap(c: &mut Child, signal: &str) -> ExitStatus {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            return s;
+        }
+        if Instant::now() > end {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("process {} did not stop within 10 s of {signal}", c.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The veth testbed between the namespaces `megatcp-srv` and `megatcp-cli`.
+pub mod testbed {
+    use std::process::Command;
+
+    /// The lock every user of the testbed holds.
+    pub const LOCK: &str = "/run/megatcp-testbed.lock";
+
+    /// Runs `scripts/testbed ARGS`; panics with its error output when it fails.
+    pub fn script(args: &[&str]) {
+        let out = Command::new(super::repo().join("scripts/testbed"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "testbed {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The testbed, brought up fresh; taken down when dropped, however the test ends.
+    #[derive(Debug)]
+    pub struct Testbed(());
+
+    impl Testbed {
+        /// Takes the testbed down (whatever a killed run left) and brings it up.
+        pub fn up() -> Self {
+            Self::up_with(&[])
+        }
+
+        /// The same, with options of `scripts/testbed up` (e.g. `--queues 2`).
+        pub fn up_with(options: &[&str]) -> Self {
+            script(&["down"]);
+            let mut args = vec!["up"];
+            args.extend_from_slice(options);
+            script(&args);
+            Self(())
+        }
+    }
+
+    impl Drop for Testbed {
+        fn drop(&mut self) {
+            script(&["down"]);
+        }
+    }
+
+    /// Runs `args` (a program and its arguments) in the client namespace, `megatcp-cli`.
+    pub fn in_client(args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["netns", "exec", "megatcp-cli"])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `args` (a load generator with `--json`) in the client namespace: its JSON
+    /// report, or why there is none (it failed: with its report).
+    pub fn report_in_client(args: &[&str]) -> Result<serde_json::Value, String> {
+        let out = in_client(args);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+        if !out.status.success() {
+            return Err(format!("load failed: {report}"));
+        }
+        Ok(report)
+    }
+
+    /// Whether an ancestor of this process is `flock` on [`LOCK`].
+    fn under_lock() -> bool {
+        let mut pid = std::process::id();
+        for _ in 0..64 {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let Some(ppid) = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                return false;
+            };
+            if ppid <= 1 {
+                return false;
+            }
+            let cmd = std::fs::read(format!("/proc/{ppid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            if cmd.contains("flock") && cmd.contains(LOCK) {
+                return true;
+            }
+            pid = ppid;
+        }
+        false
+    }
+
+    /// Makes the calling test (named `test`, run by the test binary) hold the testbed's
+    /// lock: `true` when it does (go on), `false` when this call ran the test again under
+    /// `flock` (and asserted it passed): then the caller returns.
+    pub fn hold_lock(test: &str) -> bool {
+        if under_lock() {
+            return true;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let status = Command::new("flock")
+            .args(["-w", "3600", LOCK])
+            .arg(exe)
+            .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "{test} under {LOCK} failed");
+        false
+    }
+}
+
+/// Finding completions among those a channel returned.
+pub mod completions {
+    use megatcp_channel::{ChannelError, Completion, Cookie, Handle};
+
+    /// The error of the command with `cookie`, if it failed.
+    pub fn error_of(v: &[Completion], cookie: Cookie) -> Option<ChannelError> {
+        v.iter().find_map(|x| match x {
+            Completion::Error { cookie: k, error } if *k == cookie => Some(error.clone()),
+            _ => None,
+        })
+    }
+
+    /// The first listener that started listening.
+    pub fn listening(v: &[Completion]) -> Option<Handle> {
+        v.iter().find_map(|x| match x {
+            Completion::Listening { handle, .. } => Some(*handle),
+            _ => None,
+        })
+    }
+
+    /// The first connection accepted.
+    pub fn accepted(v: &[Completion]) -> Option<Handle> {
+        v.iter().find_map(|x| match x {
+            Completion::Accepted { handle, .. } => Some(*handle),
+            _ => None,
+        })
+    }
+
+    /// The first connection opened.
+    pub fn connected(v: &[Completion]) -> Option<Handle> {
+        v.iter().find_map(|x| match x {
+            Completion::Connected { handle, .. } => Some(*handle),
+            _ => None,
+        })
+    }
+}
