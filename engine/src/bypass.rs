@@ -12,7 +12,8 @@ use megatcp_channel::{Backend, Command, Completion, Ledger};
 use megatcp_nic::NicQueue;
 use megatcp_stack::{Instant, Stack, StackConfig};
 
-use crate::monitor::CoreMonitor;
+use crate::capture::{Capture, CaptureControl};
+use crate::monitor::{ConnInfo, CoreMonitor, Field};
 use crate::stack_io::{BypassLedger, StackIo, on_events};
 use crate::steer::{Route, Steer, SteerStats};
 
@@ -64,7 +65,26 @@ pub struct LoopStats {
     pub tx_batches: u64,
     /// Frames the NIC refused (ring full); they stayed queued in the stack.
     pub tx_ring_full: u64,
+    /// Iterations that did work: received or sent frames, or produced completions.
+    pub busy_iterations: u64,
+    /// Nanoseconds from the start of a busy iteration to the start of the next one (the
+    /// application's handling of its completions included).
+    pub busy_ns: u64,
+    /// Nanoseconds from the start of an empty iteration to the start of the next one
+    /// (idle polling and sleeps).
+    pub idle_ns: u64,
 }
+
+impl LoopStats {
+    /// The share of the time (0..=1) spent busy, `None` before any time was counted.
+    pub fn busy_fraction(&self) -> Option<f64> {
+        let all = self.busy_ns + self.idle_ns;
+        (all > 0).then(|| self.busy_ns as f64 / all as f64)
+    }
+}
+
+/// How often a core publishes its counters to its monitor.
+const PUBLISH_EVERY: StdDuration = StdDuration::from_millis(1);
 
 /// The bypass backend: one NIC queue + one stack, owned by one core's thread (not `Send`).
 pub struct Bypass<Q: NicQueue> {
@@ -73,11 +93,17 @@ pub struct Bypass<Q: NicQueue> {
     io: StackIo,
     /// When the last turn read the clock (one read per turn: clock reads are not free).
     clock: StdInstant,
+    /// Whether the last turn did work (its time, until this turn, counts as busy).
+    last_busy: bool,
+    /// When the counters go to the monitor next.
+    next_publish: StdInstant,
     stop: Arc<AtomicBool>,
     idle: IdlePolicy,
     rx_budget: usize,
     stats: LoopStats,
     monitor: Option<(Arc<Vec<CoreMonitor>>, usize)>,
+    /// Packet capture on demand (`--pcap`).
+    capture: Option<Capture>,
     /// Rings to and from the other cores, when there are several.
     steer: Option<Steer>,
     /// Bound to the thread that created it.
@@ -104,11 +130,14 @@ impl<Q: NicQueue> Bypass<Q> {
             ledger: Ledger::new(),
             io: StackIo::new(stack, start),
             clock: start,
+            last_busy: false,
+            next_publish: start,
             stop,
             idle,
             rx_budget: 64,
             stats: LoopStats::default(),
             monitor: None,
+            capture: None,
             steer: None,
             _not_send: PhantomData,
         })
@@ -134,9 +163,15 @@ impl<Q: NicQueue> Bypass<Q> {
         self.stats
     }
 
-    /// Publishes counters to `monitors[index]` from now on (about every 256 iterations).
+    /// Publishes counters to `monitors[index]` from now on (about every millisecond).
     pub fn set_monitor(&mut self, monitors: Arc<Vec<CoreMonitor>>, index: usize) {
         self.monitor = Some((monitors, index));
+    }
+
+    /// Captures this core's traffic to `ctrl`'s directory while `ctrl` says so, in files
+    /// named `{prefix}core{core}-{K}.pcap` (see `CaptureControl`).
+    pub fn set_capture(&mut self, ctrl: Arc<CaptureControl>, prefix: &str, core: usize) {
+        self.capture = Some(Capture::new(ctrl, prefix.to_string(), core));
     }
 
     /// Makes this backend core `me` of several: frames of flows owned by other cores go
@@ -170,13 +205,84 @@ impl<Q: NicQueue> Bypass<Q> {
         self.steer.as_ref().map(|s| s.stats).unwrap_or_default()
     }
 
-    /// Publishes the counters to the monitor now.
+    /// Publishes the counters to the monitor now (and the connection list, if asked).
     pub fn publish(&self) {
-        if let Some((m, i)) = &self.monitor
-            && let Some(m) = m.get(*i)
-        {
-            m.publish(&self.io.stack.counters());
+        let Some(m) = self.monitor.as_ref().and_then(|(m, i)| m.get(*i)) else {
+            return;
+        };
+        let stack = &self.io.stack;
+        let (c, s, l, n) = (
+            stack.counters(),
+            stack.stats(),
+            self.stats,
+            self.nic.stats(),
+        );
+        let steer = self.steer_stats();
+        let values = [
+            (Field::rx_frames, c.rx_frames),
+            (Field::rx_bytes, c.rx_bytes),
+            (Field::tx_frames, c.tx_frames),
+            (Field::tx_bytes, c.tx_bytes),
+            (Field::drops, c.drops.total()),
+            (Field::conns_accepted, c.conns_accepted),
+            (Field::conns_opened, c.conns_opened),
+            (Field::conns_closed, c.conns_closed),
+            (Field::conns_reset, c.conns_reset),
+            (Field::conns_connect_failed, c.conns_connect_failed),
+            (Field::retransmits, c.tcp_retransmits),
+            (Field::tail_probes, c.tail_probes),
+            (Field::rst_sent, c.tcp_rst_sent),
+            (Field::syn_cookies_sent, c.syn_cookies_sent),
+            (Field::challenge_acks_sent, c.challenge_acks_sent),
+            (Field::time_wait_entered, c.tcp_time_wait_entered),
+            (Field::flows, s.flows as u64),
+            (Field::time_wait, s.time_wait as u64),
+            (Field::queued_frames, s.queued_frames as u64),
+            (Field::turns, l.iterations),
+            (Field::busy_turns, l.busy_iterations),
+            (Field::busy_ns, l.busy_ns),
+            (Field::idle_ns, l.idle_ns),
+            (Field::sleeps, l.sleeps),
+            (Field::tx_batches, l.tx_batches),
+            (Field::tx_ring_full, l.tx_ring_full),
+            (Field::nic_rx_frames, n.rx_frames),
+            (Field::nic_tx_frames, n.tx_frames),
+            (Field::nic_tx_full, n.tx_full),
+            (Field::nic_dropped, n.dropped),
+            (Field::steered_out, steer.steered_out),
+            (Field::steered_in, steer.steered_in),
+            (Field::steer_dropped, steer.dropped),
+            (
+                Field::capture_frames,
+                self.capture.as_ref().map_or(0, |c| c.frames),
+            ),
+        ];
+        debug_assert_eq!(values.len(), Field::ALL.len());
+        for (f, v) in values {
+            m.set(f, v);
         }
+        m.set_drops(&c.drops);
+        if m.connections_wanted() {
+            m.put_connections(self.connections());
+        }
+    }
+
+    /// Every connection of the stack, for listings.
+    fn connections(&self) -> Vec<ConnInfo> {
+        let stack = &self.io.stack;
+        stack
+            .connections()
+            .into_iter()
+            .filter_map(|id| {
+                Some(ConnInfo {
+                    local: stack.local_addr(id).ok()?,
+                    remote: stack.peer_addr(id).ok()?,
+                    state: stack.state(id).ok()?.to_string(),
+                    recv_queue: stack.recv_queue(id).unwrap_or(0),
+                    send_queue: stack.send_queue(id).unwrap_or(0),
+                })
+            })
+            .collect()
     }
 
     /// Live handles (connections and listeners).
@@ -186,7 +292,17 @@ impl<Q: NicQueue> Bypass<Q> {
 
     /// One engine iteration; returns the frames received.
     fn turn(&mut self, out: &mut Vec<Completion>) -> usize {
-        self.clock = StdInstant::now();
+        // Busy-time accounting rides on the turn's one clock read: the time since the last
+        // turn started is that turn's, busy or idle as it was.
+        let clock = StdInstant::now();
+        let spent = clock.saturating_duration_since(self.clock).as_nanos() as u64;
+        if self.last_busy {
+            self.stats.busy_ns += spent;
+        } else {
+            self.stats.idle_ns += spent;
+        }
+        self.clock = clock;
+        let before = out.len();
         let now = self.io.at(self.clock);
         // Output first: what the commands just submitted and the previous input owe leaves
         // now, in one NIC batch. Input is only taken after, and its output waits for the
@@ -197,12 +313,26 @@ impl<Q: NicQueue> Bypass<Q> {
         on_events(&mut self.ledger, &mut self.io, out);
         let nic = &mut self.nic;
         let mut refused = 0u64;
+        let capture = self.capture.as_mut().filter(|c| c.on());
         // Frames are written straight into the NIC's transmit buffers.
-        let sent = self.io.stack.transmit_into(&mut |fill| {
-            let ok = nic.tx_frame(fill).is_ok();
-            refused += u64::from(!ok);
-            ok
-        });
+        let sent = match capture {
+            None => self.io.stack.transmit_into(&mut |fill| {
+                let ok = nic.tx_frame(fill).is_ok();
+                refused += u64::from(!ok);
+                ok
+            }),
+            Some(cap) => self.io.stack.transmit_into(&mut |fill| {
+                let ok = nic
+                    .tx_frame(&mut |buf| {
+                        let n = fill(buf);
+                        cap.record(buf.get(..n).unwrap_or(&[]));
+                        n
+                    })
+                    .is_ok();
+                refused += u64::from(!ok);
+                ok
+            }),
+        };
         if sent > 0 {
             self.nic.tx_flush();
             self.stats.tx_batches += 1;
@@ -210,23 +340,36 @@ impl<Q: NicQueue> Bypass<Q> {
         self.stats.tx_ring_full += refused;
         let stack = &mut self.io.stack;
         let steer = &mut self.steer;
-        let mut n = self.nic.rx_burst(self.rx_budget, &mut |f| match steer {
-            None => stack.receive(now, f.data),
-            Some(s) => match s.route(f.data) {
-                Route::Local => stack.receive(now, f.data),
+        let mut deliver = |data: &[u8]| match steer {
+            None => stack.receive(now, data),
+            Some(s) => match s.route(data) {
+                Route::Local => stack.receive(now, data),
                 Route::Everywhere => {
-                    stack.receive(now, f.data);
-                    s.broadcast(f.data);
+                    stack.receive(now, data);
+                    s.broadcast(data);
                 }
-                Route::To(core) => s.send(core, f.data),
+                Route::To(core) => s.send(core, data),
             },
-        });
+        };
+        let mut n = match self.capture.as_mut().filter(|c| c.on()) {
+            None => self.nic.rx_burst(self.rx_budget, &mut |f| deliver(f.data)),
+            Some(cap) => self.nic.rx_burst(self.rx_budget, &mut |f| {
+                cap.record(f.data);
+                deliver(f.data)
+            }),
+        };
         if let Some(s) = steer {
             n += s.receive(&mut |frame| stack.receive(now, frame));
         }
         on_events(&mut self.ledger, &mut self.io, out);
         self.stats.iterations += 1;
-        if self.stats.iterations % 256 == 0 {
+        self.last_busy = n > 0 || sent > 0 || out.len() > before;
+        self.stats.busy_iterations += u64::from(self.last_busy);
+        if self.clock >= self.next_publish {
+            self.next_publish = self.clock + PUBLISH_EVERY;
+            if let Some(c) = self.capture.as_mut() {
+                c.follow();
+            }
             self.publish();
         }
         n

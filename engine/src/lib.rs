@@ -20,12 +20,14 @@
 #![forbid(unsafe_code)]
 
 mod bypass;
-mod monitor;
+mod capture;
+pub mod monitor;
 mod runtime;
 mod stack_io;
 mod steer;
 
 pub use bypass::{Bypass, BypassError, IdlePolicy, LoopStats};
-pub use monitor::CoreMonitor;
+pub use capture::CaptureControl;
+pub use monitor::{ConnInfo, CoreMonitor, Snapshot};
 pub use runtime::{CoreCtx, CoreReport, EngineError, Runtime};
 pub use steer::SteerStats;

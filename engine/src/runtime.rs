@@ -10,6 +10,7 @@ use megatcp_channel::{Backend, Channel};
 use megatcp_nic::NicQueue;
 use megatcp_stack::{Counters, StackConfig};
 
+use crate::capture::CaptureControl;
 use crate::monitor::CoreMonitor;
 
 use crate::bypass::{Bypass, IdlePolicy, LoopStats};
@@ -47,6 +48,16 @@ pub enum EngineError {
     /// Installing the signal handlers failed.
     #[error("cannot install signal handlers: {0}")]
     Signal(std::io::Error),
+    /// A core's thread could not be pinned to its CPU (no such CPU, or not allowed).
+    #[error(
+        "core {core}: cannot pin the thread to CPU {cpu} (no such CPU, or not in this process's affinity set)"
+    )]
+    Pin {
+        /// Core number.
+        core: usize,
+        /// The CPU asked for.
+        cpu: usize,
+    },
     /// A core's thread panicked.
     #[error("core {0}: the application panicked")]
     Panicked(usize),
@@ -126,6 +137,7 @@ pub struct Runtime {
     monitors: Arc<Vec<CoreMonitor>>,
     pin: bool,
     signals: bool,
+    capture: Option<(Arc<CaptureControl>, String)>,
 }
 
 impl Runtime {
@@ -139,6 +151,7 @@ impl Runtime {
             monitors: Arc::new(cpus.iter().map(|_| CoreMonitor::default()).collect()),
             pin: true,
             signals: true,
+            capture: None,
         }
     }
 
@@ -167,6 +180,13 @@ impl Runtime {
         self
     }
 
+    /// Packet capture on demand for bypass backends: each core records its traffic while
+    /// `ctrl` says so, in files whose names start with `prefix` (see [`CaptureControl`]).
+    pub fn capture(mut self, ctrl: Arc<CaptureControl>, prefix: &str) -> Self {
+        self.capture = Some((ctrl, prefix.to_string()));
+        self
+    }
+
     /// The flag that asks every core to stop (set by SIGINT/SIGTERM, or by hand).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
@@ -190,6 +210,7 @@ impl Runtime {
         let (idle, grace) = (self.idle, self.grace);
         let monitors = self.monitors.clone();
         let links = (self.cpus.len() > 1).then(|| crate::steer::links(self.cpus.len()));
+        let capture = self.capture.clone();
         self.run_with(
             |index, stop| {
                 let q = nic(index).map_err(|reason| EngineError::Nic {
@@ -203,6 +224,9 @@ impl Runtime {
                     }
                 })?;
                 b.set_monitor(monitors.clone(), index);
+                if let Some((ctrl, prefix)) = &capture {
+                    b.set_capture(ctrl.clone(), prefix, index);
+                }
                 if let Some(links) = &links {
                     b.set_steering(links, index);
                 }
@@ -259,9 +283,14 @@ impl Runtime {
                     std::thread::Builder::new()
                         .name(format!("megatcp-core{index}"))
                         .spawn_scoped(scope, move || {
-                            if pin {
-                                core_affinity::set_for_current(core_affinity::CoreId { id: cpu });
+                            if pin
+                                && !core_affinity::set_for_current(core_affinity::CoreId {
+                                    id: cpu,
+                                })
+                            {
+                                return Err(EngineError::Pin { core: index, cpu });
                             }
+                            tracing::debug!(core = index, cpu, pinned = pin, "core started");
                             let mut ch = Channel::new(make(index, stop)?);
                             app(CoreCtx { index, cpu, cores }, &mut ch);
                             Ok(finish(index, ch))

@@ -49,14 +49,97 @@ use megatcp_engine::{EngineError, Runtime};
 mod bypass;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod duration;
 mod kernel;
 pub mod latency;
+pub mod logging;
+pub mod ops;
 pub mod pair;
 pub mod report;
 
 pub use bypass::{iface_mac, stack_config};
 pub use megatcp_engine::{CoreCtx, CoreReport, IdlePolicy};
 pub use megatcp_kernel::uring::UringConfig;
+pub use ops::OpsArgs;
+
+/// The backends built into this binary, in `--backend` spelling.
+pub fn backends_built() -> Vec<&'static str> {
+    let mut b = vec!["epoll", "uring", "wire"];
+    if cfg!(feature = "afxdp") {
+        b.push("afxdp");
+    }
+    if dpdk_built() {
+        b.push("dpdk");
+    }
+    b
+}
+
+#[cfg(feature = "dpdk")]
+fn dpdk_built() -> bool {
+    true
+}
+
+#[cfg(not(feature = "dpdk"))]
+fn dpdk_built() -> bool {
+    false
+}
+
+/// The `--version` text of every binary: the version and the backends built in.
+pub fn version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        format!(
+            "{} (backends: {})",
+            env!("CARGO_PKG_VERSION"),
+            backends_built().join(", ")
+        )
+    })
+}
+
+/// Why a command of a binary failed, and so its exit status: [`Failure::Usage`] exits 2
+/// (as clap's own usage errors), [`Failure::Runtime`] exits 1.
+#[derive(Debug)]
+pub enum Failure {
+    /// A flag missing, wrong or not supported here.
+    Usage(String),
+    /// Something failed while running.
+    Runtime(String),
+}
+
+impl Failure {
+    /// The exit status: 2 for usage, 1 for a failure at run time.
+    pub fn code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::Runtime(_) => 1,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &str {
+        match self {
+            Failure::Usage(m) | Failure::Runtime(m) => m,
+        }
+    }
+}
+
+impl From<LaunchError> for Failure {
+    fn from(e: LaunchError) -> Self {
+        match exit_code(&e) {
+            2 => Failure::Usage(e.to_string()),
+            _ => Failure::Runtime(e.to_string()),
+        }
+    }
+}
+
+/// The exit status for an error: 2 for usage errors (a flag missing or wrong, a backend
+/// not built in), 1 for failures at run time.
+pub fn exit_code(e: &LaunchError) -> u8 {
+    match e {
+        LaunchError::Usage(_) | LaunchError::NotBuilt { .. } => 2,
+        LaunchError::Engine(_) => 1,
+    }
+}
 
 /// The network paths an application can run on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -204,6 +287,7 @@ pub struct Launch<'a> {
     args: &'a BackendArgs,
     runtime: Runtime,
     uring: UringConfig,
+    ops: Option<(OpsArgs, String)>,
 }
 
 impl<'a> Launch<'a> {
@@ -213,6 +297,7 @@ impl<'a> Launch<'a> {
             args,
             runtime: Runtime::new(&args.cores.0),
             uring: UringConfig::default(),
+            ops: None,
         }
     }
 
@@ -246,8 +331,47 @@ impl<'a> Launch<'a> {
         self.runtime.stop_flag()
     }
 
+    /// Operates the run as `ops` says (live stats, metrics, capture on demand, the view of
+    /// `megatcp-stat`); `name` is the program and command (`megatcp-echo serve`).
+    pub fn ops(mut self, ops: &OpsArgs, name: &str) -> Self {
+        self.ops = Some((ops.clone(), name.to_string()));
+        self
+    }
+
+    /// The per-core live counters (engine's `CoreMonitor`s).
+    pub fn monitors(&self) -> Arc<Vec<megatcp_engine::CoreMonitor>> {
+        self.runtime.monitors()
+    }
+
     /// Runs `app` on every core over the chosen backend until it returns on all of them.
-    pub fn run<A: App>(self, app: &A) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
+    pub fn run<A: App>(mut self, app: &A) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
+        let ops = match self.ops.take() {
+            Some((args, name)) if args.any() => {
+                let group = ops::Group {
+                    label: String::new(),
+                    monitors: self.runtime.monitors(),
+                    cpus: self.args.cores.0.clone(),
+                };
+                let who = ops::Identity {
+                    name,
+                    backend: format!("{:?}", self.args.backend).to_lowercase(),
+                };
+                let o = ops::start(&args, vec![group], who)?;
+                if let Some(c) = o.capture() {
+                    self.runtime = self.runtime.capture(c, "");
+                }
+                Some(o)
+            }
+            _ => None,
+        };
+        let result = self.run_backend(app);
+        if let Some(o) = ops {
+            o.finish();
+        }
+        result
+    }
+
+    fn run_backend<A: App>(self, app: &A) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
         match self.args.backend {
             BackendKind::Epoll => kernel::run(self.args, self.runtime, app, |_, stop| {
                 megatcp_kernel::epoll::Epoll::new(stop).map_err(|e| e.to_string())

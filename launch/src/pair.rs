@@ -32,6 +32,8 @@ pub struct PairConfig {
     pub buffer: usize,
     /// Busy-poll when idle (else back off and sleep).
     pub busy_poll: bool,
+    /// Live stats, metrics, capture on demand over both sides (`server` and `client`).
+    pub ops: Option<crate::OpsArgs>,
 }
 
 impl Default for PairConfig {
@@ -41,6 +43,7 @@ impl Default for PairConfig {
             client_cores: vec![1],
             buffer: 16 * 1024,
             busy_poll: false,
+            ops: None,
         }
     }
 }
@@ -125,10 +128,34 @@ where
     } else {
         IdlePolicy::default()
     };
-    let server_rt = Runtime::new(&cfg.server_cores)
+    let mut server_rt = Runtime::new(&cfg.server_cores)
         .idle(idle)
         .handle_signals(false);
-    let client_rt = Runtime::new(&cfg.client_cores).idle(idle);
+    let mut client_rt = Runtime::new(&cfg.client_cores).idle(idle);
+    let ops = match &cfg.ops {
+        Some(args) if args.any() => {
+            let group = |label: &str, rt: &Runtime, cpus: &[usize]| crate::ops::Group {
+                label: label.into(),
+                monitors: rt.monitors(),
+                cpus: cpus.to_vec(),
+            };
+            let groups = vec![
+                group("server", &server_rt, &cfg.server_cores),
+                group("client", &client_rt, &cfg.client_cores),
+            ];
+            let who = crate::ops::Identity {
+                name: "megatcp pair".into(),
+                backend: "wire".into(),
+            };
+            let o = crate::ops::start(args, groups, who)?;
+            if let Some(c) = o.capture() {
+                server_rt = server_rt.capture(c.clone(), "server-");
+                client_rt = client_rt.capture(c, "client-");
+            }
+            Some(o)
+        }
+        _ => None,
+    };
     let server_stop = server_rt.stop_flag();
     let (server_out, client_out) = (Outputs::new(), Outputs::new());
     let collect = |r: Vec<CoreReport>| r.into_iter().map(|r| (r.to_string(), Some(r))).collect();
@@ -155,6 +182,9 @@ where
         let server_run = server_run.join().unwrap_or(Err(EngineError::Panicked(0)));
         (server_run, client_run)
     });
+    if let Some(o) = ops {
+        o.finish();
+    }
     Ok(PairOutcome {
         client: client_out.collect(collect(client_run?)),
         server: server_out.collect(collect(server_run?)),

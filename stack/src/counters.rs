@@ -1,5 +1,8 @@
 //! Per-core counters of a [`Stack`](crate::Stack).
 
+/// Number of drop reasons ([`DropCounters::by_reason`]).
+pub const DROP_REASONS: usize = 25;
+
 /// Why an incoming frame was dropped. Every drop is counted under exactly one reason.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DropCounters {
@@ -61,6 +64,64 @@ pub struct DropCounters {
 }
 
 impl DropCounters {
+    /// Every reason with its count, in declaration order (names as the fields').
+    pub fn by_reason(&self) -> [(&'static str, u64); DROP_REASONS] {
+        let Self {
+            eth_truncated,
+            eth_not_for_us,
+            eth_unsupported_type,
+            arp_malformed,
+            arp_not_for_us,
+            ipv4_malformed,
+            ipv4_bad_checksum,
+            ipv4_fragment,
+            ipv4_not_for_us,
+            ipv4_bad_source,
+            ip_unsupported_protocol,
+            icmp_malformed,
+            icmp_bad_checksum,
+            icmp_ignored,
+            tcp_malformed,
+            tcp_bad_checksum,
+            tcp_no_socket,
+            tcp_backlog_full,
+            tcp_syn_cookie_bad,
+            tcp_rst_challenged,
+            tcp_rst_out_of_window,
+            tcp_syn_challenged,
+            tcp_paws,
+            tcp_time_wait_rst,
+            tcp_time_wait_stale,
+        } = *self;
+        [
+            ("eth_truncated", eth_truncated),
+            ("eth_not_for_us", eth_not_for_us),
+            ("eth_unsupported_type", eth_unsupported_type),
+            ("arp_malformed", arp_malformed),
+            ("arp_not_for_us", arp_not_for_us),
+            ("ipv4_malformed", ipv4_malformed),
+            ("ipv4_bad_checksum", ipv4_bad_checksum),
+            ("ipv4_fragment", ipv4_fragment),
+            ("ipv4_not_for_us", ipv4_not_for_us),
+            ("ipv4_bad_source", ipv4_bad_source),
+            ("ip_unsupported_protocol", ip_unsupported_protocol),
+            ("icmp_malformed", icmp_malformed),
+            ("icmp_bad_checksum", icmp_bad_checksum),
+            ("icmp_ignored", icmp_ignored),
+            ("tcp_malformed", tcp_malformed),
+            ("tcp_bad_checksum", tcp_bad_checksum),
+            ("tcp_no_socket", tcp_no_socket),
+            ("tcp_backlog_full", tcp_backlog_full),
+            ("tcp_syn_cookie_bad", tcp_syn_cookie_bad),
+            ("tcp_rst_challenged", tcp_rst_challenged),
+            ("tcp_rst_out_of_window", tcp_rst_out_of_window),
+            ("tcp_syn_challenged", tcp_syn_challenged),
+            ("tcp_paws", tcp_paws),
+            ("tcp_time_wait_rst", tcp_time_wait_rst),
+            ("tcp_time_wait_stale", tcp_time_wait_stale),
+        ]
+    }
+
     /// Sum of all drop reasons.
     pub fn total(&self) -> u64 {
         let Self {

@@ -189,6 +189,13 @@ impl Stack {
             .state())
     }
 
+    /// Every connection in the flow table, in any phase (half-open, queued, open, closing
+    /// orphans); TIME-WAIT records are not connections. For listings (`megatcp-stat`), not
+    /// the data path: it allocates.
+    pub fn connections(&self) -> Vec<ConnId> {
+        self.flows.ids()
+    }
+
     /// The peer's address and port.
     pub fn peer_addr(&self, id: ConnId) -> Result<SocketAddrV4, HandleError> {
         Ok(self.flows.get(id).ok_or(HandleError::Stale)?.tuple.remote)

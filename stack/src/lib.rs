@@ -83,7 +83,7 @@ pub use smoltcp::time::{Duration, Instant};
 pub use smoltcp::wire::EthernetAddress as MacAddr;
 
 pub use config::{ArpConfig, CongestionControl, LocalAddr, StackConfig, TcpConfig};
-pub use counters::{Counters, DropCounters};
+pub use counters::{Counters, DROP_REASONS, DropCounters};
 pub use error::{
     BufferSizeError, ConfigError, ConnectError, HandleError, ListenError, RecvError, SendError,
 };

@@ -7,15 +7,14 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use megatcp_echo::pair::{PairOpts, run_pair};
 use megatcp_echo::{LoadApp, LoadOpts, LoadReport, MsgSize, Protocol, ServeApp, ServeOpts};
-use megatcp_launch::{BackendArgs, Cores};
+use megatcp_launch::{BackendArgs, Cores, Failure, Launch, OpsArgs};
 
 #[derive(Parser)]
 #[command(
     name = "megatcp-echo",
-    version,
     about = "Echo/RPC server and load generator on megatcp"
 )]
 struct Cli {
@@ -43,6 +42,8 @@ enum Cmd {
         /// message size times the client's `--txns-per-conn`.
         #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
         close_after: Option<u64>,
+        #[command(flatten)]
+        ops: OpsArgs,
     },
     /// Generate load against an echo server.
     Load {
@@ -70,19 +71,30 @@ enum Cmd {
         /// Busy-poll instead of backing off when idle.
         #[arg(long)]
         busy_poll: bool,
+        #[command(flatten)]
+        ops: OpsArgs,
     },
 }
 
-fn serve_cmd(backend: BackendArgs, protocol: Protocol, opts: ServeOpts) -> Result<u64, String> {
+fn serve_cmd(
+    backend: BackendArgs,
+    protocol: Protocol,
+    opts: ServeOpts,
+    ops: &OpsArgs,
+) -> Result<u64, Failure> {
     if opts.close_after.is_some() && !matches!(protocol, Protocol::Echo) {
-        return Err("--close-after applies to --protocol echo only".into());
+        return Err(Failure::Usage(
+            "--close-after applies to --protocol echo only".into(),
+        ));
     }
     eprintln!(
         "megatcp-echo: serving {protocol:?} on port {} ({:?}, cores {:?})",
         opts.port, backend.backend, backend.cores.0
     );
     let app = ServeApp { protocol, opts };
-    let cores = megatcp_launch::run(&backend, &app).map_err(|e| e.to_string())?;
+    let cores = Launch::new(&backend)
+        .ops(ops, "megatcp-echo serve")
+        .run(&app)?;
     let mut failed = 0;
     for c in &cores {
         eprintln!("{}", c.report);
@@ -99,7 +111,7 @@ fn serve_cmd(backend: BackendArgs, protocol: Protocol, opts: ServeOpts) -> Resul
         }
     }
     if failed > 0 {
-        Err(format!("{failed} cores failed"))
+        Err(Failure::Runtime(format!("{failed} cores failed")))
     } else {
         Ok(0)
     }
@@ -109,17 +121,17 @@ fn load_cmd(
     backend: BackendArgs,
     connect: SocketAddrV4,
     load: &LoadArgs,
-) -> Result<LoadReport, String> {
+) -> Result<LoadReport, Failure> {
     let app = LoadApp {
         base: load.opts(connect),
         cores: backend.cores.0.len(),
     };
-    let cores = megatcp_launch::run(&backend, &app).map_err(|e| e.to_string())?;
+    let cores = megatcp_launch::run(&backend, &app)?;
     for c in &cores {
         eprintln!("{}", c.report);
     }
     let reports: Vec<LoadReport> = cores.into_iter().filter_map(|c| c.output).collect();
-    LoadReport::merge(&reports).ok_or_else(|| "no core produced a report".to_string())
+    LoadReport::merge(&reports).ok_or_else(|| Failure::Runtime("no core produced a report".into()))
 }
 
 #[derive(Args, Clone)]
@@ -133,11 +145,11 @@ struct LoadArgs {
     /// Transactions per connection: 1 = a new connection per transaction, 0 = persistent.
     #[arg(long, default_value_t = 0)]
     txns_per_conn: u64,
-    /// Measured duration, e.g. `5s`, `500ms`.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    /// Measured duration, e.g. `5s`, `500ms`, `1.5s`, `2m`.
+    #[arg(long, default_value = "5s", value_parser = megatcp_launch::duration::parse)]
     duration: Duration,
     /// Warm-up before measuring.
-    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    #[arg(long, default_value = "500ms", value_parser = megatcp_launch::duration::parse)]
     warmup: Duration,
     /// Open loop: transactions per second in all (default: closed loop).
     #[arg(long)]
@@ -171,27 +183,15 @@ impl LoadArgs {
     }
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(s.len()));
-    let v: f64 = num
-        .parse()
-        .map_err(|e| format!("bad duration {s:?}: {e}"))?;
-    let secs = match unit {
-        "" | "s" => v,
-        "ms" => v / 1e3,
-        "us" => v / 1e6,
-        "m" => v * 60.0,
-        _ => return Err(format!("bad duration unit in {s:?} (use s, ms, us, m)")),
-    };
-    if !secs.is_finite() || secs < 0.0 {
-        return Err(format!("bad duration {s:?}"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command()
+        .version(megatcp_launch::version())
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    megatcp_launch::logging::init("info");
     let result = match cli.cmd {
         Cmd::Serve {
             backend,
@@ -199,6 +199,7 @@ fn main() -> ExitCode {
             backlog,
             protocol,
             close_after,
+            ops,
         } => serve_cmd(
             backend,
             protocol,
@@ -207,6 +208,7 @@ fn main() -> ExitCode {
                 backlog,
                 close_after,
             },
+            &ops,
         ),
         Cmd::Load {
             backend,
@@ -222,6 +224,7 @@ fn main() -> ExitCode {
             client_cores,
             buffer,
             busy_poll,
+            ops,
         } => {
             let json = load.json;
             let opts = PairOpts {
@@ -230,8 +233,9 @@ fn main() -> ExitCode {
                 client_cores: client_cores.0,
                 buffer,
                 busy_poll,
+                ops: Some(ops),
             };
-            run_pair(opts).map_err(|e| e.to_string()).map(|r| {
+            run_pair(opts).map_err(Failure::from).map(|r| {
                 for c in r.server.iter().chain(r.client.iter()) {
                     eprintln!("{c}");
                 }
@@ -247,8 +251,8 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("megatcp-echo: {e}");
-            ExitCode::from(2)
+            eprintln!("megatcp-echo: {}", e.message());
+            ExitCode::from(e.code())
         }
     }
 }

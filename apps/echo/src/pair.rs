@@ -21,6 +21,8 @@ pub struct PairOpts {
     pub buffer: usize,
     /// Busy-poll when idle.
     pub busy_poll: bool,
+    /// Live stats, metrics, capture on demand (`None`: none).
+    pub ops: Option<megatcp_launch::OpsArgs>,
 }
 
 /// What a pair run produced.
@@ -43,6 +45,7 @@ pub fn run_pair(p: PairOpts) -> Result<PairReport, LaunchError> {
         client_cores: p.client_cores,
         buffer: p.buffer,
         busy_poll: p.busy_poll,
+        ops: p.ops,
     };
     let client = LoadApp {
         base: LoadOpts {
@@ -70,7 +73,7 @@ pub fn run_pair(p: PairOpts) -> Result<PairReport, LaunchError> {
     let mut server = Vec::new();
     for core in r.server {
         if let Some(Err(e)) = core.output {
-            eprintln!("server: {e}");
+            tracing::error!("server: {e}");
         }
         server.extend(core.engine);
     }

@@ -26,6 +26,7 @@ fn opts(connections: usize, msg: MsgSize, txns_per_conn: u64, max_txns: u64) -> 
         client_cores: vec![1],
         buffer: 16 * 1024,
         busy_poll: false,
+        ops: None,
     }
 }
 
