@@ -47,8 +47,8 @@ pub(crate) struct FloodArgs {
     /// Trials per rate.
     #[arg(long, default_value_t = 3)]
     trials: usize,
-    /// Measured seconds per phase.
-    #[arg(long, default_value_t = 4.0)]
+    /// Measured time per phase (`4s`; a bare number is seconds).
+    #[arg(long, default_value = "4s", value_parser = megatcp_launch::duration::parse_secs)]
     secs: f64,
     /// Offered load of the established connections, transactions per second (open loop);
     /// 0: closed loop, as fast as the client goes. On a machine where the client side

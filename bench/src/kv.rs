@@ -12,7 +12,7 @@ pub(crate) use megatcp_kv::load::LoadArgs as KvArgs;
 
 /// Runs the load and prints its report (text, or JSON with `--json`).
 pub(crate) fn run(args: &KvArgs) -> Result<(), String> {
-    let r = megatcp_kv::load::run_cli(args)?;
+    let r = megatcp_kv::load::run_cli(args).map_err(|e| e.message().to_string())?;
     megatcp_kv::load::print_report(&r, args.json);
     if r.errors.total() > 0 {
         return Err(format!("{} errors", r.errors.total()));

@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::plan::{Point, Sweep, Variant};
@@ -34,7 +34,6 @@ use crate::report::{RunInfo, Trial};
 #[derive(Parser)]
 #[command(
     name = "megatcp-bench",
-    version,
     about = "Head-to-head benchmark: megatcp (AF_XDP, DPDK) vs the Linux kernel (io_uring, epoll)",
     args_conflicts_with_subcommands = true
 )]
@@ -67,8 +66,8 @@ struct EchoArgs {
     /// Trials per point (default 3; 2 with --quick).
     #[arg(long)]
     trials: Option<usize>,
-    /// Measured seconds per trial (default 3; 1 with --quick).
-    #[arg(long)]
+    /// Measured time per trial (default 3s; 1s with --quick; a bare number is seconds).
+    #[arg(long, value_parser = megatcp_launch::duration::parse_secs)]
     secs: Option<f64>,
     /// Server variants, in order (`afxdp-rst`: the afxdp server with short connections
     /// closed by RST instead of FIN, at those points only).
@@ -117,7 +116,14 @@ fn locate(paths: &Paths) -> Result<(PathBuf, PathBuf), String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command()
+        .version(megatcp_launch::version())
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    megatcp_launch::logging::init("info");
     let result = match &cli.cmd {
         Some(Cmd::Kv(args)) => kv::run(args),
         Some(Cmd::Synflood(args)) => synflood::run(args),
@@ -128,7 +134,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("megatcp-bench: {e}");
-            ExitCode::from(2)
+            ExitCode::from(1)
         }
     }
 }

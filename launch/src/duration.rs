@@ -32,6 +32,11 @@ pub fn parse(s: &str) -> Result<Duration, String> {
         })
 }
 
+/// [`parse`], in seconds (for flags kept as `f64` seconds).
+pub fn parse_secs(s: &str) -> Result<f64, String> {
+    parse(s).map(|d| d.as_secs_f64())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,7 +58,7 @@ pub mod pair;
 pub mod report;
 
 pub use bypass::{iface_mac, stack_config};
-pub use megatcp_engine::{CoreCtx, CoreReport, IdlePolicy};
+pub use megatcp_engine::{CoreCtx, CoreMonitor, CoreReport, IdlePolicy, monitor};
 pub use megatcp_kernel::uring::UringConfig;
 pub use ops::OpsArgs;
 

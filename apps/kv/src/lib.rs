@@ -110,6 +110,7 @@ pub mod store;
 pub mod stripe;
 pub mod text;
 mod text_exec;
+pub mod verbose;
 
 pub use server::{ServerStats, serve};
 pub use session::{Flow, Session};

@@ -640,12 +640,12 @@ pub struct LoadArgs {
     /// Requests in flight per connection (pipelining depth).
     #[arg(long, default_value_t = 1)]
     pub depth: usize,
-    /// Measured duration, seconds.
-    #[arg(long, default_value_t = 5.0)]
-    pub duration: f64,
-    /// Warm-up, seconds.
-    #[arg(long, default_value_t = 0.5)]
-    pub warmup: f64,
+    /// Measured duration (`5s`, `1.5s`, `2m`; a bare number is seconds).
+    #[arg(long, default_value = "5s", value_parser = megatcp_launch::duration::parse)]
+    pub duration: Duration,
+    /// Warm-up.
+    #[arg(long, default_value = "500ms", value_parser = megatcp_launch::duration::parse)]
+    pub warmup: Duration,
     /// Do not store the keys before the run.
     #[arg(long)]
     pub no_preload: bool,
@@ -669,15 +669,13 @@ impl megatcp_launch::App for LoadApp {
 }
 
 /// Runs the load of `args` on its backend and cores; the merged report.
-pub fn run_cli(args: &LoadArgs) -> Result<LoadReport, String> {
-    let secs = |v: f64, what: &str| {
-        Duration::try_from_secs_f64(v).map_err(|e| format!("bad --{what} {v}: {e}"))
-    };
+pub fn run_cli(args: &LoadArgs) -> Result<LoadReport, megatcp_launch::Failure> {
+    use megatcp_launch::Failure;
     if !(0.0..=1.0).contains(&args.get_ratio) {
-        return Err(format!(
+        return Err(Failure::Usage(format!(
             "--get-ratio {} is not within 0..=1",
             args.get_ratio
-        ));
+        )));
     }
     let base = LoadOpts {
         target: args.connect,
@@ -686,8 +684,8 @@ pub fn run_cli(args: &LoadArgs) -> Result<LoadReport, String> {
         keys: args.keys.max(1),
         value_size: args.value_size,
         depth: args.depth.max(1),
-        duration: secs(args.duration, "duration")?,
-        warmup: secs(args.warmup, "warmup")?,
+        duration: args.duration,
+        warmup: args.warmup,
         preload: !args.no_preload,
         ..LoadOpts::default()
     };
@@ -695,9 +693,9 @@ pub fn run_cli(args: &LoadArgs) -> Result<LoadReport, String> {
         base,
         cores: args.backend.cores.0.len(),
     };
-    let cores = megatcp_launch::run(&args.backend, &app).map_err(|e| e.to_string())?;
+    let cores = megatcp_launch::run(&args.backend, &app)?;
     let reports: Vec<LoadReport> = cores.into_iter().filter_map(|c| c.output).collect();
-    LoadReport::merge(&reports).ok_or_else(|| "no core produced a report".into())
+    LoadReport::merge(&reports).ok_or_else(|| Failure::Runtime("no core produced a report".into()))
 }
 
 /// Prints a report as text, or as JSON with `json`.

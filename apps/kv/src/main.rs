@@ -1,21 +1,26 @@
 //! `megatcp-kv`: serves memcached's protocols when started like memcached
-//! (`megatcp-kv -p 11211 -m 64 --backend uring --cores 0,1`), and generates load against
-//! any memcached (`megatcp-kv load --connect 127.0.0.1:11211 ...`).
+//! (`megatcp-kv -p 11211 -m 64 -l 127.0.0.1 -t 2 --backend uring`), and generates load
+//! against any memcached (`megatcp-kv load --connect 127.0.0.1:11211 ...`).
 
 #![forbid(unsafe_code)]
 
-use std::process::ExitCode;
+mod daemon;
 
-use clap::{Args, Parser, Subcommand};
+use std::net::Ipv4Addr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use megatcp_channel::{Backend, Channel, ChannelError};
 use megatcp_kv::load::{LoadArgs, print_report, run_cli};
+use megatcp_kv::state::Node;
 use megatcp_kv::{Kv, ServerStats, Settings, serve};
-use megatcp_launch::{App, BackendArgs, CoreCtx};
+use megatcp_launch::{App, BackendArgs, CoreCtx, Cores, Failure, Launch, OpsArgs};
 
 #[derive(Parser)]
 #[command(
     name = "megatcp-kv",
-    version,
     about = "memcached-compatible key-value server (and load generator) on megatcp",
     args_conflicts_with_subcommands = true
 )]
@@ -36,9 +41,27 @@ enum Cmd {
 struct ServeArgs {
     #[command(flatten)]
     backend: BackendArgs,
+    #[command(flatten)]
+    ops: OpsArgs,
     /// TCP port to listen on.
     #[arg(short = 'p', long = "port", default_value_t = 11211)]
     port: u16,
+    /// Interface address to listen on (default: every address).
+    #[arg(short = 'l', long = "listen", default_value_t = Ipv4Addr::UNSPECIFIED)]
+    listen: Ipv4Addr,
+    /// Number of threads: the cores 0..N (wrapping over the CPUs) when `--cores` is not
+    /// given.
+    #[arg(short = 't', long = "threads", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+    /// Run as a daemon (in the background, detached from the terminal).
+    #[arg(short = 'd', long = "daemon")]
+    daemon: bool,
+    /// Write the process id to this file (removed at exit).
+    #[arg(short = 'P', long = "pidfile")]
+    pidfile: Option<std::path::PathBuf>,
+    /// Run as this user once the listeners are open (root only; kernel backends).
+    #[arg(short = 'u', long = "user")]
+    user: Option<String>,
     /// Memory for items, in megabytes.
     #[arg(short = 'm', long = "memory-limit", default_value_t = 64)]
     memory_mb: usize,
@@ -54,7 +77,8 @@ struct ServeArgs {
     /// UDP port: only 0 (off) is supported; accepted for memcached compatibility.
     #[arg(short = 'U', long = "udp-port", default_value_t = 0)]
     udp_port: u16,
-    /// Verbose (repeat for more).
+    /// Verbose: `-v` errors and warnings, `-vv` also each connection and command, as
+    /// memcached prints them.
     #[arg(short = 'v', action = clap::ArgAction::Count)]
     verbose: u8,
     /// Chunk size growth factor between slab classes.
@@ -90,28 +114,31 @@ impl App for ServeApp<'_> {
     }
 }
 
-fn serve_cmd(a: ServeArgs) -> Result<(), String> {
+/// The settings from the flags, or memcached's complaint.
+fn settings(a: &ServeArgs) -> Result<Settings, Failure> {
+    let usage = |m: &str| Err(Failure::Usage(m.into()));
     if a.udp_port != 0 {
-        return Err("UDP is not supported: use -U 0".into());
+        return usage("UDP is not supported: use -U 0");
     }
     if a.item_max < 1024 {
-        return Err("Item max size cannot be less than 1024 bytes.".into());
+        return usage("Item max size cannot be less than 1024 bytes.");
     }
     if a.item_max > 1024 * 1024 * 1024 {
-        return Err("Cannot set item size limit higher than 1 gigabyte.".into());
+        return usage("Cannot set item size limit higher than 1 gigabyte.");
     }
     if a.factor <= 1.0 {
-        return Err("Factor must be greater than 1".into());
+        return usage("Factor must be greater than 1");
     }
     if a.min_chunk == 0 {
-        return Err("Chunk size must be greater than 0".into());
+        return usage("Chunk size must be greater than 0");
     }
     let max_bytes = a.memory_mb.saturating_mul(1024 * 1024);
     if a.item_max > max_bytes / 2 {
-        return Err("Cannot set item size limit higher than 1/2 of memory max.".into());
+        return usage("Cannot set item size limit higher than 1/2 of memory max.");
     }
-    let settings = Settings {
+    Ok(Settings {
         port: a.port,
+        listen: a.listen,
         max_bytes,
         item_max: a.item_max,
         max_conns: a.max_conns.max(1),
@@ -120,29 +147,75 @@ fn serve_cmd(a: ServeArgs) -> Result<(), String> {
         verbose: u32::from(a.verbose),
         factor: a.factor,
         min_chunk: a.min_chunk,
-    };
-    let kv = Kv::new(settings);
-    if a.verbose > 0 {
-        eprintln!(
-            "megatcp-kv: port {} ({:?}, cores {:?}), {} MiB in {} stripes, items up to {} B, {} connections",
-            a.port,
-            a.backend.backend,
-            a.backend.cores.0,
-            a.memory_mb,
-            kv.store.stripes(),
-            a.item_max,
-            a.max_conns
-        );
+    })
+}
+
+/// memcached refuses a port another process serves; the kernel backends listen with
+/// `SO_REUSEPORT` (one listener per core), which would otherwise share it silently. A
+/// plain bind tells: it fails while anyone listens there.
+fn port_free(a: &ServeArgs) -> Result<(), Failure> {
+    if a.backend.backend.is_bypass() {
+        return Ok(());
     }
-    let cores =
-        megatcp_launch::run(&a.backend, &ServeApp { kv: &kv }).map_err(|e| e.to_string())?;
+    std::net::TcpListener::bind((a.listen, a.port))
+        .map(drop)
+        .map_err(|e| {
+            let why = match e.kind() {
+                std::io::ErrorKind::AddrInUse => "Address already in use".to_string(),
+                std::io::ErrorKind::PermissionDenied => "Permission denied".to_string(),
+                _ => e.to_string(),
+            };
+            Failure::Runtime(format!("failed to listen on TCP port {}: {why}", a.port))
+        })
+}
+
+fn serve_cmd(mut a: ServeArgs, threads_given: bool, cores_given: bool) -> Result<(), Failure> {
+    if let (Some(t), false) = (a.threads, cores_given) {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        a.backend.cores = Cores((0..usize::from(t)).map(|i| i % cpus).collect());
+    } else if threads_given && cores_given {
+        tracing::warn!("-t is ignored: --cores gives the cores");
+    }
+    let settings = settings(&a)?;
+    if a.user.is_some() && a.backend.backend.is_bypass() {
+        return Err(Failure::Usage(
+            "-u: the bypass backends keep root for their NIC queues; use -u with --backend epoll or uring"
+                .into(),
+        ));
+    }
+    port_free(&a)?;
+    let daemon = if a.daemon {
+        Some(daemon::Child::detach()?)
+    } else {
+        None
+    };
+    let kv = Arc::new(Kv::new(settings));
+    if a.verbose >= 2 {
+        megatcp_kv::verbose::slab_classes(&kv);
+    }
+    if let Some(user) = &a.user {
+        daemon::become_user(user)?;
+    }
+    let launch = Launch::new(&a.backend).ops(&a.ops, "megatcp-kv");
+    let _ = kv.node.set(Node {
+        backend: format!("{:?}", a.backend.backend).to_lowercase(),
+        monitors: launch.monitors(),
+    });
+    let ready = daemon::when_ready(
+        kv.clone(),
+        a.backend.cores.0.len(),
+        a.pidfile.clone(),
+        daemon,
+    );
+    let cores = launch.run(&ServeApp { kv: &kv });
+    ready.finish();
+    let cores = cores?;
     let mut failed = 0;
     for c in &cores {
-        if a.verbose > 0 {
+        if a.verbose >= 2 {
             eprintln!("{}", c.report);
         }
         match &c.output {
-            Some(Ok(s)) if a.verbose > 0 => eprintln!("core {}: {s:?}", c.index),
             Some(Ok(_)) => {}
             Some(Err(e)) => {
                 failed += 1;
@@ -152,16 +225,32 @@ fn serve_cmd(a: ServeArgs) -> Result<(), String> {
         }
     }
     if failed > 0 {
-        Err(format!("{failed} cores failed"))
+        Err(Failure::Runtime(format!("{failed} cores failed")))
     } else {
         Ok(())
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command()
+        .version(megatcp_launch::version())
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let level = match cli.serve.verbose {
+        0 => "error",
+        1 => "warn",
+        _ => "info",
+    };
+    megatcp_launch::logging::init(level);
     let result = match cli.cmd {
-        None => serve_cmd(cli.serve).map(|()| 0),
+        None => {
+            let (t, c) = (given("threads"), given("cores"));
+            serve_cmd(cli.serve, t, c).map(|()| 0)
+        }
         Some(Cmd::Load(a)) => run_cli(&a).map(|r| {
             print_report(&r, a.json);
             r.errors.total()
@@ -174,8 +263,8 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(e) => {
-            eprintln!("megatcp-kv: {e}");
-            ExitCode::from(2)
+            eprintln!("{}", e.message());
+            ExitCode::from(e.code())
         }
     }
 }

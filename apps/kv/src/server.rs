@@ -10,7 +10,7 @@
 //! complete. `-c` is enforced over all cores: a connection beyond it gets memcached's
 //! `ERROR Too many open connections` and is closed (counted as `rejected_connections`).
 
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::net::SocketAddrV4;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -59,7 +59,7 @@ pub fn serve<B: Backend>(ch: &mut Channel<B>, kv: &Kv) -> Result<ServerStats, Ch
     let mut stats = ServerStats::default();
     let mut conns: HashMap<Handle, Conn> = HashMap::new();
     ch.listen(
-        SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, kv.settings.port),
+        SocketAddrV4::new(kv.settings.listen, kv.settings.port),
         kv.settings.backlog,
         LISTEN,
     );
@@ -69,7 +69,15 @@ pub fn serve<B: Backend>(ch: &mut Channel<B>, kv: &Kv) -> Result<ServerStats, Ch
         let now = kv.now();
         for c in batch.drain(..) {
             match c {
-                Completion::Listening { handle, .. } => ch.accept(handle, true, ACCEPT),
+                Completion::Listening { handle, .. } => {
+                    let n = kv
+                        .listening
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if crate::verbose::chatty(kv) {
+                        crate::verbose::listening(n);
+                    }
+                    ch.accept(handle, true, ACCEPT);
+                }
                 Completion::Accepted { handle, peer, .. } => {
                     if !kv.admit() {
                         stats.rejected += 1;
@@ -101,8 +109,7 @@ pub fn serve<B: Backend>(ch: &mut Channel<B>, kv: &Kv) -> Result<ServerStats, Ch
                     let flow = conn.session.feed(&data, kv, now, &mut out);
                     if after_feed(ch, handle, conn, flow, &mut out) {
                         stats.protocol_closes += 1;
-                        conns.remove(&handle);
-                        kv.release();
+                        end(kv, conns.remove(&handle));
                     }
                 }
                 Completion::Written { handle, len, .. } => {
@@ -120,16 +127,15 @@ pub fn serve<B: Backend>(ch: &mut Channel<B>, kv: &Kv) -> Result<ServerStats, Ch
                     };
                     if after_feed(ch, handle, conn, flow, &mut out) {
                         stats.protocol_closes += 1;
-                        conns.remove(&handle);
-                        kv.release();
+                        end(kv, conns.remove(&handle));
                     }
                 }
-                Completion::Eof { handle, .. } if conns.remove(&handle).is_some() => {
-                    kv.release();
+                Completion::Eof { handle, .. } if conns.contains_key(&handle) => {
+                    end(kv, conns.remove(&handle));
                     ch.close(handle, CLOSE);
                 }
-                Completion::Reset { handle } if conns.remove(&handle).is_some() => {
-                    kv.release();
+                Completion::Reset { handle } if conns.contains_key(&handle) => {
+                    end(kv, conns.remove(&handle));
                     stats.resets += 1;
                 }
                 Completion::Error {
@@ -146,10 +152,18 @@ pub fn serve<B: Backend>(ch: &mut Channel<B>, kv: &Kv) -> Result<ServerStats, Ch
         }
         ch.recycle(batch);
     }
-    for _ in conns.drain() {
-        kv.release();
+    for (_, c) in conns.drain() {
+        end(kv, Some(c));
     }
     Ok(stats)
+}
+
+/// A connection is gone: its slot back, its `-vv` line.
+fn end(kv: &Kv, conn: Option<Conn>) {
+    if let Some(c) = conn {
+        c.session.ended(kv);
+        kv.release();
+    }
 }
 
 /// Sends what the session produced and decides whether to read again; true when the

@@ -23,6 +23,7 @@ use crate::conns::ConnHandle;
 use crate::state::{Ctr, Kv, Local};
 use crate::step::Step;
 use crate::text_exec;
+use crate::verbose;
 
 /// Stop executing commands once this many response bytes are waiting in `out`.
 pub const OUT_HIGH: usize = 1024 * 1024;
@@ -81,9 +82,20 @@ impl Session {
 
     /// A new connection from `peer`, listed in `stats conns` until the session is dropped.
     pub fn accepted(kv: &Kv, peer: SocketAddrV4) -> Self {
+        let conn = kv.conns.open(peer, kv.now());
+        if verbose::chatty(kv) {
+            verbose::accepted(conn.id());
+        }
         Self {
-            conn: Some(kv.conns.open(peer, kv.now())),
+            conn: Some(conn),
             ..Self::new()
+        }
+    }
+
+    /// The end of an accepted connection (its `-vv` line).
+    pub fn ended(&self, kv: &Kv) {
+        if let (Some(c), true) = (&self.conn, verbose::chatty(kv)) {
+            verbose::closed(c.id());
         }
     }
 
@@ -172,12 +184,24 @@ impl Session {
                 } else {
                     Proto::Text
                 };
+                if let (Some(c), true) = (&self.conn, verbose::chatty(kv)) {
+                    verbose::protocol(c.id(), self.proto == Proto::Binary);
+                }
             }
             let me = self.conn.as_ref().map_or(0, ConnHandle::id);
+            let answered = out.len();
             let step = match self.proto {
                 Proto::Binary => binary_exec::step(rest, kv, now, out, &mut self.local),
                 _ => text_exec::step(rest, kv, now, out, &mut self.local, me),
             };
+            if self.proto == Proto::Text
+                && self.conn.is_some()
+                && verbose::chatty(kv)
+                && let Step::Done(n) | Step::Close(n) = step
+            {
+                let input = &self.buf[self.start..self.start + n];
+                verbose::command(me, input, &out[answered..]);
+            }
             match step {
                 Step::Done(n) => self.start += n,
                 Step::Swallow(n, m) => {

@@ -6,8 +6,9 @@
 //! shared [`Counters`] once per batch of input ([`Local::flush`]), so the shared atomics are
 //! touched once per read, not once per command.
 
-use std::sync::Mutex;
+use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use crate::conns::Conns;
@@ -27,6 +28,8 @@ pub const MAX_VERBOSITY: u32 = 2;
 pub struct Settings {
     /// TCP port (`-p`).
     pub port: u16,
+    /// Listening address (`-l`; 0.0.0.0: every address).
+    pub listen: Ipv4Addr,
     /// Memory limit, bytes (`-m`).
     pub max_bytes: usize,
     /// Largest item (`-I`).
@@ -49,6 +52,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             port: 11211,
+            listen: Ipv4Addr::UNSPECIFIED,
             max_bytes: 64 * 1024 * 1024,
             item_max: 1024 * 1024,
             max_conns: 1024,
@@ -183,9 +187,22 @@ pub struct Kv {
     pub slab_automove: AtomicU32,
     /// `slabs automove ratio` (the bits of an `f64`), likewise.
     pub slab_automove_ratio: AtomicU64,
+    /// Listeners up (one per core): the server is ready when all are.
+    pub listening: AtomicUsize,
+    /// The backend and the cores' live counters, for `stats megatcp`.
+    pub node: OnceLock<Node>,
     detail: AtomicBool,
     prefixes: Mutex<Prefixes>,
     started: Instant,
+}
+
+/// What `stats megatcp` reports on: the backend and its cores' monitors.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// The backend's name.
+    pub backend: String,
+    /// Each core's live counters.
+    pub monitors: Arc<Vec<megatcp_launch::CoreMonitor>>,
 }
 
 impl Kv {
@@ -206,6 +223,8 @@ impl Kv {
             conns: Conns::default(),
             slab_automove: AtomicU32::new(0),
             slab_automove_ratio: AtomicU64::new(0.8f64.to_bits()),
+            listening: AtomicUsize::new(0),
+            node: OnceLock::new(),
             detail: AtomicBool::new(false),
             prefixes: Mutex::new(Prefixes::default()),
             started: Instant::now(),

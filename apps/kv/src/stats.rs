@@ -352,8 +352,42 @@ pub fn text(kv: &Kv, now: RelTime, args: &[&[u8]], me: u64, out: &mut Vec<u8>) {
         b"items" => write_text(out, &items(kv, now)),
         b"slabs" => write_text(out, &slabs(kv, now)),
         b"sizes" => write_text(out, &sizes()),
+        b"megatcp" => write_text(out, &megatcp(kv)),
         _ => line(out, "ERROR"),
     }
+}
+
+/// `stats megatcp` (ours): the backend, and per core the stack's, engine's and NIC queue's
+/// counters as `coreN:name` (drops by reason as `coreN:drop:reason`), with its busy
+/// fraction; kernel backends have no stack counters (`coreN:bypass 0`).
+pub fn megatcp(kv: &Kv) -> Report {
+    let mut r = Report::new();
+    let Some(node) = kv.node.get() else {
+        push(&mut r, "backend", "none");
+        return r;
+    };
+    push(&mut r, "backend", &node.backend);
+    push(&mut r, "cores", node.monitors.len());
+    let reasons = megatcp_launch::monitor::drop_reasons();
+    for (i, m) in node.monitors.iter().enumerate() {
+        push(&mut r, format!("core{i}:bypass"), u8::from(m.is_bypass()));
+        if !m.is_bypass() {
+            continue;
+        }
+        let s = m.snapshot();
+        for &f in megatcp_launch::monitor::Field::ALL {
+            push(&mut r, format!("core{i}:{}", f.name()), s.get(f));
+        }
+        push(
+            &mut r,
+            format!("core{i}:busy_fraction"),
+            format!("{:.4}", s.busy_fraction(None).unwrap_or(0.0)),
+        );
+        for (reason, v) in reasons.iter().zip(s.drops) {
+            push(&mut r, format!("core{i}:drop:{reason}"), v);
+        }
+    }
+    r
 }
 
 /// `stats cachedump CLASS LIMIT`: up to LIMIT (0: all) items of a class.
