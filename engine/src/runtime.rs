@@ -138,6 +138,7 @@ pub struct Runtime {
     pin: bool,
     signals: bool,
     capture: Option<(Arc<CaptureControl>, String)>,
+    publish: bool,
 }
 
 impl Runtime {
@@ -152,6 +153,7 @@ impl Runtime {
             pin: true,
             signals: true,
             capture: None,
+            publish: true,
         }
     }
 
@@ -187,6 +189,13 @@ impl Runtime {
         self
     }
 
+    /// Whether bypass cores publish their counters to the monitors (default true; off only
+    /// to measure what publishing costs: the monitors then stay at zero).
+    pub fn publish(mut self, on: bool) -> Self {
+        self.publish = on;
+        self
+    }
+
     /// The flag that asks every core to stop (set by SIGINT/SIGTERM, or by hand).
     pub fn stop_flag(&self) -> Arc<AtomicBool> {
         self.stop.clone()
@@ -211,6 +220,7 @@ impl Runtime {
         let monitors = self.monitors.clone();
         let links = (self.cpus.len() > 1).then(|| crate::steer::links(self.cpus.len()));
         let capture = self.capture.clone();
+        let publish = self.publish;
         self.run_with(
             |index, stop| {
                 let q = nic(index).map_err(|reason| EngineError::Nic {
@@ -223,7 +233,9 @@ impl Runtime {
                         source,
                     }
                 })?;
-                b.set_monitor(monitors.clone(), index);
+                if publish {
+                    b.set_monitor(monitors.clone(), index);
+                }
                 if let Some((ctrl, prefix)) = &capture {
                     b.set_capture(ctrl.clone(), prefix, index);
                 }

@@ -345,6 +345,9 @@ impl<'a> Launch<'a> {
 
     /// Runs `app` on every core over the chosen backend until it returns on all of them.
     pub fn run<A: App>(mut self, app: &A) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
+        if self.ops.as_ref().is_some_and(|(o, _)| o.no_counters) {
+            self.runtime = self.runtime.publish(false);
+        }
         let ops = match self.ops.take() {
             Some((args, name)) if args.any() => {
                 let group = ops::Group {

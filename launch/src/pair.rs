@@ -132,6 +132,10 @@ where
         .idle(idle)
         .handle_signals(false);
     let mut client_rt = Runtime::new(&cfg.client_cores).idle(idle);
+    if cfg.ops.as_ref().is_some_and(|o| o.no_counters) {
+        server_rt = server_rt.publish(false);
+        client_rt = client_rt.publish(false);
+    }
     let ops = match &cfg.ops {
         Some(args) if args.any() => {
             let group = |label: &str, rt: &Runtime, cpus: &[usize]| crate::ops::Group {

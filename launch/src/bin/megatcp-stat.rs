@@ -139,7 +139,7 @@ fn screen(before: &View, now: &View) -> String {
             format!("{}/{}", c.group, c.core)
         };
         if !c.bypass {
-            s += &format!("{name:<10} (kernel backend: no stack counters)\n");
+            s += &format!("{name:<10} (no stack counters: kernel backend or --no-counters)\n");
             continue;
         }
         let d = |f: &str| now.value(i, f).saturating_sub(before.value(i, f)) as f64;

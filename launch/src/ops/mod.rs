@@ -56,10 +56,14 @@ pub struct OpsArgs {
     /// With `--pcap`: start capturing at once (SIGUSR2 still stops, SIGUSR1 restarts).
     #[arg(long, requires = "pcap")]
     pub pcap_now: bool,
-    /// Do not publish counters for `megatcp-stat` (a file in /dev/shm, refreshed each
+    /// Do not publish counters for `megatcp-stat` (a file in /dev/shm, refreshed twice a
     /// second).
     #[arg(long)]
     pub no_shm: bool,
+    /// Cores do not publish their counters at all (measures what publishing costs; stats,
+    /// metrics and megatcp-stat then show zeros).
+    #[arg(long, hide = true)]
+    pub no_counters: bool,
 }
 
 impl OpsArgs {

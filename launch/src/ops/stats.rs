@@ -118,7 +118,7 @@ pub fn table(now: &[CoreSample], before: Option<&[CoreSample]>, secs: f64, t: f6
             format!("{}/{}", c.group, c.core)
         };
         if !c.bypass {
-            s += &format!("{name:<10} (kernel backend: no stack counters)\n");
+            s += &format!("{name:<10} (no stack counters: kernel backend or --no-counters)\n");
             continue;
         }
         let prev = before.and_then(|b| b.get(i)).map(|p| &p.snap);
