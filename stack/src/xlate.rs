@@ -387,7 +387,7 @@ pub(crate) fn check_options(opts: &[u8]) -> Option<Option<(u32, u32)>> {
                 let body = opts.get(i + 2..i + len)?;
                 match (kind, len) {
                     (2, 4) | (3, 3) | (4, 2) => {}
-                    (2 | 3 | 4, _) => return None,
+                    (2..=4, _) => return None,
                     (5, n) if n < 10 || (n - 2) % 8 != 0 => return None,
                     (8, 10) => ts = Some((be32(&body[..4]), be32(&body[4..8]))),
                     _ => {}
