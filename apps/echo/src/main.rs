@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use megatcp_echo::pair::{PairOpts, run_pair};
+use megatcp_echo::pair::{FaultConfig, PairOpts, run_pair};
 use megatcp_echo::{LoadApp, LoadOpts, LoadReport, MsgSize, Protocol, ServeApp, ServeOpts};
 use megatcp_launch::{BackendArgs, Cores, Failure, Launch, OpsArgs};
 
@@ -73,7 +73,39 @@ enum Cmd {
         busy_poll: bool,
         #[command(flatten)]
         ops: OpsArgs,
+        #[command(flatten)]
+        faults: FaultArgs,
     },
+}
+
+/// Faults the in-memory wire injects into what each side receives (seeded, reproducible).
+#[derive(Args, Clone, Debug)]
+struct FaultArgs {
+    /// Probability that a frame is lost, e.g. 0.01.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Probability that a frame is delivered twice.
+    #[arg(long, default_value_t = 0.0)]
+    dup: f64,
+    /// Probability that a frame is delivered after later ones (up to 8 later).
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    /// Seed of the fault decisions.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl FaultArgs {
+    /// The faults, or none when every probability is zero.
+    fn config(&self) -> Option<FaultConfig> {
+        (self.loss > 0.0 || self.dup > 0.0 || self.reorder > 0.0).then(|| FaultConfig {
+            seed: self.seed,
+            loss: self.loss,
+            duplicate: self.dup,
+            reorder: self.reorder,
+            ..FaultConfig::default()
+        })
+    }
 }
 
 fn serve_cmd(
@@ -225,6 +257,7 @@ fn main() -> ExitCode {
             buffer,
             busy_poll,
             ops,
+            faults,
         } => {
             let json = load.json;
             let opts = PairOpts {
@@ -234,6 +267,7 @@ fn main() -> ExitCode {
                 buffer,
                 busy_poll,
                 ops: Some(ops),
+                faults: faults.config(),
             };
             run_pair(opts).map_err(Failure::from).map(|r| {
                 for c in r.server.iter().chain(r.client.iter()) {

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddrV4;
 
+pub use megatcp_launch::pair::FaultConfig;
 use megatcp_launch::pair::{PairConfig, SERVER_IP};
 use megatcp_launch::{CoreReport, LaunchError};
 
@@ -23,6 +24,8 @@ pub struct PairOpts {
     pub busy_poll: bool,
     /// Live stats, metrics, capture on demand (`None`: none).
     pub ops: Option<megatcp_launch::OpsArgs>,
+    /// Faults injected into what each side receives, or none.
+    pub faults: Option<FaultConfig>,
 }
 
 /// What a pair run produced.
@@ -46,6 +49,7 @@ pub fn run_pair(p: PairOpts) -> Result<PairReport, LaunchError> {
         buffer: p.buffer,
         busy_poll: p.busy_poll,
         ops: p.ops,
+        faults: p.faults,
     };
     let client = LoadApp {
         base: LoadOpts {
