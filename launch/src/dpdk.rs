@@ -50,8 +50,8 @@ pub(crate) fn run<A: App>(
         .map_err(|_| LaunchError::Usage("too many cores".into()))?;
     let port = DpdkPort::open(eal, port, &PortConfig::new(queues))
         .map_err(|e| LaunchError::Usage(e.to_string()))?;
-    eprintln!(
-        "megatcp: DPDK port {} ({}, driver {}), {} queue(s), MAC {}, RSS {}, rx checksum \
+    tracing::info!(
+        "DPDK port {} ({}, driver {}), {} queue(s), MAC {}, RSS {}, rx checksum \
          offload {}, EAL {}",
         port.id(),
         port.name(),
@@ -78,7 +78,7 @@ pub(crate) fn run<A: App>(
         let q = u16::try_from(q).map_err(|e| e.to_string())?;
         port.queue(q).map_err(|e| e.to_string())
     });
-    eprintln!("megatcp: DPDK port {}: {}", port.id(), port.stats());
+    tracing::info!("DPDK port {}: {}", port.id(), port.stats());
     result
 }
 

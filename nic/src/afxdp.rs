@@ -126,7 +126,7 @@ impl AfXdpQueue {
         let (umem, mut descs) = match Umem::new(umem_cfg, frames, cfg.hugepages) {
             Ok(x) => x,
             Err(e) if cfg.hugepages => {
-                eprintln!("megatcp: AF_XDP UMEM on hugepages failed ({e}); using normal pages");
+                tracing::warn!("AF_XDP UMEM on hugepages failed ({e}); using normal pages");
                 Umem::new(umem_cfg, frames, false).map_err(|e| AfXdpError::Umem(e.to_string()))?
             }
             Err(e) => return Err(AfXdpError::Umem(e.to_string())),
@@ -183,16 +183,16 @@ impl AfXdpQueue {
             }
             if !warned {
                 warned = true;
-                eprintln!(
-                    "megatcp: cannot bind {} queue {} yet ({last}); retrying for up to 3 s",
+                tracing::warn!(
+                    "cannot bind {} queue {} yet ({last}); retrying for up to 3 s",
                     cfg.iface, cfg.queue
                 );
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         };
         if generic {
-            eprintln!(
-                "megatcp: native XDP unavailable on {} ({native_error}); using generic mode, \
+            tracing::warn!(
+                "native XDP unavailable on {} ({native_error}); using generic mode, \
                  which puts every packet on queue 0",
                 cfg.iface
             );
@@ -202,8 +202,8 @@ impl AfXdpQueue {
         drop(opened);
         let zero_copy = zero_copy(rx.fd().as_raw_fd());
         let busy = cfg.busy_poll && set_busy_poll(rx.fd().as_raw_fd());
-        eprintln!(
-            "megatcp: AF_XDP on {} queue {}: {} XDP, {} mode{}",
+        tracing::info!(
+            "AF_XDP on {} queue {}: {} XDP, {} mode{}",
             cfg.iface,
             cfg.queue,
             if generic { "generic" } else { "native" },
@@ -408,8 +408,8 @@ fn replace_stale_program(iface: &str) -> Result<(), String> {
     if rc != 0 || prog_id == 0 {
         return Ok(());
     }
-    eprintln!(
-        "megatcp: XDP program {prog_id} is still attached to {iface} (left by a process that \
+    tracing::warn!(
+        "XDP program {prog_id} is still attached to {iface} (left by a process that \
          was killed?); replacing it"
     );
     // Modes: any, driver (XDP_FLAGS_DRV_MODE = 4), generic (XDP_FLAGS_SKB_MODE = 2).

@@ -415,8 +415,8 @@ fn program_reta(port: u16, size: u16, queues: u16) {
     // SAFETY: `entries` holds size / 64 valid entries, as rte_eth_dev_rss_reta_update reads.
     let rc = unsafe { sys::rte_eth_dev_rss_reta_update(port, entries.as_mut_ptr(), size) };
     if rc != 0 {
-        eprintln!(
-            "megatcp: port {port}: cannot program the RSS redirection table ({}); active opens \
+        tracing::warn!(
+            "port {port}: cannot program the RSS redirection table ({}); active opens \
              may pick ports whose replies land on another core",
             strerror(rc.abs())
         );
