@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::plan::{Point, Sweep, Variant};
@@ -116,13 +116,7 @@ fn locate(paths: &Paths) -> Result<(PathBuf, PathBuf), String> {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command()
-        .version(megatcp_launch::version())
-        .get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
+    let (cli, _) = megatcp_launch::parse_args::<Cli>();
     megatcp_launch::logging::init("info");
     let result = match &cli.cmd {
         Some(Cmd::Kv(args)) => kv::run(args),

@@ -96,6 +96,17 @@ pub fn version() -> &'static str {
     })
 }
 
+/// Parses a binary's command line as `C`, with [`version`] as its `--version`; exits as
+/// clap does for `--help`, `--version` and usage errors (status 2). The matches come along
+/// for questions such as which flags were given.
+pub fn parse_args<C: clap::CommandFactory + clap::FromArgMatches>() -> (C, clap::ArgMatches) {
+    let matches = C::command().version(version()).get_matches();
+    match C::from_arg_matches(&matches) {
+        Ok(c) => (c, matches),
+        Err(e) => e.exit(),
+    }
+}
+
 /// Why a command of a binary failed, and so its exit status: [`Failure::Usage`] exits 2
 /// (as clap's own usage errors), [`Failure::Runtime`] exits 1.
 #[derive(Debug)]

@@ -185,7 +185,8 @@ impl AfXdpQueue {
                 warned = true;
                 tracing::warn!(
                     "cannot bind {} queue {} yet ({last}); retrying for up to 3 s",
-                    cfg.iface, cfg.queue
+                    cfg.iface,
+                    cfg.queue
                 );
             }
             std::thread::sleep(std::time::Duration::from_millis(50));

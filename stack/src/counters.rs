@@ -124,58 +124,7 @@ impl DropCounters {
 
     /// Sum of all drop reasons.
     pub fn total(&self) -> u64 {
-        let Self {
-            eth_truncated,
-            eth_not_for_us,
-            eth_unsupported_type,
-            arp_malformed,
-            arp_not_for_us,
-            ipv4_malformed,
-            ipv4_bad_checksum,
-            ipv4_fragment,
-            ipv4_not_for_us,
-            ipv4_bad_source,
-            ip_unsupported_protocol,
-            icmp_malformed,
-            icmp_bad_checksum,
-            icmp_ignored,
-            tcp_malformed,
-            tcp_bad_checksum,
-            tcp_no_socket,
-            tcp_backlog_full,
-            tcp_syn_cookie_bad,
-            tcp_rst_challenged,
-            tcp_rst_out_of_window,
-            tcp_syn_challenged,
-            tcp_paws,
-            tcp_time_wait_rst,
-            tcp_time_wait_stale,
-        } = *self;
-        eth_truncated
-            + eth_not_for_us
-            + eth_unsupported_type
-            + arp_malformed
-            + arp_not_for_us
-            + ipv4_malformed
-            + ipv4_bad_checksum
-            + ipv4_fragment
-            + ipv4_not_for_us
-            + ipv4_bad_source
-            + ip_unsupported_protocol
-            + icmp_malformed
-            + icmp_bad_checksum
-            + icmp_ignored
-            + tcp_malformed
-            + tcp_bad_checksum
-            + tcp_no_socket
-            + tcp_backlog_full
-            + tcp_syn_cookie_bad
-            + tcp_rst_challenged
-            + tcp_rst_out_of_window
-            + tcp_syn_challenged
-            + tcp_paws
-            + tcp_time_wait_rst
-            + tcp_time_wait_stale
+        self.by_reason().iter().map(|&(_, n)| n).sum()
     }
 }
 

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use megatcp_echo::pair::{FaultConfig, PairOpts, run_pair};
 use megatcp_echo::{LoadApp, LoadOpts, LoadReport, MsgSize, Protocol, ServeApp, ServeOpts};
 use megatcp_launch::{BackendArgs, Cores, Failure, Launch, OpsArgs};
@@ -216,13 +216,7 @@ impl LoadArgs {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command()
-        .version(megatcp_launch::version())
-        .get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
+    let (cli, _) = megatcp_launch::parse_args::<Cli>();
     megatcp_launch::logging::init("info");
     let result = match cli.cmd {
         Cmd::Serve {

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::parser::ValueSource;
-use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use megatcp_channel::{Backend, Channel, ChannelError};
 use megatcp_kv::load::{LoadArgs, print_report, run_cli};
 use megatcp_kv::state::Node;
@@ -232,13 +232,7 @@ fn serve_cmd(mut a: ServeArgs, threads_given: bool, cores_given: bool) -> Result
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command()
-        .version(megatcp_launch::version())
-        .get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
+    let (cli, matches) = megatcp_launch::parse_args::<Cli>();
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     let level = match cli.serve.verbose {
         0 => "error",

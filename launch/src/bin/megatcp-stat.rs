@@ -18,7 +18,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use megatcp_launch::Failure;
 use megatcp_launch::ops::shm::{self, View};
 
@@ -258,13 +258,7 @@ fn pcap(pid: u32, action: &str) -> Result<(), Failure> {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command()
-        .version(megatcp_launch::version())
-        .get_matches();
-    let cli = match Cli::from_arg_matches(&matches) {
-        Ok(c) => c,
-        Err(e) => e.exit(),
-    };
+    let (cli, _) = megatcp_launch::parse_args::<Cli>();
     megatcp_launch::logging::init("warn");
     let result = match cli.cmd {
         None => list(),
