@@ -20,6 +20,18 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The binary `name` built next to `bin` (a `CARGO_BIN_EXE_*` path): `cargo test
+/// --workspace` builds every binary of the workspace there, as `scripts/test` does.
+pub fn sibling_bin(bin: &str, name: &str) -> PathBuf {
+    let p = std::path::Path::new(bin).with_file_name(name);
+    assert!(
+        p.is_file(),
+        "{} missing: build the workspace (cargo test --workspace --release)",
+        p.display()
+    );
+    p
+}
+
 /// Whether the process runs as root.
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()

@@ -12,12 +12,12 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use megatcp_test_support::Proc;
 use megatcp_test_support::testbed::{self, Testbed};
+use megatcp_test_support::{Proc, sibling_bin};
 
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
 const SERVER: &str = "10.77.0.10";
@@ -365,18 +365,6 @@ fn fresh_testbed(name: &str) -> Option<Testbed> {
         return None;
     }
     Some(Testbed::up())
-}
-
-/// The `megatcp-bench` built next to this test's `megatcp-echo` (`cargo test --workspace`
-/// builds both, as `scripts/test` does).
-fn bench_bin() -> PathBuf {
-    let p = Path::new(BIN).with_file_name("megatcp-bench");
-    assert!(
-        p.is_file(),
-        "{} missing: cargo build --release -p megatcp-bench",
-        p.display()
-    );
-    p
 }
 
 /// tcpdump writing `filter`'s packets on `iface` in namespace `ns` to `file`, until dropped
@@ -845,7 +833,7 @@ fn interop_linux_client_served_under_a_syn_flood() {
     // last 10 s).
     let flood = Command::new("ip")
         .args(["netns", "exec", "megatcp-cli"])
-        .arg(bench_bin())
+        .arg(sibling_bin(BIN, "megatcp-bench"))
         .args([
             "synflood",
             "--iface",

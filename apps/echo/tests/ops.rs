@@ -7,25 +7,14 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use megatcp_test_support::{Proc, free_port};
+use megatcp_test_support::{Proc, free_port, sibling_bin};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
-
-/// `megatcp-stat`, built with the workspace (`cargo test --workspace`, as scripts/test).
-fn stat_bin() -> PathBuf {
-    let p = Path::new(BIN).with_file_name("megatcp-stat");
-    assert!(
-        p.exists(),
-        "{} missing: build the workspace (cargo test --workspace)",
-        p.display()
-    );
-    p
-}
 
 fn tmp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("megatcp-ops-{name}-{}", std::process::id()));
@@ -315,7 +304,10 @@ fn megatcp_stat_reads_a_running_process() {
     let pid = proc.id().to_string();
     std::thread::sleep(Duration::from_millis(1500));
     let stat = |args: &[&str]| {
-        let out = Command::new(stat_bin()).args(args).output().unwrap();
+        let out = Command::new(sibling_bin(BIN, "megatcp-stat"))
+            .args(args)
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "{}",
