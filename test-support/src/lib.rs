@@ -32,6 +32,22 @@ pub fn sibling_bin(bin: &str, name: &str) -> PathBuf {
     p
 }
 
+/// `tshark -n -r FILE ARGS...`'s standard output; panics with tshark's error when it fails.
+pub fn tshark(file: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(file)
+        .args(args)
+        .output()
+        .expect("tshark (scripts/install-deps installs it)");
+    assert!(
+        out.status.success(),
+        "tshark {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Whether the process runs as root.
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use megatcp_test_support::testbed::{self, Testbed};
-use megatcp_test_support::{Proc, sibling_bin};
+use megatcp_test_support::{Proc, sibling_bin, tshark};
 
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
 const SERVER: &str = "10.77.0.10";
@@ -426,36 +426,37 @@ struct Segment {
 }
 
 fn segments(file: &Path) -> Vec<Segment> {
-    let out = Command::new("tshark")
-        .args(["-n", "-r"])
-        .arg(file)
-        .args(["-T", "fields", "-E", "separator=,"])
-        .args(["-e", "ip.src", "-e", "tcp.srcport", "-e", "tcp.dstport"])
-        .args([
+    let out = tshark(
+        file,
+        &[
+            "-T",
+            "fields",
+            "-E",
+            "separator=,",
+            "-e",
+            "ip.src",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "tcp.dstport",
             "-e",
             "tcp.flags.syn",
             "-e",
             "tcp.flags.ack",
             "-e",
             "tcp.flags.reset",
-        ])
-        .args(["-e", "tcp.seq_raw", "-e", "tcp.len"])
-        .args([
+            "-e",
+            "tcp.seq_raw",
+            "-e",
+            "tcp.len",
             "-e",
             "tcp.options.timestamp.tsval",
             "-e",
             "tcp.options.timestamp.tsecr",
-        ])
-        .output()
-        .expect("tshark (scripts/install-deps installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     let flag = |f: &str| f == "1" || f == "True";
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    out.lines()
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
             assert_eq!(f.len(), 10, "{l}");

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use megatcp_test_support::{Proc, free_port, sibling_bin};
+use megatcp_test_support::{Proc, free_port, sibling_bin, tshark};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
@@ -247,20 +247,7 @@ fn a_capture_taken_on_demand_follows_one_stream_whole() {
     assert!(child.wait().unwrap().success());
     let server = dir.join("server-core0-1.pcap");
     assert!(dir.join("client-core0-1.pcap").exists());
-    let f = server.to_str().unwrap();
-    let tshark = |args: &[&str]| {
-        let out = Command::new("tshark")
-            .args(["-r", f])
-            .args(args)
-            .output()
-            .expect("tshark (scripts/install-deps installs it)");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let tshark = |args: &[&str]| tshark(&server, args);
     let streams = |filter: &str| -> Vec<u64> {
         tshark(&["-Y", filter, "-T", "fields", "-e", "tcp.stream"])
             .lines()
