@@ -71,6 +71,13 @@ fields! {
     flows: Gauge, "Connections in the flow table (any state).";
     time_wait: Gauge, "TIME-WAIT records.";
     queued_frames: Gauge, "Frames waiting for the NIC.";
+    timer_entries: Gauge, "Entries in the stack's timers (some may be stale).";
+    queued_events: Gauge, "Stack events waiting for the engine.";
+    arp_entries: Gauge, "Neighbours in the ARP cache.";
+    flow_table_bytes: Gauge, "Approximate heap bytes of the flow table (slots and index, not the flows).";
+    time_wait_bytes: Gauge, "Approximate heap bytes of the TIME-WAIT records and their index.";
+    pooled_frame_bytes: Gauge, "Heap bytes of spare frame buffers kept for reuse.";
+    pooled_socket_bytes: Gauge, "Heap bytes of closed TCP sockets kept for reuse (at most 256).";
     turns: Counter, "Engine loop turns.";
     busy_turns: Counter, "Turns that did work (frames in or out, completions).";
     busy_ns: Counter, "Nanoseconds in turns that did work, and the application's time after them.";
