@@ -56,9 +56,7 @@ pub(crate) fn kind_of(e: &ChannelError) -> ErrorKind {
         },
         ChannelError::Accept(_, a) => a.0.kind(),
         ChannelError::Connect(_, c) => match c {
-            ConnectError::Refused | ConnectError::RefusedOrTimedOut => {
-                ErrorKind::ConnectionRefused
-            }
+            ConnectError::Refused | ConnectError::RefusedOrTimedOut => ErrorKind::ConnectionRefused,
             ConnectError::TimedOut => ErrorKind::TimedOut,
             ConnectError::Unreachable => ErrorKind::HostUnreachable,
             ConnectError::BadRemote => ErrorKind::InvalidInput,

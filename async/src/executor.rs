@@ -32,7 +32,10 @@ pub(crate) struct ReadyQueue(Mutex<Vec<Key>>);
 
 impl ReadyQueue {
     fn push(&self, id: Key) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).push(id);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(id);
     }
 
     /// Moves the queued ids into `into` (empty).
@@ -45,7 +48,10 @@ impl ReadyQueue {
 
     /// Whether a task waits to run.
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
     }
 }
 
@@ -161,7 +167,11 @@ impl Core {
             }) else {
                 continue;
             };
-            if future.as_mut().poll(&mut Context::from_waker(&waker)).is_ready() {
+            if future
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_ready()
+            {
                 let task = self.tasks.borrow_mut().remove(id);
                 drop((task, future));
             } else if let Some(t) = self.tasks.borrow_mut().get_mut(id) {

@@ -73,11 +73,7 @@ impl Timers {
     /// The earliest deadline of a live timer.
     pub(crate) fn next(&mut self) -> Option<Instant> {
         while let Some(Reverse((deadline, index, generation))) = self.heap.peek().copied() {
-            if self
-                .entries
-                .get_mut(Key { index, generation })
-                .is_some()
-            {
+            if self.entries.get_mut(Key { index, generation }).is_some() {
                 return Some(deadline);
             }
             self.heap.pop();
