@@ -88,7 +88,8 @@ pub async fn serve(port: u16) -> io::Result<u64> {
     while let Ok((stream, _peer)) = listener.accept().await {
         accepted += 1;
         spawn_local(async move {
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(handle));
+            let conn =
+                http1::Builder::new().serve_connection(TokioIo::new(stream), service_fn(handle));
             let mut conn = pin!(conn);
             let mut stopping = pin!(megatcp_async::stopping());
             let mut shutting = false;

@@ -1,0 +1,89 @@
+//! The async runtime on the DPDK backend (feature `dpdk`), two megatcp stacks over a
+//! `rte_eth_from_rings` port pair in one process: the async echo under the byte-verifying
+//! load of apps/echo (1,000 short and 1,000 persistent connections), and hyper's server and
+//! client talking to each other.
+#![cfg(feature = "dpdk")]
+#![allow(clippy::unwrap_used)]
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../async_echo.rs"]
+mod async_echo;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../hyper_client.rs"]
+mod hyper_client;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../hyper_server.rs"]
+mod hyper_server;
+
+use std::net::SocketAddrV4;
+use std::time::Duration;
+
+use megatcp_async::AsyncApp;
+use megatcp_echo::{LoadApp, LoadOpts, LoadReport, MsgSize};
+use megatcp_launch::dpdk::run_ring_pair;
+use megatcp_launch::pair::{PairConfig, SERVER_IP};
+
+/// The async echo and the load over a fresh ring pair `name`: the load's report and the
+/// connections the server accepted.
+fn echo_run(name: &str, connections: usize, txns_per_conn: u64, max: u64) -> (LoadReport, u64) {
+    let server = AsyncApp::new(|_| async_echo::serve(7, 65536));
+    let client = LoadApp {
+        base: LoadOpts {
+            target: SocketAddrV4::new(SERVER_IP, 7),
+            connections,
+            msg: MsgSize::Range(1, 65536),
+            txns_per_conn,
+            duration: Duration::from_secs(60),
+            warmup: Duration::ZERO,
+            rate: None,
+            max_txns: Some(max),
+            seed: 0xa5,
+            close_rst: false,
+        },
+        cores: 1,
+    };
+    let run = run_ring_pair(name, &server, &client, &PairConfig::default()).unwrap();
+    let (s, c) = (&run.cores.server[0], &run.cores.client[0]);
+    eprintln!("{}\n{}", s.report, c.report);
+    let accepted = *s.output.as_ref().unwrap().as_ref().unwrap();
+    // The frames went through the DPDK ports.
+    assert!(run.server_port.ipackets > 0 || run.client_port.ipackets > 0);
+    let report = run.cores.client.into_iter().next().unwrap().output.unwrap();
+    (report, accepted)
+}
+
+#[test]
+fn async_echo_over_dpdk_1000_short_and_1000_persistent_connections_every_byte_verified() {
+    let (r, accepted) = echo_run("mtcp_ae1", 1000, 0, 5000);
+    eprintln!("persistent: {r}");
+    assert_eq!(r.errors.total(), 0, "{r}");
+    assert!(r.transactions >= 5000, "{r}");
+    assert_eq!(accepted, 1000);
+    let (r, accepted) = echo_run("mtcp_ae2", 1000, 1, 2000);
+    eprintln!("short: {r}");
+    assert_eq!(r.errors.total(), 0, "{r}");
+    assert!(
+        r.transactions >= 2000 && r.connections >= r.transactions,
+        "{r}"
+    );
+    assert!(accepted >= 2000);
+}
+
+#[test]
+fn hyper_server_and_client_over_dpdk() {
+    let server = AsyncApp::new(|_| hyper_server::serve(80));
+    let client = AsyncApp::new(|_| {
+        hyper_client::fetch(hyper_client::Fetch {
+            url: format!("http://{SERVER_IP}:80/bytes/50000")
+                .parse()
+                .unwrap(),
+            requests: 500,
+            connections: 8,
+            post: None,
+        })
+    });
+    let run = run_ring_pair("mtcp_ah1", &server, &client, &PairConfig::default()).unwrap();
+    let r = run.cores.client.into_iter().next().unwrap().output.unwrap();
+    assert_eq!((r.ok, r.failed), (500, 0), "{:?}", r.error);
+    assert!(r.last_body == hyper_server::pattern(50_000));
+}
