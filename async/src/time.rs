@@ -1,7 +1,7 @@
 //! Timers: [`sleep`], [`sleep_until`], [`timeout`]. Deadlines wait in a binary heap; the
 //! runtime's loop fires the due ones before each dispatch and bounds the dispatch's wait by
 //! the next deadline, so a timer on an idle core fires as soon as the backend returns
-//! (measured: within 2 ms of the deadline on every backend; see `tests/timers.rs`). A
+//! (`tests/runtime.rs` checks within 2 ms of the deadline over the wire, epoll and io_uring). A
 //! dropped timer leaves its heap entry behind, skipped when it comes up; the heap is rebuilt
 //! when such entries outnumber live timers.
 
