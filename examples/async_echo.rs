@@ -47,24 +47,8 @@ async fn echo(mut stream: TcpStream) {
 fn main() -> ExitCode {
     let args = Args::parse();
     let (port, backlog) = (args.port, args.backlog);
-    let cores = match megatcp_async::run(&args.backend, |_core| serve(port, backlog)) {
-        Ok(cores) => cores,
-        Err(e) => {
-            eprintln!("async-echo: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut code = ExitCode::SUCCESS;
-    for c in cores {
-        eprintln!("{}", c.report);
-        match c.output {
-            Some(Ok(n)) => eprintln!("core {}: accepted {n}", c.index),
-            Some(Err(e)) => {
-                eprintln!("core {}: {e}", c.index);
-                code = ExitCode::from(1);
-            }
-            None => code = ExitCode::from(1),
-        }
-    }
-    code
+    megatcp_examples::server_exit(
+        "async-echo",
+        megatcp_async::run(&args.backend, |_core| serve(port, backlog)),
+    )
 }

@@ -146,24 +146,8 @@ fn main() -> ExitCode {
         "hyper-server: {:?} on port {port}, cores {:?}",
         args.backend.backend, args.backend.cores.0
     );
-    let cores = match megatcp_async::run(&args.backend, |_core| serve(port)) {
-        Ok(cores) => cores,
-        Err(e) => {
-            eprintln!("hyper-server: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut code = ExitCode::SUCCESS;
-    for c in cores {
-        eprintln!("{}", c.report);
-        match c.output {
-            Some(Ok(n)) => eprintln!("core {}: accepted {n}", c.index),
-            Some(Err(e)) => {
-                eprintln!("core {}: {e}", c.index);
-                code = ExitCode::from(1);
-            }
-            None => code = ExitCode::from(1),
-        }
-    }
-    code
+    megatcp_examples::server_exit(
+        "hyper-server",
+        megatcp_async::run(&args.backend, |_core| serve(port)),
+    )
 }

@@ -15,3 +15,36 @@
 #[cfg(doctest)]
 #[doc = include_str!("../PORTING.md")]
 pub struct PortingGuide;
+
+use std::process::ExitCode;
+
+use megatcp_launch::{CoreOutcome, LaunchError};
+
+/// The end of a server binary: prints (on stderr, prefixed with `name`) why the runtime did
+/// not start, or each core's counters and the connections it accepted; the exit code: 2
+/// when it did not start, 1 when a core failed or did not return, else success.
+pub fn server_exit(
+    name: &str,
+    cores: Result<Vec<CoreOutcome<std::io::Result<u64>>>, LaunchError>,
+) -> ExitCode {
+    let cores = match cores {
+        Ok(cores) => cores,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut code = ExitCode::SUCCESS;
+    for c in cores {
+        eprintln!("{}", c.report);
+        match c.output {
+            Some(Ok(n)) => eprintln!("core {}: accepted {n}", c.index),
+            Some(Err(e)) => {
+                eprintln!("{name}: core {}: {e}", c.index);
+                code = ExitCode::from(1);
+            }
+            None => code = ExitCode::from(1),
+        }
+    }
+    code
+}

@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use megatcp_test_support::Proc;
-use megatcp_test_support::testbed::{self, Testbed};
+use megatcp_test_support::testbed;
 
 const ECHO: &str = env!("CARGO_BIN_EXE_async-echo");
 const SERVER: &str = env!("CARGO_BIN_EXE_hyper-server");
@@ -23,19 +23,6 @@ const CLIENT: &str = env!("CARGO_BIN_EXE_hyper-client");
 const STACK: &str = "10.77.0.10";
 const SERVER_KERNEL: &str = "10.77.0.1";
 const IN_CLIENT: [&str; 4] = ["ip", "netns", "exec", "megatcp-cli"];
-
-/// The testbed, fresh, for as long as the value lives; `None` (the test returns) when not
-/// root or when the test ran under the lock in a child process.
-fn fresh_testbed(name: &str) -> Option<Testbed> {
-    if !megatcp_test_support::is_root() {
-        eprintln!("note: not root: the AF_XDP tests need network namespaces; skipped");
-        return None;
-    }
-    if !testbed::hold_lock(name) {
-        return None;
-    }
-    Some(Testbed::up())
-}
 
 /// `bin ARGS` over AF_XDP on the server side of the testbed.
 fn afxdp_server(bin: &str, args: &[&str]) -> Proc {
@@ -78,7 +65,7 @@ fn load(extra: &[&str]) -> Result<serde_json::Value, String> {
 #[test]
 fn async_echo_over_afxdp_passes_the_echo_load_short_and_persistent() {
     let Some(_bed) =
-        fresh_testbed("async_echo_over_afxdp_passes_the_echo_load_short_and_persistent")
+        testbed::fresh("async_echo_over_afxdp_passes_the_echo_load_short_and_persistent")
     else {
         return;
     };
@@ -141,7 +128,7 @@ fn async_echo_over_afxdp_passes_the_echo_load_short_and_persistent() {
 
 #[test]
 fn hyper_server_over_afxdp_answers_curl_and_wrk() {
-    let Some(_bed) = fresh_testbed("hyper_server_over_afxdp_answers_curl_and_wrk") else {
+    let Some(_bed) = testbed::fresh("hyper_server_over_afxdp_answers_curl_and_wrk") else {
         return;
     };
     let server = afxdp_server(SERVER, &["--port", "80"]);
@@ -235,7 +222,8 @@ fn fetch(url: &str, requests: &str, connections: &str, out: &Path) -> (serde_jso
 
 #[test]
 fn hyper_client_over_afxdp_fetches_from_nginx_on_the_kernel_side() {
-    let Some(_bed) = fresh_testbed("hyper_client_over_afxdp_fetches_from_nginx_on_the_kernel_side")
+    let Some(_bed) =
+        testbed::fresh("hyper_client_over_afxdp_fetches_from_nginx_on_the_kernel_side")
     else {
         return;
     };

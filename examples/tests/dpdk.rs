@@ -1,7 +1,8 @@
 //! The async runtime on the DPDK backend (feature `dpdk`), two megatcp stacks over a
 //! `rte_eth_from_rings` port pair in one process: the async echo under the byte-verifying
-//! load of apps/echo (1,000 short and 1,000 persistent connections), and hyper's server and
-//! client talking to each other.
+//! load of apps/echo (1,000 short and 1,000 persistent connections), hyper's server and
+//! client talking to each other, and timeouts on reads that never complete (within 2 ms of
+//! their deadline; the cancelled reads lose nothing).
 #![cfg(feature = "dpdk")]
 #![allow(clippy::unwrap_used)]
 
@@ -16,12 +17,13 @@ mod hyper_client;
 mod hyper_server;
 
 use std::net::SocketAddrV4;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use megatcp_async::AsyncApp;
+use megatcp_async::{AsyncApp, TcpStream, timeout};
 use megatcp_echo::{LoadApp, LoadOpts, LoadReport, MsgSize};
 use megatcp_launch::dpdk::run_ring_pair;
 use megatcp_launch::pair::{PairConfig, SERVER_IP};
+use megatcp_test_support::IdleCheck;
 
 /// The async echo and the load over a fresh ring pair `name`: the load's report and the
 /// connections the server accepted.
@@ -86,4 +88,54 @@ fn hyper_server_and_client_over_dpdk() {
     let r = run.cores.client.into_iter().next().unwrap().output.unwrap();
     assert_eq!((r.ok, r.failed), (500, 0), "{:?}", r.error);
     assert!(r.last_body == hyper_server::pattern(50_000));
+}
+
+#[test]
+fn a_timeout_on_a_read_that_never_completes_fires_within_2ms_of_its_deadline_over_dpdk() {
+    let server = AsyncApp::new(|_| async_echo::serve(7, 64)).grace(Duration::from_millis(100));
+    let client = AsyncApp::new(|_| async {
+        let mut s = TcpStream::connect(SocketAddrV4::new(SERVER_IP, 7))
+            .await
+            .unwrap();
+        let mut buf = [0u8; 16];
+        let (mut late, mut busy) = (Vec::new(), 0);
+        while late.len() < 10 && busy < 400 {
+            let idle = IdleCheck::start();
+            let deadline = Instant::now() + Duration::from_millis(25);
+            let r = timeout(Duration::from_millis(25), s.read(&mut buf)).await;
+            let l = Instant::now() - deadline;
+            assert!(r.is_err(), "nothing was sent: the read cannot complete");
+            // A sample counts when the thread was kept off its CPU by other processes for
+            // at most 1 ms in all meanwhile (the machine is shared); it must still end within
+            // the whole 2 ms of its deadline.
+            if idle.was_idle(Duration::from_millis(1)) {
+                late.push(l);
+            } else {
+                busy += 1;
+            }
+        }
+        // The cancelled reads lost nothing and misrouted nothing: the echo comes whole.
+        s.write_all(b"0123456789").await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < 10 {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "EOF after {got:?}");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"0123456789");
+        late.sort();
+        (late, busy)
+    })
+    .grace(Duration::from_millis(100));
+    let run = run_ring_pair("mtcp_at1", &server, &client, &PairConfig::default()).unwrap();
+    let (late, busy) = run.cores.client.into_iter().next().unwrap().output.unwrap();
+    eprintln!(
+        "dpdk: timer lateness on an idle core {late:?} ({busy} samples on a busy core set aside)"
+    );
+    assert_eq!(late.len(), 10, "the machine was too busy to measure");
+    let worst = late[late.len() - 1];
+    assert!(
+        worst <= Duration::from_millis(2),
+        "a timeout fired {worst:?} after its deadline"
+    );
 }

@@ -354,19 +354,6 @@ fn linux_kernel_client_against_the_afxdp_server() {
     assert!(steered > 0, "no frame was steered: {text}");
 }
 
-/// The testbed, fresh, for as long as the value lives; `None` (the test returns) when not
-/// root or when the test ran under the lock in a child process.
-fn fresh_testbed(name: &str) -> Option<Testbed> {
-    if !megatcp_test_support::is_root() {
-        eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
-        return None;
-    }
-    if !testbed::hold_lock(name) {
-        return None;
-    }
-    Some(Testbed::up())
-}
-
 /// The `megatcp-bench` built next to this test's `megatcp-echo` (`cargo test --workspace`
 /// builds both, as `scripts/test` does).
 fn bench_bin() -> PathBuf {
@@ -538,7 +525,7 @@ fn stop_in_pid_namespace(server: Proc) -> std::process::ExitStatus {
 #[test]
 fn interop_timestamps_both_ways_isns_and_tsvals_differ_across_restarts() {
     let Some(_testbed) =
-        fresh_testbed("interop_timestamps_both_ways_isns_and_tsvals_differ_across_restarts")
+        testbed::fresh("interop_timestamps_both_ways_isns_and_tsvals_differ_across_restarts")
     else {
         return;
     };
@@ -744,7 +731,7 @@ fn kernel_time_wait(ns: &str) -> usize {
 #[test]
 fn interop_linux_client_fin_closes_to_an_afxdp_server_that_closes_first() {
     let Some(_testbed) =
-        fresh_testbed("interop_linux_client_fin_closes_to_an_afxdp_server_that_closes_first")
+        testbed::fresh("interop_linux_client_fin_closes_to_an_afxdp_server_that_closes_first")
     else {
         return;
     };
@@ -794,7 +781,7 @@ fn interop_linux_client_fin_closes_to_an_afxdp_server_that_closes_first() {
 
 #[test]
 fn interop_afxdp_client_fin_closes_to_a_linux_server() {
-    let Some(_testbed) = fresh_testbed("interop_afxdp_client_fin_closes_to_a_linux_server") else {
+    let Some(_testbed) = testbed::fresh("interop_afxdp_client_fin_closes_to_a_linux_server") else {
         return;
     };
     let server = kernel_echo_server();
@@ -831,7 +818,7 @@ fn interop_afxdp_client_fin_closes_to_a_linux_server() {
 
 #[test]
 fn interop_linux_client_served_under_a_syn_flood() {
-    let Some(_testbed) = fresh_testbed("interop_linux_client_served_under_a_syn_flood") else {
+    let Some(_testbed) = testbed::fresh("interop_linux_client_served_under_a_syn_flood") else {
         return;
     };
     let log = std::env::temp_dir().join(format!("megatcp-flood-{}.log", std::process::id()));
