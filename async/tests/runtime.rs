@@ -71,7 +71,12 @@ where
                 .grace(grace);
             std::thread::scope(|s| {
                 let server = s.spawn(|| server_run.run(&server));
-                std::thread::sleep(Duration::from_millis(100));
+                // The client starts once the server listens (or after 10 s: a test that
+                // binds late, or never, waits in its own way).
+                let end = Instant::now() + Duration::from_secs(10);
+                while !kernel_listens(port) && Instant::now() < end {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
                 let out = Launch::new(&client_args)
                     .pin(false)
                     .handle_signals(false)
@@ -82,6 +87,18 @@ where
             })
         }
     }
+}
+
+/// Whether a kernel socket listens on TCP `port` (from `/proc/net/tcp`: no connection is
+/// made, so the server sees none).
+fn kernel_listens(port: u16) -> bool {
+    let local = format!(":{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp").is_ok_and(|t| {
+        t.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(&local) && f[3] == "0A"
+        })
+    })
 }
 
 /// A server that accepts and, per connection, answers each line `N` with N bytes of
@@ -188,16 +205,17 @@ fn cancelled_reads_lose_nothing_and_a_dropped_streams_completion_never_reaches_t
                 // ended by the close) must not reach B.
                 let mut b = TcpStream::connect(target).await.unwrap();
                 let mut c = TcpStream::connect(target).await.unwrap();
-                // Both answers are slow: each read is cancelled twice before it completes.
-                b.write_all(b"200\n").await.unwrap();
-                c.write_all(b"200\n").await.unwrap();
+                // Both answers are slow (1 s: a loaded machine may stall the client for a
+                // while): each read is cancelled twice before it completes.
+                b.write_all(b"1000\n").await.unwrap();
+                c.write_all(b"1000\n").await.unwrap();
                 for _ in 0..2 {
                     let r = timeout(Duration::from_millis(10), b.read(&mut [0; 8])).await;
                     assert!(r.is_err());
                     let r = timeout(Duration::from_millis(10), c.recv()).await;
                     assert!(r.is_err());
                 }
-                let (rb, rc) = (read_n(&mut b, 200).await, read_n(&mut c, 200).await);
+                let (rb, rc) = (read_n(&mut b, 1000).await, read_n(&mut c, 1000).await);
                 // Let the stale completion come in.
                 sleep(Duration::from_millis(50)).await;
                 (stats().stale_completions, rb, rc)
@@ -205,8 +223,8 @@ fn cancelled_reads_lose_nothing_and_a_dropped_streams_completion_never_reaches_t
         );
         assert!(stale >= 1, "{path:?}: A's read never came back");
         // B and C were the second and third connections: tags b and c, whole.
-        assert_eq!(b, vec![b'b'; 200], "{path:?}");
-        assert_eq!(c, vec![b'c'; 200], "{path:?}");
+        assert_eq!(b, vec![b'b'; 1000], "{path:?}");
+        assert_eq!(c, vec![b'c'; 1000], "{path:?}");
     }
 }
 
