@@ -9,18 +9,17 @@
 #[allow(dead_code, unreachable_pub)]
 #[path = "../async_echo.rs"]
 mod async_echo;
+mod common;
 #[allow(dead_code, unreachable_pub)]
 #[path = "../hyper_client.rs"]
 mod hyper_client;
-#[allow(dead_code, unreachable_pub)]
-#[path = "../hyper_server.rs"]
-mod hyper_server;
 
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
+use common::{echo_load_opts, hyper_server};
 use megatcp_async::{AsyncApp, TcpStream, timeout};
-use megatcp_echo::{LoadApp, LoadOpts, LoadReport, MsgSize};
+use megatcp_echo::{LoadApp, LoadReport};
 use megatcp_launch::dpdk::run_ring_pair;
 use megatcp_launch::pair::{PairConfig, SERVER_IP};
 use megatcp_test_support::IdleCheck;
@@ -30,18 +29,12 @@ use megatcp_test_support::IdleCheck;
 fn echo_run(name: &str, connections: usize, txns_per_conn: u64, max: u64) -> (LoadReport, u64) {
     let server = AsyncApp::new(|_| async_echo::serve(7, 65536));
     let client = LoadApp {
-        base: LoadOpts {
-            target: SocketAddrV4::new(SERVER_IP, 7),
+        base: echo_load_opts(
+            SocketAddrV4::new(SERVER_IP, 7),
             connections,
-            msg: MsgSize::Range(1, 65536),
             txns_per_conn,
-            duration: Duration::from_secs(60),
-            warmup: Duration::ZERO,
-            rate: None,
-            max_txns: Some(max),
-            seed: 0xa5,
-            close_rst: false,
-        },
+            max,
+        ),
         cores: 1,
     };
     let run = run_ring_pair(name, &server, &client, &PairConfig::default()).unwrap();

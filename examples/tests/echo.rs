@@ -8,38 +8,25 @@
 #[allow(dead_code, unreachable_pub)]
 #[path = "../async_echo.rs"]
 mod async_echo;
+mod common;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::echo_load_opts;
 use megatcp_async::AsyncApp;
-use megatcp_echo::{LoadApp, LoadOpts, LoadReport, MsgSize};
+use megatcp_echo::{LoadApp, LoadReport};
 use megatcp_launch::BackendKind::{self, Epoll, Uring};
 use megatcp_launch::pair::{PairConfig, SERVER_IP, run_pair};
 use megatcp_launch::{BackendArgs, Cores, Launch, UringConfig};
 use megatcp_test_support::free_port;
 
-fn opts(target: SocketAddrV4, connections: usize, txns_per_conn: u64, max: u64) -> LoadOpts {
-    LoadOpts {
-        target,
-        connections,
-        msg: MsgSize::Range(1, 65536),
-        txns_per_conn,
-        duration: Duration::from_secs(60),
-        warmup: Duration::ZERO,
-        rate: None,
-        max_txns: Some(max),
-        seed: 11,
-        close_rst: false,
-    }
-}
-
 /// The async echo on core 0 and the load on core 1, over the in-memory wire.
 fn over_the_wire(connections: usize, txns_per_conn: u64, max: u64) -> (LoadReport, u64) {
     let server = AsyncApp::new(|_| async_echo::serve(7, 65536));
     let client = LoadApp {
-        base: opts(
+        base: echo_load_opts(
             SocketAddrV4::new(SERVER_IP, 7),
             connections,
             txns_per_conn,
@@ -84,7 +71,7 @@ fn over_the_kernel(
         std::thread::sleep(Duration::from_millis(200));
         let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, port);
         let client = launch(&client_args).run(&LoadApp {
-            base: opts(target, connections, txns_per_conn, max),
+            base: echo_load_opts(target, connections, txns_per_conn, max),
             cores: 1,
         });
         stop.store(true, Ordering::Relaxed);

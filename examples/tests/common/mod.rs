@@ -5,8 +5,34 @@
 #[path = "../../hyper_server.rs"]
 pub mod hyper_server;
 
+use std::net::SocketAddrV4;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use megatcp_echo::{LoadOpts, MsgSize};
+
+/// The echo load of the async echo's tests: `connections` at a time, `txns_per_conn`
+/// transactions each (0: persistent), messages of 1 B to 64 KiB, every byte verified, until
+/// `max` transactions (at most 60 s).
+pub fn echo_load_opts(
+    target: SocketAddrV4,
+    connections: usize,
+    txns_per_conn: u64,
+    max: u64,
+) -> LoadOpts {
+    LoadOpts {
+        target,
+        connections,
+        msg: MsgSize::Range(1, 65536),
+        txns_per_conn,
+        duration: Duration::from_secs(60),
+        warmup: Duration::ZERO,
+        rate: None,
+        max_txns: Some(max),
+        seed: 11,
+        close_rst: false,
+    }
+}
 
 /// Whether `tool` is installed; when it is not, a test that needs it is skipped (a note), or
 /// fails as root (`scripts/install-deps` installs it, so it must be there).
