@@ -6,21 +6,56 @@
 //! transmit frame; `tx_flush` submits the batch and kicks the kernel when it asks for it
 //! (`XDP_USE_NEED_WAKEUP`); completed transmit frames are reclaimed in batches.
 //!
-//! Copy mode on veth (zero-copy needs driver support: i40e, ice, mlx5, ixgbe). The XDP
-//! program is libxdp's default, loaded when the socket is created and removed when the last
-//! socket on the interface goes.
+//! The XDP program is megatcp's own ([`program`]): a queue's socket gets only the frames for
+//! the stack's address (and ARP for it), the kernel keeps the rest, so the host's own
+//! addresses on the NIC keep working; several megatcp processes share it, each on its own
+//! queues. Zero-copy where the driver has it (i40e, ice, mlx5, ixgbe; not veth), copy mode
+//! otherwise ([`ZeroCopy`]). UMEM frames are 4 KiB (the kernel takes no larger ones): an MTU
+//! up to 3,826 bytes fits one; a larger one (jumbo frames, up to 9,000) binds the socket
+//! with multi-buffer (`XDP_USE_SG`): a frame arrives in several buffers, gathered into one
+//! before the stack sees it, and leaves in several.
 
 use std::io::Write;
 use std::num::NonZeroU32;
 
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
 
 use xsk_rs::config::{
-    BindFlags, FrameSize, Interface, QueueSize, SocketConfig, UmemConfig, XdpFlags,
+    BindFlags, FrameSize, Interface, LibxdpFlags, QueueSize, SocketConfig, UmemConfig,
 };
 use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 
-use crate::{Capabilities, ChecksumOffloads, NicQueue, QueueStats, RxFrame, TxError};
+use crate::{Capabilities, ChecksumOffloads, NicQueue, QueueStats, RssInfo, RxFrame, TxError};
+
+pub mod program;
+
+pub use program::{Mode, Program, ProgramError, Steering};
+
+/// Whether the socket runs in zero-copy mode (the NIC writes into the UMEM).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZeroCopy {
+    /// Zero-copy when the driver offers it, else copy mode.
+    #[default]
+    Auto,
+    /// Zero-copy or fail.
+    On,
+    /// Copy mode.
+    Off,
+}
+
+impl std::str::FromStr for ZeroCopy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(ZeroCopy::Auto),
+            "on" => Ok(ZeroCopy::On),
+            "off" => Ok(ZeroCopy::Off),
+            _ => Err(format!("{s:?}: want auto, on or off")),
+        }
+    }
+}
 
 /// How to open an AF_XDP queue.
 #[derive(Debug, Clone)]
@@ -31,19 +66,27 @@ pub struct AfXdpConfig {
     pub queue: u32,
     /// Frames in the UMEM (half receive, half transmit); a power of two.
     pub frames: u32,
-    /// Try hugepages for the UMEM first (falls back to normal pages with a warning).
+    /// Try hugepages for the UMEM first (falls back to normal pages with a warning, except
+    /// for jumbo frames, which need them).
     pub hugepages: bool,
-    /// IP MTU of the interface.
+    /// IP MTU of the stack (at most the interface's).
     pub mtu: usize,
-    /// Queues the interface has (for the capabilities).
+    /// Receive queues the interface has (for the capabilities).
     pub queues: u16,
+    /// The interface's RSS key and table, when the kernel exposes them.
+    pub rss: Option<RssInfo>,
     /// Ask the kernel to busy-poll the socket (`SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`,
     /// `SO_BUSY_POLL_BUDGET`); drivers without NAPI busy polling ignore it.
     pub busy_poll: bool,
+    /// What the XDP program hands this queue's socket.
+    pub steering: Steering,
+    /// Zero-copy or copy mode.
+    pub zero_copy: ZeroCopy,
 }
 
 impl AfXdpConfig {
-    /// Queue `queue` of `iface`, with defaults (8192 frames, hugepages tried, MTU 1500).
+    /// Queue `queue` of `iface`, with defaults (8192 frames, hugepages tried, MTU 1500,
+    /// every frame to the socket, zero-copy when offered).
     pub fn new(iface: &str, queue: u32) -> Self {
         Self {
             iface: iface.to_string(),
@@ -52,10 +95,25 @@ impl AfXdpConfig {
             hugepages: true,
             mtu: 1500,
             queues: 1,
+            rss: None,
             busy_poll: true,
+            steering: Steering::All,
+            zero_copy: ZeroCopy::Auto,
         }
     }
 }
+
+/// UMEM frame size (the kernel's largest chunk: one page).
+const FRAME: u32 = 4096;
+/// Data one UMEM frame holds: the kernel keeps 256 bytes of headroom
+/// (`XDP_PACKET_HEADROOM`) in each.
+const SEGMENT: usize = FRAME as usize - 256;
+/// Descriptor option: more buffers of this frame follow (`XDP_PKT_CONTD`, linux/if_xdp.h).
+const XDP_PKT_CONTD: u32 = 1;
+
+/// Largest IP MTU whose frames fit one UMEM frame; above it frames take several buffers
+/// (multi-buffer AF_XDP, `XDP_USE_SG`).
+pub const SINGLE_BUFFER_MTU: usize = SEGMENT - crate::ETHERNET_HEADER_LEN;
 
 /// Why an AF_XDP queue could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +124,9 @@ pub enum AfXdpError {
     /// The UMEM could not be created.
     #[error("cannot create the UMEM: {0}")]
     Umem(String),
+    /// The XDP program could not be attached or used.
+    #[error(transparent)]
+    Program(#[from] ProgramError),
     /// The socket could not be created or bound.
     #[error("cannot open AF_XDP socket on {iface} queue {queue}: {reason}")]
     Socket {
@@ -100,6 +161,14 @@ pub struct AfXdpQueue {
     stats: QueueStats,
     /// Where `tx_frame`'s caller writes the frame before it is copied into the UMEM.
     tx_scratch: Vec<u8>,
+    /// What to tell the user when received frames fail their checksum.
+    checksum_hint: Option<String>,
+    /// The buffers of a frame received in several (multi-buffer), gathered so far.
+    rx_partial: Vec<u8>,
+    /// The frame being gathered is too long: its buffers are dropped until its last.
+    rx_skip: bool,
+    /// The XDP program (dropped after the socket: the field order matters).
+    program: Arc<Program>,
 }
 
 impl AfXdpQueue {
@@ -113,16 +182,20 @@ impl AfXdpQueue {
                     cfg.frames
                 ))
             })?;
+        if !(576..=9000).contains(&cfg.mtu) {
+            return Err(AfXdpError::Config(format!(
+                "MTU {} out of range (576..=9000)",
+                cfg.mtu
+            )));
+        }
+        let jumbo = cfg.mtu > SINGLE_BUFFER_MTU;
+        let config = |e: &dyn std::fmt::Display| AfXdpError::Config(e.to_string());
         let umem_cfg = UmemConfig::builder()
-            .frame_size(FrameSize::new(4096).map_err(|e| AfXdpError::Config(e.to_string()))?)
-            .fill_queue_size(
-                QueueSize::new(cfg.frames / 2).map_err(|e| AfXdpError::Config(e.to_string()))?,
-            )
-            .comp_queue_size(
-                QueueSize::new(cfg.frames / 2).map_err(|e| AfXdpError::Config(e.to_string()))?,
-            )
+            .frame_size(FrameSize::new(FRAME).map_err(|e| config(&e))?)
+            .fill_queue_size(QueueSize::new(cfg.frames / 2).map_err(|e| config(&e))?)
+            .comp_queue_size(QueueSize::new(cfg.frames / 2).map_err(|e| config(&e))?)
             .build()
-            .map_err(|e| AfXdpError::Config(e.to_string()))?;
+            .map_err(|e| config(&e))?;
         let (umem, mut descs) = match Umem::new(umem_cfg, frames, cfg.hugepages) {
             Ok(x) => x,
             Err(e) if cfg.hugepages => {
@@ -131,7 +204,7 @@ impl AfXdpQueue {
             }
             Err(e) => return Err(AfXdpError::Umem(e.to_string())),
         };
-        let ring = QueueSize::new(cfg.frames / 2).map_err(|e| AfXdpError::Config(e.to_string()))?;
+        let ring = QueueSize::new(cfg.frames / 2).map_err(|e| config(&e))?;
         let iface: Interface = cfg
             .iface
             .parse()
@@ -141,45 +214,56 @@ impl AfXdpQueue {
             queue: cfg.queue,
             reason,
         };
-        // Sockets of one process are created one at a time: the first loads the XDP program,
-        // the next ones find it and join its socket map (racing, both would try to attach).
-        static OPEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-        let mut opened = OPEN
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let first_on_iface = !opened.contains(&cfg.iface);
-        if first_on_iface {
-            replace_stale_program(&cfg.iface).map_err(sock_err)?;
-        }
-        // Native (driver) XDP first; generic (skb) mode if the driver has none. A queue that
-        // a process just released may still be bound while the kernel tears its socket down
-        // (EBUSY): retry for a bounded time.
-        let mut native_error = String::new();
+        let program = Program::on(&cfg.iface)?;
+        let multi_buffer = if jumbo {
+            BindFlags::XDP_USE_SG
+        } else {
+            BindFlags::empty()
+        };
+        let bind_flags = BindFlags::XDP_USE_NEED_WAKEUP
+            | multi_buffer
+            | match cfg.zero_copy {
+                ZeroCopy::Auto => BindFlags::empty(),
+                ZeroCopy::On => BindFlags::XDP_ZEROCOPY,
+                ZeroCopy::Off => BindFlags::XDP_COPY,
+            };
+        let sock_cfg = SocketConfig::builder()
+            .rx_queue_size(ring)
+            .tx_queue_size(ring)
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .bind_flags(bind_flags)
+            .build();
+        // A queue that a process just released may still be bound while the kernel tears its
+        // socket down (EBUSY): retry for a bounded time.
         let mut warned = false;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-        let (generic, created) = 'attempts: loop {
-            let mut last = String::new();
-            for (skb, xdp) in [
-                (false, XdpFlags::XDP_FLAGS_DRV_MODE),
-                (true, XdpFlags::XDP_FLAGS_SKB_MODE),
-            ] {
-                let sock_cfg = SocketConfig::builder()
-                    .rx_queue_size(ring)
-                    .tx_queue_size(ring)
-                    .xdp_flags(xdp)
-                    .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP)
-                    .build();
-                // SAFETY: this UMEM is not shared: the socket is the only one created on it,
-                // so the double-free hazard of shared UMEMs (xsk-rs `Socket::new` docs) does
-                // not apply.
-                match unsafe { Socket::new(sock_cfg, &umem, &iface, cfg.queue) } {
-                    Ok(s) => break 'attempts (skb, s),
-                    Err(e) if !skb => native_error = e.to_string(),
-                    Err(e) => last = e.to_string(),
-                }
+        let (tx, rx, fq_cq) = loop {
+            // SAFETY: this UMEM is not shared: the socket is the only one created on it,
+            // so the double-free hazard of shared UMEMs (xsk-rs `Socket::new` docs) does
+            // not apply.
+            let last = match unsafe { Socket::new(sock_cfg, &umem, &iface, cfg.queue) } {
+                Ok(s) => break s,
+                Err(e) => e.to_string(),
+            };
+            if jumbo && std::time::Instant::now() >= deadline {
+                return Err(sock_err(format!(
+                    "{last}: MTU {} takes several buffers per frame (multi-buffer AF_XDP, \
+                     Linux 6.6 and a driver that has it); use --mtu {SINGLE_BUFFER_MTU} or less",
+                    cfg.mtu
+                )));
+            }
+            if cfg.zero_copy == ZeroCopy::On {
+                return Err(sock_err(format!(
+                    "{last}: the driver refuses zero-copy (veth and generic XDP have none): \
+                     use --zero-copy auto or off"
+                )));
             }
             if std::time::Instant::now() >= deadline {
-                return Err(sock_err(format!("{last} (native XDP: {native_error})")));
+                return Err(sock_err(format!(
+                    "{last} (is another process using queue {} of {}? each megatcp \
+                     process needs queues of its own: --queues)",
+                    cfg.queue, cfg.iface
+                )));
             }
             if !warned {
                 warned = true;
@@ -190,26 +274,31 @@ impl AfXdpQueue {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         };
-        if generic {
-            eprintln!(
-                "megatcp: native XDP unavailable on {} ({native_error}); using generic mode, \
-                 which puts every packet on queue 0",
-                cfg.iface
-            );
-        }
-        let (tx, rx, fq_cq) = created;
-        opened.push(cfg.iface.clone());
-        drop(opened);
+        program.bind(cfg.queue, rx.fd().as_raw_fd(), &cfg.steering)?;
         let zero_copy = zero_copy(rx.fd().as_raw_fd());
         let busy = cfg.busy_poll && set_busy_poll(rx.fd().as_raw_fd());
+        let generic = program.mode() == Mode::Generic;
         eprintln!(
-            "megatcp: AF_XDP on {} queue {}: {} XDP, {} mode{}",
+            "megatcp: AF_XDP on {} queue {}: {} XDP ({}), {} mode{}{}",
             cfg.iface,
             cfg.queue,
             if generic { "generic" } else { "native" },
+            cfg.steering,
             if zero_copy { "zero-copy" } else { "copy" },
-            if busy { ", busy polling" } else { "" }
+            if busy { ", busy polling" } else { "" },
+            if jumbo {
+                format!(", multi-buffer frames for MTU {}", cfg.mtu)
+            } else {
+                String::new()
+            }
         );
+        if generic && cfg.queue == 0 {
+            eprintln!(
+                "megatcp: native XDP unavailable on {}; generic mode puts every packet on \
+                 queue 0",
+                cfg.iface
+            );
+        }
         let (fq, cq) = fq_cq.ok_or_else(|| sock_err("no fill/completion queue".into()))?;
         let tx_free = descs.split_off(descs.len() / 2);
         let n = descs.len();
@@ -228,11 +317,15 @@ impl AfXdpQueue {
                 mtu: cfg.mtu,
                 checksum: ChecksumOffloads::default(),
                 queues: cfg.queues,
-                rss: None,
+                rss: cfg.rss.clone(),
             },
             queue: cfg.queue as u16,
             stats: QueueStats::default(),
             tx_scratch: vec![0; cfg.mtu + crate::ETHERNET_HEADER_LEN],
+            checksum_hint: checksum_hint(&cfg.iface),
+            rx_partial: Vec::new(),
+            rx_skip: false,
+            program,
         };
         q.refill();
         Ok(q)
@@ -293,6 +386,8 @@ impl Drop for AfXdpQueue {
     /// Lets the kernel send what was queued (the last RSTs and FINs of a process that
     /// exits), for at most 100 ms.
     fn drop(&mut self) {
+        // Frames for this queue go to the kernel from now on.
+        self.program.unbind(u32::from(self.queue));
         if !self.tx_batch.is_empty() {
             self.tx_flush();
         }
@@ -319,56 +414,94 @@ impl NicQueue for AfXdpQueue {
         // SAFETY: the RX ring only hands out frames of this UMEM that the kernel filled; we
         // own them until we give them back to the fill ring.
         let n = unsafe { self.rx.consume(&mut self.scratch[..want]) };
+        let mut frames = 0;
         for i in 0..n {
             let desc = self.scratch[i];
             // SAFETY: `desc` came from the RX ring just now: the kernel is done writing it
             // and nothing else reads or writes it until it is refilled below.
             let data = unsafe { self.umem.data(&desc) };
             let bytes = data.contents();
-            self.stats.rx_frames += 1;
-            self.stats.rx_bytes += bytes.len() as u64;
-            sink(RxFrame {
-                data: bytes,
-                rss_hash: None,
-            });
+            let more = desc.options() & XDP_PKT_CONTD != 0;
+            if !more && self.rx_partial.is_empty() && !self.rx_skip {
+                // One buffer, one frame: lent straight out of the UMEM.
+                self.stats.rx_frames += 1;
+                self.stats.rx_bytes += bytes.len() as u64;
+                frames += 1;
+                sink(RxFrame {
+                    data: bytes,
+                    rss_hash: None,
+                });
+            } else {
+                // A frame in several buffers (multi-buffer, jumbo frames): gathered.
+                if self.rx_partial.len() + bytes.len() > self.caps.max_frame_len() {
+                    self.rx_skip = true;
+                }
+                if !self.rx_skip {
+                    self.rx_partial.extend_from_slice(bytes);
+                }
+                if !more {
+                    if self.rx_skip {
+                        self.stats.dropped += 1;
+                    } else {
+                        self.stats.rx_frames += 1;
+                        self.stats.rx_bytes += self.rx_partial.len() as u64;
+                        frames += 1;
+                        sink(RxFrame {
+                            data: &self.rx_partial,
+                            rss_hash: None,
+                        });
+                    }
+                    self.rx_partial.clear();
+                    self.rx_skip = false;
+                }
+            }
             self.rx_free.push(desc);
         }
         if n > 0 {
             self.refill();
         }
-        n
+        frames
     }
 
     fn tx_frame(&mut self, fill: &mut dyn FnMut(&mut [u8]) -> usize) -> Result<(), TxError> {
-        if self.tx_free.is_empty() {
+        // A frame takes one UMEM frame, or several with multi-buffer (jumbo frames).
+        let need = self.tx_scratch.len().div_ceil(SEGMENT);
+        if self.tx_free.len() < need {
             self.reclaim();
         }
-        let Some(mut desc) = self.tx_free.pop() else {
+        if self.tx_free.len() < need {
             self.stats.tx_full += 1;
             return Err(TxError::Full);
-        };
+        }
         let max = self.tx_scratch.len();
         let len = fill(&mut self.tx_scratch);
-        if len == 0 || len > max {
-            self.tx_free.push(desc);
-            return if len == 0 {
-                Ok(())
-            } else {
-                Err(TxError::TooLong { len, max })
-            };
+        if len == 0 {
+            return Ok(());
         }
-        // SAFETY: `desc` is a free transmit frame of this UMEM: not in any ring, owned by us.
-        let mut data = unsafe { self.umem.data_mut(&mut desc) };
-        let mut cur = data.cursor();
-        // Frames are reused: restart at the beginning (the length is what we write).
-        cur.set_pos(0);
-        if cur.write_all(&self.tx_scratch[..len]).is_err() {
-            self.tx_free.push(desc);
+        if len > max {
             return Err(TxError::TooLong { len, max });
+        }
+        let segments = len.div_ceil(SEGMENT);
+        for (i, chunk) in self.tx_scratch[..len].chunks(SEGMENT).enumerate() {
+            let Some(mut desc) = self.tx_free.pop() else {
+                // Counted above: cannot happen.
+                return Err(TxError::Full);
+            };
+            desc.set_options(if i + 1 < segments { XDP_PKT_CONTD } else { 0 });
+            // SAFETY: `desc` is a free transmit frame of this UMEM: not in any ring, owned
+            // by us.
+            let mut data = unsafe { self.umem.data_mut(&mut desc) };
+            let mut cur = data.cursor();
+            // Frames are reused: restart at the beginning (the length is what we write).
+            cur.set_pos(0);
+            if cur.write_all(chunk).is_err() {
+                self.tx_free.push(desc);
+                return Err(TxError::TooLong { len, max });
+            }
+            self.tx_batch.push(desc);
         }
         self.stats.tx_frames += 1;
         self.stats.tx_bytes += len as u64;
-        self.tx_batch.push(desc);
         Ok(())
     }
 
@@ -388,40 +521,23 @@ impl NicQueue for AfXdpQueue {
     fn stats(&self) -> QueueStats {
         self.stats
     }
+
+    fn checksum_hint(&self) -> Option<&str> {
+        self.checksum_hint.as_deref()
+    }
 }
 
-/// Detaches an XDP program left on `iface` by a process that did not exit cleanly (killed),
-/// saying so. Called before this process opens its first socket on the interface.
-fn replace_stale_program(iface: &str) -> Result<(), String> {
-    let name =
-        std::ffi::CString::new(iface).map_err(|_| format!("bad interface name {iface:?}"))?;
-    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if ifindex == 0 {
-        return Err(format!(
-            "no interface named {iface} in this network namespace"
-        ));
+/// What to say when frames received on `iface` fail their checksum: on veth and the like,
+/// the peer most likely leaves its checksums to an offload that never happens.
+fn checksum_hint(iface: &str) -> Option<String> {
+    let driver = crate::ethtool::driver(iface).ok()?;
+    if !driver.is_virtual_peer() {
+        return None;
     }
-    let mut prog_id: u32 = 0;
-    // SAFETY: `prog_id` is a valid, writable u32 for the call's duration.
-    let rc = unsafe { libxdp_sys::bpf_xdp_query_id(ifindex as i32, 0, &mut prog_id) };
-    if rc != 0 || prog_id == 0 {
-        return Ok(());
-    }
-    eprintln!(
-        "megatcp: XDP program {prog_id} is still attached to {iface} (left by a process that \
-         was killed?); replacing it"
-    );
-    // Modes: any, driver (XDP_FLAGS_DRV_MODE = 4), generic (XDP_FLAGS_SKB_MODE = 2).
-    for mode in [0, 4, 2] {
-        // SAFETY: a null `opts` is allowed by libbpf (no expected program checked).
-        let rc = unsafe { libxdp_sys::bpf_xdp_detach(ifindex as i32, mode, std::ptr::null()) };
-        if rc == 0 {
-            return Ok(());
-        }
-    }
-    Err(format!(
-        "cannot detach the stale XDP program {prog_id} from {iface}"
+    let peer = crate::ethtool::peer(iface).unwrap_or_else(|| format!("the peer of {iface}"));
+    Some(format!(
+        "{iface} is a {} device: the peer leaves checksums to offload: ethtool -K {peer} tx off",
+        driver.driver
     ))
 }
 
