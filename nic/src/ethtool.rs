@@ -333,19 +333,26 @@ pub fn mtu(iface: &str) -> io::Result<usize> {
         .map_err(io::Error::other)
 }
 
-/// The peer of a veth `iface`: its name when it is in this network namespace, else its
-/// interface index (sysfs `iflink`).
-pub fn peer(iface: &str) -> Option<String> {
-    let own: u32 = std::fs::read_to_string(format!("/sys/class/net/{iface}/ifindex"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
-    let link: u32 = std::fs::read_to_string(format!("/sys/class/net/{iface}/iflink"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+/// The other end of a veth pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// In this network namespace, by name.
+    Here(String),
+    /// In another network namespace, by interface index there.
+    Elsewhere(u32),
+}
+
+/// The peer of a veth `iface` (sysfs `iflink`); `None` for devices without one.
+pub fn peer(iface: &str) -> Option<Peer> {
+    let read = |name: &str, what: &str| -> Option<u32> {
+        std::fs::read_to_string(format!("/sys/class/net/{name}/{what}"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let own = read(iface, "ifindex")?;
+    let link = read(iface, "iflink")?;
     if link == own || link == 0 {
         return None;
     }
@@ -357,16 +364,11 @@ pub fn peer(iface: &str) -> Option<String> {
     if !found.is_null() {
         let bytes: Vec<u8> = name.iter().map(|&c| c as u8).collect();
         let candidate = c_text(&bytes);
-        let back = std::fs::read_to_string(format!("/sys/class/net/{candidate}/iflink"))
-            .ok()
-            .and_then(|t| t.trim().parse::<u32>().ok());
-        if back == Some(own) {
-            return Some(candidate);
+        if read(&candidate, "iflink") == Some(own) {
+            return Some(Peer::Here(candidate));
         }
     }
-    Some(format!(
-        "the peer of {iface} (interface index {link} in its namespace)"
-    ))
+    Some(Peer::Elsewhere(link))
 }
 
 #[cfg(test)]

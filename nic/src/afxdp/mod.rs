@@ -534,11 +534,20 @@ fn checksum_hint(iface: &str) -> Option<String> {
     if !driver.is_virtual_peer() {
         return None;
     }
-    let peer = crate::ethtool::peer(iface).unwrap_or_else(|| format!("the peer of {iface}"));
-    Some(format!(
-        "{iface} is a {} device: the peer leaves checksums to offload: ethtool -K {peer} tx off",
-        driver.driver
-    ))
+    let what = format!("{iface} is a {} device", driver.driver);
+    Some(match crate::ethtool::peer(iface) {
+        Some(crate::ethtool::Peer::Here(peer)) => {
+            format!("{what}: the peer leaves checksums to offload: ethtool -K {peer} tx off")
+        }
+        Some(crate::ethtool::Peer::Elsewhere(index)) => format!(
+            "{what}: the peer leaves checksums to offload: ethtool -K PEER tx off, where PEER \
+             is its other end (interface {index} in the peer's network namespace)"
+        ),
+        None => format!(
+            "{what}: the sender leaves checksums to offload: turn its transmit checksum \
+             offload off (ethtool -K DEVICE tx off)"
+        ),
+    })
 }
 
 /// Whether the socket runs in zero-copy mode (`XDP_OPTIONS`).
