@@ -1,12 +1,15 @@
-//! The processes of a run: an echo server in the server namespace, a load generator in the
-//! client namespace, their CPU time (from `/proc/PID/stat`), and stopping them.
+//! The processes of a run: an echo server on the server side, a load generator on the
+//! client side, their CPU time (from `/proc/PID/stat`), and stopping them; [`Net`]: where
+//! they run (namespaces, interfaces, addresses, CPUs; the veth testbed's by default).
 
 use std::io::Read;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::plan::{Client, Close, Point, Variant};
+use crate::roles::ServerSide;
 
 /// Server namespace and interface of the testbed (`scripts/testbed`).
 pub(crate) const SRV_NS: &str = "megatcp-srv";
@@ -23,6 +26,92 @@ pub(crate) const PORT: u16 = 7;
 const SERVER_CPU: &str = "0";
 pub(crate) const CLIENT_CPU: &str = "1";
 
+/// Where the server and the client run. The defaults are the veth testbed's
+/// (`scripts/testbed`); between two machines, an empty namespace (`--server-ns ""`) runs the
+/// processes in megatcp-bench's own.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Net {
+    /// Network namespace of the servers ("": megatcp-bench's own).
+    #[arg(long, default_value = SRV_NS)]
+    pub(crate) server_ns: String,
+    /// Network namespace of the load generator ("": megatcp-bench's own).
+    #[arg(long, default_value = CLI_NS)]
+    pub(crate) client_ns: String,
+    /// Interface of the bypass servers (afxdp, dpdk).
+    #[arg(long, default_value = SRV_IF)]
+    pub(crate) server_iface: String,
+    /// Interface of the AF_XDP load generator.
+    #[arg(long, default_value = CLI_IF)]
+    pub(crate) client_iface: String,
+    /// The kernel's address on the server side: what the kernel servers (uring, epoll)
+    /// serve on.
+    #[arg(long, default_value = SRV_KERNEL_IP)]
+    pub(crate) server_kernel_ip: Ipv4Addr,
+    /// The bypass servers' own address (not the kernel's).
+    #[arg(long, default_value = SRV_BYPASS_IP)]
+    pub(crate) server_ip: Ipv4Addr,
+    /// The AF_XDP load generator's own address (not the kernel's).
+    #[arg(long, default_value = CLI_BYPASS_IP)]
+    pub(crate) client_ip: Ipv4Addr,
+    /// Prefix length of the bypass addresses.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub(crate) prefix: u8,
+    /// The server's CPU.
+    #[arg(long, default_value = SERVER_CPU)]
+    pub(crate) server_cpu: usize,
+    /// The load generator's CPU.
+    #[arg(long, default_value = CLIENT_CPU)]
+    pub(crate) client_cpu: usize,
+}
+
+impl Default for Net {
+    /// The testbed's (the options' defaults).
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            net: Net,
+        }
+        <Defaults as clap::Parser>::parse_from(["megatcp-bench"]).net
+    }
+}
+
+impl Net {
+    /// Whether both sides are the testbed's namespaces (which megatcp-bench brings up).
+    pub(crate) fn uses_testbed(&self) -> bool {
+        self.server_ns == SRV_NS || self.client_ns == CLI_NS
+    }
+
+    /// Where the server runs, for the report.
+    pub(crate) fn server_place(&self) -> String {
+        place(&self.server_ns, self.server_cpu)
+    }
+
+    /// Where the client runs, for the report.
+    pub(crate) fn client_place(&self) -> String {
+        place(&self.client_ns, self.client_cpu)
+    }
+}
+
+fn place(ns: &str, cpu: usize) -> String {
+    if ns.is_empty() {
+        format!("CPU {cpu}")
+    } else {
+        format!("CPU {cpu} in namespace {ns}")
+    }
+}
+
+/// `program` in network namespace `ns` (`ip netns exec`), or here when `ns` is empty.
+pub(crate) fn in_ns(ns: &str, program: &Path) -> Command {
+    if ns.is_empty() {
+        Command::new(program)
+    } else {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).arg(program);
+        cmd
+    }
+}
+
 /// Clock ticks per second of `/proc/PID/stat` times (USER_HZ, 100 on Linux).
 const TICKS: f64 = 100.0;
 
@@ -33,22 +122,30 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts `variant`'s server and waits until it serves (10 s at most).
-    pub(crate) fn start(echo: &Path, variant: Variant, dir: &Path) -> Result<Self, String> {
+    /// Starts `variant`'s server where `net` says and waits until it serves (10 s at most).
+    pub(crate) fn start(
+        echo: &Path,
+        variant: Variant,
+        dir: &Path,
+        net: &Net,
+    ) -> Result<Self, String> {
         let log = dir.join(format!("server-{}.log", variant.name()));
         let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", SRV_NS])
-            .arg(echo)
-            .args(["serve", "--port", &PORT.to_string(), "--cores", SERVER_CPU])
+        let mut cmd = in_ns(&net.server_ns, echo);
+        cmd.args(["serve", "--port", &PORT.to_string()])
+            .args(["--cores", &net.server_cpu.to_string()])
             .args(["--backend", variant.backend()]);
+        let ip = format!("{}/{}", net.server_ip, net.prefix);
         match variant {
             Variant::Afxdp | Variant::AfxdpRst => {
-                cmd.args(["--iface", SRV_IF, "--ip", &format!("{SRV_BYPASS_IP}/24")]);
+                cmd.args(["--iface", &net.server_iface, "--ip", &ip]);
             }
             Variant::Dpdk => {
-                cmd.args(["--ip", &format!("{SRV_BYPASS_IP}/24")]);
-                cmd.arg(format!("--dpdk-args=--vdev net_af_xdp0,iface={SRV_IF}"));
+                cmd.args(["--ip", &ip]);
+                cmd.arg(format!(
+                    "--dpdk-args=--vdev net_af_xdp0,iface={}",
+                    net.server_iface
+                ));
             }
             Variant::Uring | Variant::Epoll => {}
         }
@@ -142,24 +239,31 @@ pub(crate) struct LoadRun {
     pub(crate) client_core: f64,
 }
 
-/// Runs the load generator for `point` against `variant`'s server for `secs` seconds.
+/// The timing of one run: the measured seconds and the warm-up before them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub(crate) secs: f64,
+    pub(crate) warmup: f64,
+}
+
+/// Runs the load generator for `point` against `variant`'s server (on `server`'s side) for
+/// the window's seconds, where `net` says.
 pub(crate) fn run_load(
     echo: &Path,
     variant: Variant,
     point: &Point,
-    secs: f64,
-    warmup: f64,
-    server_pid: u32,
+    window: &Window,
+    server: &mut dyn ServerSide,
+    net: &Net,
 ) -> Result<LoadRun, String> {
+    let Window { secs, warmup } = *window;
     let target = if variant.is_bypass() {
-        SRV_BYPASS_IP
+        net.server_ip
     } else {
-        SRV_KERNEL_IP
+        net.server_kernel_ip
     };
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", CLI_NS])
-        .arg(echo)
-        .args(["load", "--json", "--cores", CLIENT_CPU])
+    let mut cmd = in_ns(&net.client_ns, echo);
+    cmd.args(["load", "--json", "--cores", &net.client_cpu.to_string()])
         .args(["--backend", point.client.name()])
         .args(["--connect", &format!("{target}:{PORT}")])
         .args(["--connections", &point.connections.to_string()])
@@ -168,7 +272,8 @@ pub(crate) fn run_load(
         .args(["--duration", &format!("{secs}s")])
         .args(["--warmup", &format!("{warmup}s")]);
     if point.client == Client::Afxdp {
-        cmd.args(["--iface", CLI_IF, "--ip", &format!("{CLI_BYPASS_IP}/24")]);
+        cmd.args(["--iface", &net.client_iface])
+            .args(["--ip", &format!("{}/{}", net.client_ip, net.prefix)]);
     }
     if variant.close(point) == Close::Rst {
         cmd.arg("--close-rst");
@@ -184,6 +289,7 @@ pub(crate) fn run_load(
     let measure_from = Duration::from_secs_f64(warmup + 0.1);
     let mut first: Option<(Instant, u64, u64, CoreTimes)> = None;
     let mut last: Option<(Instant, u64, u64, CoreTimes)> = None;
+    let own_cpu = net.client_cpu;
     loop {
         if job.done() {
             break;
@@ -197,9 +303,9 @@ pub(crate) fn run_load(
         if start.elapsed() >= measure_from
             && start.elapsed() <= measure_from + Duration::from_secs_f64(secs)
             && let (Some(s), Some(c), Some(k)) =
-                (cpu_ticks(server_pid), cpu_ticks(client_pid), core_times())
+                (server.sample(), cpu_ticks(client_pid), core_time(own_cpu))
         {
-            let sample = (Instant::now(), s, c, k);
+            let sample = (Instant::now(), s.ticks, c, [s.core, k]);
             first.get_or_insert(sample);
             last = Some(sample);
         }
@@ -335,30 +441,33 @@ pub(crate) fn busy_shares(k0: &CoreTimes, k1: &CoreTimes) -> [f64; 2] {
     [busy(0), busy(1)]
 }
 
-/// The server's and the client's CPU times from `/proc/stat` (busy = all but idle and
-/// iowait).
+/// The testbed's server and client CPU times from `/proc/stat`.
 pub(crate) fn core_times() -> Option<CoreTimes> {
+    let cpu = |c: &str| c.parse().ok();
+    Some([core_time(cpu(SERVER_CPU)?)?, core_time(cpu(CLIENT_CPU)?)?])
+}
+
+/// (busy, total) clock ticks of CPU `cpu` from `/proc/stat` (busy = all but idle and
+/// iowait).
+pub(crate) fn core_time(cpu: usize) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let one = |cpu: &str| -> Option<(u64, u64)> {
-        let name = format!("cpu{cpu}");
-        let line = stat
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .ok()?;
-        let total: u64 = v.iter().take(8).sum();
-        let idle = v.get(3)? + v.get(4)?;
-        Some((total.saturating_sub(idle), total))
-    };
-    Some([one(SERVER_CPU)?, one(CLIENT_CPU)?])
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total.saturating_sub(idle), total))
 }
 
 /// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; the fields after its ')' are fixed.
     let rest = &stat[stat.rfind(')')? + 2..];

@@ -366,6 +366,9 @@ pub(crate) struct RunInfo {
     pub(crate) trials: usize,
     pub(crate) secs: f64,
     pub(crate) host: String,
+    /// Where the server and the client ran (CPU, namespace).
+    pub(crate) server: String,
+    pub(crate) client: String,
 }
 
 /// The Markdown summary.
@@ -379,15 +382,16 @@ pub(crate) fn markdown(info: &RunInfo, variants: &[Variant], cells: &[Cell]) -> 
     );
     let _ = writeln!(
         s,
-        "Server: `megatcp-echo serve` pinned to CPU 0 in namespace megatcp-srv, one variant at a \
-         time. Client: `megatcp-echo load` over AF_XDP pinned to CPU 1 in namespace megatcp-cli, \
+        "Server: `megatcp-echo serve` pinned to {}, one variant at a \
+         time. Client: `megatcp-echo load` over AF_XDP pinned to {}, \
          the same for every variant (and over epoll in the kernel-client table). Cells: median \
          transactions/s [min–max over trials], then the CPU use of server/client over the \
          measured window (100% = one core; the bypass side polls and only sleeps after 2,000 \
-         empty turns, so it shows near 100% whenever traffic flows), then how busy CPU 0 / \
-         CPU 1 were as a whole (softirq included: on a veth the kernel's receive path for one \
+         empty turns, so it shows near 100% whenever traffic flows), then how busy the \
+         server's / the client's CPU were as a whole (softirq included: on a veth the kernel's receive path for one \
          side often runs on the other side's CPU, so a kernel server's work is partly \
-         charged to the client's CPU). Saturated: the side at 90% or more.\n"
+         charged to the client's CPU). Saturated: the side at 90% or more.\n",
+        info.server, info.client
     );
     let _ = writeln!(
         s,
@@ -564,6 +568,8 @@ mod tests {
                 trials: 1,
                 secs: 1.0,
                 host: "h".into(),
+                server: "CPU 0".into(),
+                client: "CPU 1".into(),
             },
             &[Variant::Afxdp, Variant::Uring],
             &cells,
