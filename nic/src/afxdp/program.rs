@@ -378,9 +378,40 @@ impl Program {
     }
 }
 
+impl Program {
+    /// How often the program ran and for how long in all (ns), counted by the kernel while
+    /// `kernel.bpf_stats_enabled` is 1; `None` when the kernel does not say.
+    pub fn run_stats(&self) -> Option<(u64, u64)> {
+        // SAFETY: zeroes are a valid `bpf_prog_info` (plain integers and pointers the
+        // kernel fills only when asked for with a length).
+        let mut info: xdp::bpf_prog_info = unsafe { std::mem::zeroed() };
+        let mut len = u32::try_from(std::mem::size_of::<xdp::bpf_prog_info>()).ok()?;
+        // SAFETY: `prog` is an open program fd; `info` and `len` are valid for writes and
+        // `len` says how large `info` is.
+        let rc =
+            unsafe { xdp::bpf_prog_get_info_by_fd(self.prog.as_raw_fd(), &mut info, &mut len) };
+        (rc == 0).then_some((info.run_cnt, info.run_time_ns))
+    }
+}
+
+/// Whether the kernel counts BPF programs' runs and run time (`kernel.bpf_stats_enabled`).
+fn bpf_stats_enabled() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").is_ok_and(|s| s.trim() == "1")
+}
+
 impl Drop for Program {
     /// Leaves the interface; the last megatcp process on it detaches the program.
     fn drop(&mut self) {
+        if bpf_stats_enabled()
+            && let Some((runs, ns)) = self.run_stats().filter(|&(runs, _)| runs > 0)
+        {
+            eprintln!(
+                "megatcp: XDP program on {}: {runs} runs, {:.1} ns per run (all users, since \
+                 kernel.bpf_stats_enabled=1)",
+                self.iface,
+                ns as f64 / runs as f64
+            );
+        }
         let queues: Vec<u32> = self
             .bound
             .lock()
