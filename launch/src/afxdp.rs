@@ -188,6 +188,7 @@ pub(crate) fn run<A: App>(
         cfg.rss = rss.clone();
         cfg.steering = steering.clone();
         cfg.zero_copy = zero_copy;
+        cfg.busy_poll = args.nic.busy_poll;
         AfXdpQueue::open(&cfg).map_err(|e| e.to_string())
     })
 }

@@ -62,6 +62,11 @@ pub struct NicArgs {
     /// The NIC's RSS key (afxdp).
     #[arg(long, value_enum, default_value_t = RssKeyArg::Keep)]
     pub rss_key: RssKeyArg,
+    /// Ask the kernel for preferred busy polling of the AF_XDP sockets (afxdp), taken only
+    /// where the interface defers its interrupts (`scripts/nic-setup afxdp IFACE
+    /// --busy-poll`). Off by default: measured slower on veth (docs/real-nic.md).
+    #[arg(long)]
+    pub busy_poll: bool,
 }
 
 impl Default for NicArgs {
@@ -73,6 +78,7 @@ impl Default for NicArgs {
             xdp: XdpSteer::Address,
             xdp_ports: Vec::new(),
             rss_key: RssKeyArg::Keep,
+            busy_poll: false,
         }
     }
 }

@@ -240,11 +240,21 @@ fn an_mlx5_nic_stays_on_its_kernel_driver() {
 }
 
 #[test]
-fn afxdp_preparation_sets_queues_and_busy_polling_and_undoes_them() {
+fn afxdp_preparation_sets_queues_and_busy_polling_on_request_and_undoes_them() {
     let iface = "mtcpfake0";
     let state = PathBuf::from(format!("/run/megatcp-nic-setup.{iface}"));
     let before = state.exists();
     let (ok, text) = run(&["afxdp", iface, "--queues", "4", "--dry-run"]);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains(&format!("would run: ethtool -L {iface} combined 4")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("busy_poll"),
+        "busy polling without --busy-poll:\n{text}"
+    );
+    let (ok, text) = run(&["afxdp", iface, "--queues", "4", "--busy-poll", "--dry-run"]);
     assert!(ok, "{text}");
     for want in [
         format!("would run: ethtool -L {iface} combined 4"),

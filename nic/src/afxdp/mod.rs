@@ -76,7 +76,13 @@ pub struct AfXdpConfig {
     /// The interface's RSS key and table, when the kernel exposes them.
     pub rss: Option<RssInfo>,
     /// Ask the kernel to busy-poll the socket (`SO_PREFER_BUSY_POLL`, `SO_BUSY_POLL`,
-    /// `SO_BUSY_POLL_BUDGET`); drivers without NAPI busy polling ignore it.
+    /// `SO_BUSY_POLL_BUDGET`), only where the interface defers its interrupts
+    /// (`napi_defer_hard_irqs` and `gro_flush_timeout` both set, `scripts/nic-setup afxdp
+    /// --busy-poll`). Off by default: the queue does not issue the system calls that drive
+    /// a preferred busy poll when its rings are idle, so frames wait in the device until
+    /// other traffic or a timer runs its NAPI (measured on the veth testbed: without the
+    /// deferral, stalls of a retransmission timeout and runs with no transaction at all;
+    /// with it, one gro_flush_timeout per frame on a lone connection).
     pub busy_poll: bool,
     /// What the XDP program hands this queue's socket.
     pub steering: Steering,
@@ -96,7 +102,7 @@ impl AfXdpConfig {
             mtu: 1500,
             queues: 1,
             rss: None,
-            busy_poll: true,
+            busy_poll: false,
             steering: Steering::All,
             zero_copy: ZeroCopy::Auto,
         }
@@ -276,7 +282,8 @@ impl AfXdpQueue {
         };
         program.bind(cfg.queue, rx.fd().as_raw_fd(), &cfg.steering)?;
         let zero_copy = zero_copy(rx.fd().as_raw_fd());
-        let busy = cfg.busy_poll && set_busy_poll(rx.fd().as_raw_fd());
+        let deferral = interrupt_deferral(&cfg.iface);
+        let busy = cfg.busy_poll && deferral && set_busy_poll(rx.fd().as_raw_fd());
         let generic = program.mode() == Mode::Generic;
         eprintln!(
             "megatcp: AF_XDP on {} queue {}: {} XDP ({}), {} mode{}{}",
@@ -285,7 +292,16 @@ impl AfXdpQueue {
             if generic { "generic" } else { "native" },
             cfg.steering,
             if zero_copy { "zero-copy" } else { "copy" },
-            if busy { ", busy polling" } else { "" },
+            match (busy, cfg.busy_poll && !deferral) {
+                (true, _) => ", busy polling".to_string(),
+                (false, true) => format!(
+                    ", no busy polling ({} does not defer its interrupts: \
+                     scripts/nic-setup afxdp {} --busy-poll sets napi_defer_hard_irqs and \
+                     gro_flush_timeout)",
+                    cfg.iface, cfg.iface
+                ),
+                (false, false) => String::new(),
+            },
             if jumbo {
                 format!(", multi-buffer frames for MTU {}", cfg.mtu)
             } else {
@@ -566,6 +582,19 @@ fn zero_copy(fd: RawFd) -> bool {
         )
     };
     rc == 0 && opts & libxdp_sys::XDP_OPTIONS_ZEROCOPY != 0
+}
+
+/// Whether `iface` defers its interrupts (`napi_defer_hard_irqs` and `gro_flush_timeout`
+/// both above 0 in sysfs): then the kernel's timer runs the device's NAPI when a busy poller
+/// is late.
+fn interrupt_deferral(iface: &str) -> bool {
+    let above_zero = |what: &str| {
+        std::fs::read_to_string(format!("/sys/class/net/{iface}/{what}"))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .is_some_and(|v| v > 0)
+    };
+    above_zero("napi_defer_hard_irqs") && above_zero("gro_flush_timeout")
 }
 
 /// Asks for busy polling on the socket; whether the kernel took all three options.
