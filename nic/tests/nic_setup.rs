@@ -100,15 +100,6 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     assert_eq!(snapshot(), before, "the dry run changed the machine");
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
-
 /// A made-up sysfs tree holding one NIC at [`ADDR`] on NUMA node 1, bound to `driver`, in
 /// IOMMU group 7 when `iommu`; removed when dropped.
 struct FakeSysfs(PathBuf);
@@ -166,7 +157,7 @@ fn vfio_pci_needs_an_iommu_and_hugepages_go_to_the_nic_s_node() {
             && text.contains("intel_iommu=on iommu=pt"),
         "{text}"
     );
-    if is_root() {
+    if megatcp_test_support::is_root() {
         // A real run stops there, before it changes anything.
         let (ok, text) = run_in(Some(&off.0), &["bind", ADDR, "--hugepages", "8"]);
         assert!(!ok && text.contains("the IOMMU is off"), "{text}");

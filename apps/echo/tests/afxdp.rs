@@ -48,21 +48,22 @@ fn start_server_with(wrapper: &[&str], args: &[&str], stderr: Stdio) -> Proc {
     start_xdp_server(wrapper, SERVER, args, stderr)
 }
 
+/// `wrapper BIN serve --backend afxdp --iface mtcp-srv --ip ADDR/24 --port 7` in the server
+/// namespace.
+fn serve_command(wrapper: &[&str], addr: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", "megatcp-srv"])
+        .args(wrapper)
+        .args([BIN, "serve", "--backend", "afxdp"])
+        .args(["--iface", "mtcp-srv", "--ip", &format!("{addr}/24")])
+        .args(["--port", "7"]);
+    cmd
+}
+
 /// Starts `wrapper BIN serve --backend afxdp --ip ADDR/24 ... args` in the server namespace
 /// and waits until it serves: a kernel client's short run to `addr` succeeds.
 fn start_xdp_server(wrapper: &[&str], addr: &str, args: &[&str], stderr: Stdio) -> Proc {
-    let child = Command::new("ip")
-        .args(["netns", "exec", "megatcp-srv"])
-        .args(wrapper)
-        .args([BIN, "serve", "--backend", "afxdp"])
-        .args([
-            "--iface",
-            "mtcp-srv",
-            "--ip",
-            &format!("{addr}/24"),
-            "--port",
-            "7",
-        ])
+    let child = serve_command(wrapper, addr)
         .args(args)
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -101,6 +102,31 @@ fn start_xdp_server(wrapper: &[&str], addr: &str, args: &[&str], stderr: Stdio) 
 /// Runs the kernel-path load generator in the client namespace; the JSON report.
 fn load(extra: &[&str]) -> Result<serde_json::Value, String> {
     load_to(SERVER, extra)
+}
+
+/// Load options for 1 GiB each way on one connection (1,024 echoes of 1 MiB).
+const GIB_EACH_WAY: [&str; 10] = [
+    "--connections",
+    "1",
+    "--msg-size",
+    "1048576",
+    "--max-txns",
+    "1024",
+    "--duration",
+    "120s",
+    "--warmup",
+    "0s",
+];
+
+/// 1 GiB each way on one connection to the server (kernel client), every byte compared.
+fn gibibyte_each_way() {
+    assert_gibibyte_echoed(&load(&GIB_EACH_WAY).unwrap());
+}
+
+/// The report `r` of a [`GIB_EACH_WAY`] run: every byte back, and equal.
+fn assert_gibibyte_echoed(r: &serde_json::Value) {
+    assert_eq!(r["errors"]["verify"], 0, "{r}");
+    assert!(r["bytes"].as_u64().unwrap() >= 1 << 30, "{r}");
 }
 
 /// The kernel-path load generator against port 7 of `addr`.
@@ -167,21 +193,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     assert!(r["transactions"].as_u64().unwrap() > 1000, "{r}");
 
     // 1 GiB each way on one connection (1,024 echoes of 1 MiB), every byte compared.
-    let r = load(&[
-        "--connections",
-        "1",
-        "--msg-size",
-        "1048576",
-        "--max-txns",
-        "1024",
-        "--duration",
-        "120s",
-        "--warmup",
-        "0s",
-    ])
-    .unwrap();
-    assert_eq!(r["errors"]["verify"], 0, "{r}");
-    assert!(r["bytes"].as_u64().unwrap() >= 1 << 30, "{r}");
+    gibibyte_each_way();
 
     // Ping is answered; ARP resolved both ways (the kernel knows our MAC).
     let ping = sh(&[
@@ -270,24 +282,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     .unwrap();
     assert_eq!(r["errors"]["verify"], 0, "{r}");
     assert!(r["transactions"].as_u64().unwrap() >= 1000, "{r}");
-    let r = run_load(
-        &xdp_client,
-        &[
-            "--connections",
-            "1",
-            "--msg-size",
-            "1048576",
-            "--max-txns",
-            "1024",
-            "--duration",
-            "120s",
-            "--warmup",
-            "0s",
-        ],
-    )
-    .unwrap();
-    assert_eq!(r["errors"]["verify"], 0, "{r}");
-    assert!(r["bytes"].as_u64().unwrap() >= 1 << 30, "{r}");
+    assert_gibibyte_echoed(&run_load(&xdp_client, &GIB_EACH_WAY).unwrap());
     assert!(kernel_server.terminate().success());
 
     // kill -9 leaves the XDP program attached; the next start says so, replaces it, serves.
@@ -377,6 +372,11 @@ fn linux_kernel_client_against_the_afxdp_server() {
 /// The testbed, fresh, for as long as the value lives; `None` (the test returns) when not
 /// root or when the test ran under the lock in a child process.
 fn fresh_testbed(name: &str) -> Option<Testbed> {
+    fresh_testbed_with(name, &[])
+}
+
+/// The same, brought up with options of `scripts/testbed up`.
+fn fresh_testbed_with(name: &str, options: &[&str]) -> Option<Testbed> {
     if !megatcp_test_support::is_root() {
         eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
         return None;
@@ -384,7 +384,7 @@ fn fresh_testbed(name: &str) -> Option<Testbed> {
     if !testbed::hold_lock(name) {
         return None;
     }
-    Some(Testbed::up())
+    Some(Testbed::up_with(options))
 }
 
 /// The `megatcp-bench` built next to this test's `megatcp-echo` (`cargo test --workspace`
@@ -1063,14 +1063,12 @@ fn the_host_keeps_its_own_address_beside_the_afxdp_server() {
 
 #[test]
 fn two_afxdp_servers_on_two_addresses_of_one_interface() {
-    if !megatcp_test_support::is_root() {
-        eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
+    let Some(_bed) = fresh_testbed_with(
+        "two_afxdp_servers_on_two_addresses_of_one_interface",
+        &["--queues", "2"],
+    ) else {
         return;
-    }
-    if !testbed::hold_lock("two_afxdp_servers_on_two_addresses_of_one_interface") {
-        return;
-    }
-    let _bed = Testbed::up_with(&["--queues", "2"]);
+    };
     let (log_a, log_b) = (Log::new("two-a"), Log::new("two-b"));
     let a = start_xdp_server(
         &[],
@@ -1164,14 +1162,12 @@ fn two_afxdp_servers_on_two_addresses_of_one_interface() {
 
 #[test]
 fn queue_counts_rss_and_mtu_are_checked_at_start() {
-    if !megatcp_test_support::is_root() {
-        eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
+    let Some(_bed) = fresh_testbed_with(
+        "queue_counts_rss_and_mtu_are_checked_at_start",
+        &["--queues", "2"],
+    ) else {
         return;
-    }
-    if !testbed::hold_lock("queue_counts_rss_and_mtu_are_checked_at_start") {
-        return;
-    }
-    let _bed = Testbed::up_with(&["--queues", "2"]);
+    };
     let log = Log::new("queues");
     let server = start_server_on("0", log.stdio());
     assert!(server.terminate().success());
@@ -1212,27 +1208,7 @@ fn queue_counts_rss_and_mtu_are_checked_at_start() {
     // A queue the interface does not have, and an MTU above the interface's: refused, with
     // what to do.
     let refused = |args: &[&str]| {
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                "megatcp-srv",
-                BIN,
-                "serve",
-                "--backend",
-                "afxdp",
-            ])
-            .args([
-                "--iface",
-                "mtcp-srv",
-                "--ip",
-                "10.77.0.10/24",
-                "--port",
-                "7",
-            ])
-            .args(args)
-            .output()
-            .unwrap();
+        let out = serve_command(&[], SERVER).args(args).output().unwrap();
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
@@ -1251,31 +1227,14 @@ fn queue_counts_rss_and_mtu_are_checked_at_start() {
 
 #[test]
 fn jumbo_frames_carry_a_gibibyte_each_way() {
-    if !megatcp_test_support::is_root() {
-        eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
+    let Some(_bed) =
+        fresh_testbed_with("jumbo_frames_carry_a_gibibyte_each_way", &["--mtu", "9000"])
+    else {
         return;
-    }
-    if !testbed::hold_lock("jumbo_frames_carry_a_gibibyte_each_way") {
-        return;
-    }
-    let _bed = Testbed::up_with(&["--mtu", "9000"]);
+    };
     let log = Log::new("jumbo");
     let server = start_server_with(&[], &["--cores", "0", "--mtu", "9000"], log.stdio());
-    let r = load(&[
-        "--connections",
-        "1",
-        "--msg-size",
-        "1048576",
-        "--max-txns",
-        "1024",
-        "--duration",
-        "120s",
-        "--warmup",
-        "0s",
-    ])
-    .unwrap();
-    assert_eq!(r["errors"]["verify"], 0, "{r}");
-    assert!(r["bytes"].as_u64().unwrap() >= 1 << 30, "{r}");
+    gibibyte_each_way();
     assert!(server.terminate().success());
     let text = log.text();
     assert!(
@@ -1303,24 +1262,7 @@ fn a_veth_peer_leaving_checksums_to_offload_gets_a_hint() {
     };
     let log = Log::new("checksum-hint");
     let server = Proc::new(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                "megatcp-srv",
-                BIN,
-                "serve",
-                "--backend",
-                "afxdp",
-            ])
-            .args([
-                "--iface",
-                "mtcp-srv",
-                "--ip",
-                "10.77.0.10/24",
-                "--port",
-                "7",
-            ])
+        serve_command(&[], SERVER)
             .args(["--cores", "0"])
             .stdout(Stdio::null())
             .stderr(log.stdio())
