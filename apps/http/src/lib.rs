@@ -35,7 +35,9 @@
 pub mod chunked;
 pub mod date;
 pub mod files;
+pub mod load;
 pub mod mime;
 pub mod request;
 pub mod response;
+pub mod server;
 pub mod session;

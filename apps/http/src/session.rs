@@ -506,7 +506,7 @@ fn access_line(
                 Method::Other => "OTHER",
             };
             let v = if http11 { "1.1" } else { "1.0" };
-            writeln!(log, "] \"{m} {path:?} HTTP/{v}\" {} {bytes}", status.code())
+            writeln!(log, "] \"{m} {} HTTP/{v}\" {} {bytes}", path.escape_debug(), status.code())
         }
         None => writeln!(log, "] \"-\" {} {bytes}", status.code()),
     };
