@@ -215,6 +215,22 @@ pub fn interpret(req: &httparse::Request<'_, '_>, limits: HeadLimits) -> Result<
     })
 }
 
+/// For a head httparse refused with `Error::Version` whose request line says `HTTP/1.x`
+/// with a single-digit minor version above 1: the same bytes saying `HTTP/1.1` (a later
+/// minor version is compatible, RFC 9110 section 2.5; nginx does the same). `None` otherwise.
+pub fn as_http11(buf: &[u8]) -> Option<Vec<u8>> {
+    let line_end = buf.iter().position(|&b| b == b'\n')?;
+    let line = buf[..line_end].strip_suffix(b"\r").unwrap_or(&buf[..line_end]);
+    let at = line.len().checked_sub(8)?;
+    let v = &line[at..];
+    if at == 0 || line[at - 1] != b' ' || !v.starts_with(b"HTTP/1.") || !v[7].is_ascii_digit() || v[7] < b'2' {
+        return None;
+    }
+    let mut fixed = buf.to_vec();
+    fixed[at + 7] = b'1';
+    Some(fixed)
+}
+
 /// For a head httparse refused with `Error::Version`: 505 when the request line is well
 /// formed (`METHOD SP target SP HTTP/d.d`) with a version other than 1.0/1.1, else 400.
 pub fn version_error(buf: &[u8]) -> Status {
@@ -311,7 +327,10 @@ mod tests {
     #[test]
     fn unsupported_versions_are_505_and_garbage_400() {
         assert_eq!(version_error(b"GET / HTTP/2.0\r\n"), Status::VersionNotSupported);
-        assert_eq!(version_error(b"GET / HTTP/1.2\r\n\r\n"), Status::VersionNotSupported);
+        assert_eq!(version_error(b"GET / HTTP/3.0\r\n\r\n"), Status::VersionNotSupported);
+        assert_eq!(as_http11(b"GET / HTTP/1.2\r\nHost: a\r\n").unwrap(), b"GET / HTTP/1.1\r\nHost: a\r\n");
+        assert_eq!(as_http11(b"GET / HTTP/2.0\r\n"), None);
+        assert_eq!(as_http11(b"GET / HTTP/1.10\r\n"), None);
         assert_eq!(version_error(b"GET / HTTP/x\r\n"), Status::BadRequest);
         assert_eq!(version_error(b"GET / FTP/1.0\r\n"), Status::BadRequest);
         assert_eq!(version_error(b"GET /\r\n"), Status::BadRequest);

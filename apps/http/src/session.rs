@@ -379,7 +379,11 @@ impl Session {
                     }
                     return Parsed::Partial;
                 }
-                close(self, request::version_error(rest), env, out)
+                match request::as_http11(rest) {
+                    // The rewritten head parses as HTTP/1.1: same length, same answer.
+                    Some(fixed) => self.head(&fixed, env, out),
+                    None => close(self, request::version_error(rest), env, out),
+                }
             }
             Err(_) => close(self, Status::BadRequest, env, out),
         }
