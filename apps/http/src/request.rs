@@ -236,7 +236,7 @@ pub fn as_http11(buf: &[u8]) -> Option<Vec<u8>> {
 pub fn version_error(buf: &[u8]) -> Status {
     let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
     let line = buf[..line_end].trim_ascii();
-    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').filter(|p| !p.is_empty()).collect();
     let [method, target, version] = parts.as_slice() else {
         return Status::BadRequest;
     };

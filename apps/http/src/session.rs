@@ -331,7 +331,11 @@ impl Session {
         let close = |s: &mut Self, status, env: &mut Env<'_>, out: &mut Vec<u8>| {
             Parsed::Done(rest.len(), s.simple(status, false, false, None, None, env, out))
         };
-        match req.parse_with_uninit_headers(rest, &mut headers[..n]) {
+        // Words of the request line may be separated by several spaces (RFC 9112 section 3
+        // allows parsing on whitespace boundaries; nginx does).
+        let mut config = httparse::ParserConfig::default();
+        config.allow_multiple_spaces_in_request_line_delimiters(true);
+        match config.parse_request_with_uninit_headers(&mut req, rest, &mut headers[..n]) {
             Ok(httparse::Status::Partial) => {
                 if rest.len() > limits.max_header_bytes {
                     return close(self, too_large(rest), env, out);
