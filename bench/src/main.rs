@@ -6,11 +6,13 @@
 //! megatcp-bench --quick                 # about 2-3 minutes
 //! megatcp-bench --out report/           # the full sweeps, 3 trials per point
 //! megatcp-bench kv --connect 10.77.0.10:11211 --backend afxdp --iface mtcp-cli --ip 10.77.0.20/24
+//! megatcp-bench http --quick            # megatcp-http vs nginx and lighttpd
 //! ```
 //!
 //! The echo head-to-head needs root (network namespaces, AF_XDP) and `megatcp-echo` built
 //! with the `afxdp` feature next to this binary (or `--echo-bin`).
 
+mod http;
 mod kv;
 mod plan;
 mod plot;
@@ -45,6 +47,8 @@ struct Cli {
 enum Cmd {
     /// memcached load generator on the channel API (any memcached-compatible server).
     Kv(kv::KvArgs),
+    /// HTTP head-to-head: megatcp-http (AF_XDP, DPDK, io_uring, epoll) vs nginx and lighttpd.
+    Http(http::HttpArgs),
 }
 
 #[derive(Args)]
@@ -81,6 +85,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.cmd {
         Some(Cmd::Kv(args)) => kv::run(args),
+        Some(Cmd::Http(args)) => http::run(args),
         None => head_to_head(&cli.echo),
     };
     match result {

@@ -12,16 +12,16 @@ use crate::plan::{Client, Point, Variant};
 pub(crate) const SRV_NS: &str = "megatcp-srv";
 /// Client namespace.
 pub(crate) const CLI_NS: &str = "megatcp-cli";
-const SRV_IF: &str = "mtcp-srv";
-const CLI_IF: &str = "mtcp-cli";
+pub(crate) const SRV_IF: &str = "mtcp-srv";
+pub(crate) const CLI_IF: &str = "mtcp-cli";
 /// The kernel's address in the server namespace, and the bypass stacks' addresses.
-const SRV_KERNEL_IP: &str = "10.77.0.1";
-const SRV_BYPASS_IP: &str = "10.77.0.10";
-const CLI_BYPASS_IP: &str = "10.77.0.20";
+pub(crate) const SRV_KERNEL_IP: &str = "10.77.0.1";
+pub(crate) const SRV_BYPASS_IP: &str = "10.77.0.10";
+pub(crate) const CLI_BYPASS_IP: &str = "10.77.0.20";
 const PORT: u16 = 7;
 /// The server's CPU and the client's.
-const SERVER_CPU: &str = "0";
-const CLIENT_CPU: &str = "1";
+pub(crate) const SERVER_CPU: &str = "0";
+pub(crate) const CLIENT_CPU: &str = "1";
 
 /// Clock ticks per second of `/proc/PID/stat` times (USER_HZ, 100 on Linux).
 const TICKS: f64 = 100.0;
@@ -52,13 +52,7 @@ impl Server {
             }
             Variant::Uring | Variant::Epoll => {}
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .map_err(|e| format!("cannot start the server: {e}"))?;
-        let mut s = Server { child, log };
+        let mut s = Self::spawn(cmd, file, log)?;
         let ready = if variant.is_bypass() {
             // The NIC queue is open once the backend said so.
             ["AF_XDP on", "DPDK port"].as_slice()
@@ -82,6 +76,21 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Starts `cmd` with its standard error going to `file` (at `log`).
+    pub(crate) fn spawn(
+        mut cmd: Command,
+        file: std::fs::File,
+        log: PathBuf,
+    ) -> Result<Self, String> {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|e| format!("cannot start the server: {e}"))?;
+        Ok(Server { child, log })
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -172,12 +181,54 @@ pub(crate) fn run_load(
     if let Some(rate) = point.rate {
         cmd.args(["--rate", &format!("{rate}")]);
     }
+    let run = run_client(cmd, server_pid, secs, warmup)?;
+    if !run.success && run.stdout.trim().is_empty() {
+        return Err(format!(
+            "load generator failed: {}",
+            tail(&run.stderr, 4)
+        ));
+    }
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).map_err(|e| {
+        format!(
+            "bad report from the load generator ({e}): {}",
+            tail(&run.stderr, 4)
+        )
+    })?;
+    Ok(LoadRun {
+        report,
+        server_cpu: run.server_cpu,
+        client_cpu: run.client_cpu,
+        server_core: run.server_core,
+        client_core: run.client_core,
+    })
+}
+
+/// What a client process printed, and the CPU use of both sides while it measured.
+pub(crate) struct ClientRun {
+    pub(crate) success: bool,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) server_cpu: f64,
+    pub(crate) client_cpu: f64,
+    pub(crate) server_core: f64,
+    pub(crate) client_core: f64,
+}
+
+/// Runs a client `cmd` that measures for `secs` after `warmup` seconds, sampling the
+/// server's (`server_pid`) and the client's CPU time over that window; kills it when it
+/// overruns by 20 s.
+pub(crate) fn run_client(
+    mut cmd: Command,
+    server_pid: u32,
+    secs: f64,
+    warmup: f64,
+) -> Result<ClientRun, String> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| format!("cannot start the load generator: {e}"))?;
+        .map_err(|e| format!("cannot start the client: {e}"))?;
     // Read the pipes on threads so that a chatty child never blocks.
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
@@ -209,9 +260,7 @@ pub(crate) fn run_load(
         if start.elapsed() > limit {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!(
-                "the load generator did not finish within {limit:?}"
-            ));
+            return Err(format!("the client did not finish within {limit:?}"));
         }
         if start.elapsed() >= measure_from
             && start.elapsed() <= measure_from + Duration::from_secs_f64(secs)
@@ -226,18 +275,6 @@ pub(crate) fn run_load(
     };
     let stdout = out_t.join().unwrap_or_default();
     let stderr = err_t.join().unwrap_or_default();
-    if !status.success() && stdout.trim().is_empty() {
-        return Err(format!(
-            "load generator failed ({status}): {}",
-            tail(&stderr, 4)
-        ));
-    }
-    let report: serde_json::Value = serde_json::from_str(&stdout).map_err(|e| {
-        format!(
-            "bad report from the load generator ({e}): {}",
-            tail(&stderr, 4)
-        )
-    })?;
     let (server_cpu, client_cpu, server_core, client_core) = match (first, last) {
         (Some((t0, s0, c0, k0)), Some((t1, s1, c1, k1))) if t1 > t0 => {
             let wall = (t1 - t0).as_secs_f64();
@@ -257,8 +294,10 @@ pub(crate) fn run_load(
         }
         _ => (f64::NAN, f64::NAN, f64::NAN, f64::NAN),
     };
-    Ok(LoadRun {
-        report,
+    Ok(ClientRun {
+        success: status.success(),
+        stdout,
+        stderr,
         server_cpu,
         client_cpu,
         server_core,

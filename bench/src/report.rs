@@ -116,7 +116,7 @@ pub(crate) struct Stat {
     pub(crate) n: usize,
 }
 
-fn stat(mut v: Vec<f64>) -> Option<Stat> {
+pub(crate) fn stat(mut v: Vec<f64>) -> Option<Stat> {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
         return None;
@@ -243,7 +243,7 @@ pub(crate) fn write_csv(path: &Path, trials: &[Trial]) -> std::io::Result<()> {
     std::fs::write(path, s)
 }
 
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\"").replace('\n', " "))
     } else {
@@ -251,7 +251,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn kilo(v: f64) -> String {
+pub(crate) fn kilo(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2}M", v / 1e6)
     } else if v >= 1e3 {
@@ -261,7 +261,7 @@ fn kilo(v: f64) -> String {
     }
 }
 
-fn pct(s: Option<Stat>) -> String {
+pub(crate) fn pct(s: Option<Stat>) -> String {
     s.map_or("-".into(), |s| format!("{:.0}%", s.median * 100.0))
 }
 
