@@ -183,10 +183,7 @@ pub(crate) fn run_load(
     }
     let run = run_client(cmd, server_pid, secs, warmup)?;
     if !run.success && run.stdout.trim().is_empty() {
-        return Err(format!(
-            "load generator failed: {}",
-            tail(&run.stderr, 4)
-        ));
+        return Err(format!("load generator failed: {}", tail(&run.stderr, 4)));
     }
     let report: serde_json::Value = serde_json::from_str(&run.stdout).map_err(|e| {
         format!(

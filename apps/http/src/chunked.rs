@@ -19,19 +19,31 @@ pub enum ChunkError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Hex digits of a chunk size (`digits` read so far).
-    Size { size: u64, digits: u32 },
+    Size {
+        size: u64,
+        digits: u32,
+    },
     /// Chunk extensions (or whitespace) up to the end of the line.
-    Ext { size: u64, len: usize },
+    Ext {
+        size: u64,
+        len: usize,
+    },
     /// The LF after a chunk-size line's CR.
-    SizeLf { size: u64 },
+    SizeLf {
+        size: u64,
+    },
     /// Chunk data still to come.
     Data(u64),
     /// The CRLF after chunk data.
     DataCr,
     DataLf,
     /// A trailer line (`len` bytes so far; 0 = the empty line ending the body).
-    Trailer { len: usize },
-    TrailerLf { len: usize },
+    Trailer {
+        len: usize,
+    },
+    TrailerLf {
+        len: usize,
+    },
     Done,
 }
 
@@ -192,7 +204,10 @@ mod tests {
         assert_eq!(all(b"\r\n", 10), Err(ChunkError::Malformed));
         assert_eq!(all(b"3\r\nabcX", 10), Err(ChunkError::Malformed));
         assert_eq!(all(b"b\r\n", 10), Err(ChunkError::TooLarge));
-        assert_eq!(all(b"ffffffffffffffffff\r\n", u64::MAX), Err(ChunkError::TooLarge));
+        assert_eq!(
+            all(b"ffffffffffffffffff\r\n", u64::MAX),
+            Err(ChunkError::TooLarge)
+        );
         let mut c = Chunked::new(10, 4);
         assert_eq!(c.feed(b"0\r\nLongTrailer"), Err(ChunkError::TooLarge));
     }

@@ -246,7 +246,9 @@ mod tests {
         assert_eq!(f.len(), 3);
         assert_eq!(f.bytes(), 9 + 3 + 1000);
         assert!(matches!(f.lookup("/"), Lookup::File(e) if e.body == b"<p>hi</p>"));
-        assert!(matches!(f.lookup("/sub/a.txt"), Lookup::File(e) if e.content_type == "text/plain"));
+        assert!(
+            matches!(f.lookup("/sub/a.txt"), Lookup::File(e) if e.content_type == "text/plain")
+        );
         assert!(matches!(f.lookup("/sub"), Lookup::Directory));
         assert!(matches!(f.lookup("/sub/"), Lookup::NoIndex));
         assert!(matches!(f.lookup("/nope"), Lookup::Missing));
@@ -263,7 +265,10 @@ mod tests {
             max_files: 2,
             ..Limits::default()
         };
-        assert!(matches!(Files::load(&d, few), Err(LoadError::TooMany { .. })));
+        assert!(matches!(
+            Files::load(&d, few),
+            Err(LoadError::TooMany { .. })
+        ));
         assert!(matches!(
             Files::load(&d.join("missing"), Limits::default()),
             Err(LoadError::Io { .. })
@@ -275,6 +280,8 @@ mod tests {
     fn hello_has_the_size_asked_for() {
         let mut f = Files::empty();
         f.add_hello(100, 0);
-        assert!(matches!(f.lookup("/hello"), Lookup::File(e) if e.body.len() == 100 && e.body == hello_body(100)));
+        assert!(
+            matches!(f.lookup("/hello"), Lookup::File(e) if e.body.len() == 100 && e.body == hello_body(100))
+        );
     }
 }

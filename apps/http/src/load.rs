@@ -549,7 +549,10 @@ pub fn run_cli(args: &LoadArgs) -> Result<LoadReport, String> {
         None => crate::files::hello_body(args.expect_hello).into(),
     };
     if !args.path.starts_with('/') || args.path.bytes().any(|b| b <= b' ') {
-        return Err(format!("--path {:?}: must start with / and hold no spaces", args.path));
+        return Err(format!(
+            "--path {:?}: must start with / and hold no spaces",
+            args.path
+        ));
     }
     let base = LoadOpts {
         target: args.connect,

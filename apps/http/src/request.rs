@@ -93,7 +93,10 @@ pub fn target_path(target: &str) -> Result<String, Status> {
     let path = if bytes.first() == Some(&b'/') {
         bytes
     } else {
-        let lower = target.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+        let lower = target
+            .get(..8)
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
         let rest = if lower.starts_with("http://") {
             &bytes[7..]
         } else if lower.starts_with("https://") {
@@ -112,9 +115,7 @@ pub fn target_path(target: &str) -> Result<String, Status> {
         .unwrap_or(path.len());
     let decoded = percent_decode(&path[..end]).ok_or(Status::BadRequest)?;
     let mut segs: Vec<&[u8]> = Vec::new();
-    let trailing = decoded.ends_with(b"/")
-        || decoded.ends_with(b"/.")
-        || decoded.ends_with(b"/..");
+    let trailing = decoded.ends_with(b"/") || decoded.ends_with(b"/.") || decoded.ends_with(b"/..");
     for seg in decoded.split(|&b| b == b'/') {
         match seg {
             b"" | b"." => {}
@@ -137,7 +138,10 @@ pub fn target_path(target: &str) -> Result<String, Status> {
 }
 
 /// Interprets a complete head. `Err` is the error status to answer with.
-pub fn interpret(req: &httparse::Request<'_, '_>, limits: HeadLimits) -> Result<RequestHead, Status> {
+pub fn interpret(
+    req: &httparse::Request<'_, '_>,
+    limits: HeadLimits,
+) -> Result<RequestHead, Status> {
     let method = match req.method {
         Some("GET") => Method::Get,
         Some("HEAD") => Method::Head,
@@ -177,7 +181,11 @@ pub fn interpret(req: &httparse::Request<'_, '_>, limits: HeadLimits) -> Result<
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             te = true;
             // The last coding decides; only chunked is understood.
-            let last = v.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
+            let last = v
+                .rsplit(|&b| b == b',')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
             chunked = last.eq_ignore_ascii_case(b"chunked");
         } else if name.eq_ignore_ascii_case(b"connection") {
             close |= has_token(v, "close");
@@ -220,10 +228,17 @@ pub fn interpret(req: &httparse::Request<'_, '_>, limits: HeadLimits) -> Result<
 /// minor version is compatible, RFC 9110 section 2.5; nginx does the same). `None` otherwise.
 pub fn as_http11(buf: &[u8]) -> Option<Vec<u8>> {
     let line_end = buf.iter().position(|&b| b == b'\n')?;
-    let line = buf[..line_end].strip_suffix(b"\r").unwrap_or(&buf[..line_end]);
+    let line = buf[..line_end]
+        .strip_suffix(b"\r")
+        .unwrap_or(&buf[..line_end]);
     let at = line.len().checked_sub(8)?;
     let v = &line[at..];
-    if at == 0 || line[at - 1] != b' ' || !v.starts_with(b"HTTP/1.") || !v[7].is_ascii_digit() || v[7] < b'2' {
+    if at == 0
+        || line[at - 1] != b' '
+        || !v.starts_with(b"HTTP/1.")
+        || !v[7].is_ascii_digit()
+        || v[7] < b'2'
+    {
         return None;
     }
     let mut fixed = buf.to_vec();
@@ -236,7 +251,10 @@ pub fn as_http11(buf: &[u8]) -> Option<Vec<u8>> {
 pub fn version_error(buf: &[u8]) -> Status {
     let line_end = buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len());
     let line = buf[..line_end].trim_ascii();
-    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').filter(|p| !p.is_empty()).collect();
+    let parts: Vec<&[u8]> = line
+        .split(|&b| b == b' ')
+        .filter(|p| !p.is_empty())
+        .collect();
     let [method, target, version] = parts.as_slice() else {
         return Status::BadRequest;
     };
@@ -245,7 +263,8 @@ pub fn version_error(buf: &[u8]) -> Status {
         .and_then(|v| {
             let dot = v.iter().position(|&b| b == b'.')?;
             let (maj, min) = (&v[..dot], &v[dot + 1..]);
-            let digits = |d: &[u8]| !d.is_empty() && d.len() <= 3 && d.iter().all(u8::is_ascii_digit);
+            let digits =
+                |d: &[u8]| !d.is_empty() && d.len() <= 3 && d.iter().all(u8::is_ascii_digit);
             (digits(maj) && digits(min)).then_some(())
         })
         .is_some();
@@ -271,7 +290,16 @@ mod tests {
         assert_eq!(ok("/h%65llo"), "/hello");
         assert_eq!(ok("http://example.com/x/y"), "/x/y");
         assert_eq!(ok("HTTP://example.com"), "/");
-        for bad in ["x", "*", "/..", "/a/../../b", "/%zz", "/%0", "/a%00b", "ftp://x/"] {
+        for bad in [
+            "x",
+            "*",
+            "/..",
+            "/a/../../b",
+            "/%zz",
+            "/%0",
+            "/a%00b",
+            "ftp://x/",
+        ] {
             assert_eq!(target_path(bad), Err(Status::BadRequest), "{bad}");
         }
     }
@@ -293,11 +321,22 @@ mod tests {
     fn persistence_framing_and_errors() {
         let h = head("GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert!(h.keep_alive && h.http11 && h.framing == Framing::None);
-        assert!(!head("GET / HTTP/1.1\r\nHost: x\r\nConnection: Close\r\n\r\n").unwrap().keep_alive);
+        assert!(
+            !head("GET / HTTP/1.1\r\nHost: x\r\nConnection: Close\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
         assert!(!head("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
-        assert!(head("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().keep_alive);
+        assert!(
+            head("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
         assert_eq!(head("GET / HTTP/1.1\r\n\r\n"), Err(Status::BadRequest));
-        assert_eq!(head("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), Err(Status::BadRequest));
+        assert_eq!(
+            head("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Err(Status::BadRequest)
+        );
         let p = head("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n").unwrap();
         assert_eq!((p.method, p.framing), (Method::Other, Framing::Length(10)));
         assert_eq!(
@@ -312,7 +351,10 @@ mod tests {
             head("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n"),
             Err(Status::BadRequest)
         );
-        let c = head("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n").unwrap();
+        let c = head(
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        )
+        .unwrap();
         assert!(c.framing == Framing::Chunked && c.must_close);
         assert_eq!(
             head("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"),
@@ -320,15 +362,27 @@ mod tests {
         );
         let long = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(64));
         assert_eq!(head(&long), Err(Status::UriTooLong));
-        let ims = head("GET / HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n").unwrap();
+        let ims = head(
+            "GET / HTTP/1.1\r\nHost: x\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n",
+        )
+        .unwrap();
         assert_eq!(ims.if_modified_since, Some(784_111_777));
     }
 
     #[test]
     fn unsupported_versions_are_505_and_garbage_400() {
-        assert_eq!(version_error(b"GET / HTTP/2.0\r\n"), Status::VersionNotSupported);
-        assert_eq!(version_error(b"GET / HTTP/3.0\r\n\r\n"), Status::VersionNotSupported);
-        assert_eq!(as_http11(b"GET / HTTP/1.2\r\nHost: a\r\n").unwrap(), b"GET / HTTP/1.1\r\nHost: a\r\n");
+        assert_eq!(
+            version_error(b"GET / HTTP/2.0\r\n"),
+            Status::VersionNotSupported
+        );
+        assert_eq!(
+            version_error(b"GET / HTTP/3.0\r\n\r\n"),
+            Status::VersionNotSupported
+        );
+        assert_eq!(
+            as_http11(b"GET / HTTP/1.2\r\nHost: a\r\n").unwrap(),
+            b"GET / HTTP/1.1\r\nHost: a\r\n"
+        );
         assert_eq!(as_http11(b"GET / HTTP/2.0\r\n"), None);
         assert_eq!(as_http11(b"GET / HTTP/1.10\r\n"), None);
         assert_eq!(version_error(b"GET / HTTP/x\r\n"), Status::BadRequest);

@@ -206,8 +206,10 @@ mod tests {
         assert!(Status::HeaderFieldsTooLarge.closes());
         assert!(!Status::NotFound.closes());
         assert!(!Status::MethodNotAllowed.closes());
-        assert!(String::from_utf8(error_body(Status::NotFound))
-            .unwrap()
-            .contains("<title>404 Not Found</title>"));
+        assert!(
+            String::from_utf8(error_body(Status::NotFound))
+                .unwrap()
+                .contains("<title>404 Not Found</title>")
+        );
     }
 }

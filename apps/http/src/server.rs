@@ -425,7 +425,11 @@ pub fn serve<B: Backend>(
             && c.now >= t
         {
             next_stats = cfg.stats_every.map(|d| c.now + d.as_millis() as u64);
-            eprintln!("megatcp-http: core {core}: {} open {}", c.stats, c.conns.len());
+            eprintln!(
+                "megatcp-http: core {core}: {} open {}",
+                c.stats,
+                c.conns.len()
+            );
         }
     }
     c.flush_log();

@@ -291,7 +291,10 @@ impl Session {
                                     ChunkError::TooLarge => Status::ContentTooLarge,
                                     ChunkError::Malformed => Status::BadRequest,
                                 };
-                                return (off, self.simple(status, false, false, None, None, env, out));
+                                return (
+                                    off,
+                                    self.simple(status, false, false, None, None, env, out),
+                                );
                             }
                         },
                     };
@@ -329,7 +332,10 @@ impl Session {
             }
         };
         let close = |s: &mut Self, status, env: &mut Env<'_>, out: &mut Vec<u8>| {
-            Parsed::Done(rest.len(), s.simple(status, false, false, None, None, env, out))
+            Parsed::Done(
+                rest.len(),
+                s.simple(status, false, false, None, None, env, out),
+            )
         };
         // Words of the request line may be separated by several spaces (RFC 9112 section 3
         // allows parsing on whitespace boundaries; nginx does).
@@ -361,10 +367,9 @@ impl Session {
                 let body = match head.framing {
                     Framing::None => return Parsed::Done(used, self.answer(&head, env, out)),
                     Framing::Length(n) => Body::Length(n),
-                    Framing::Chunked => Body::Chunked(Chunked::new(
-                        limits.max_body,
-                        limits.max_header_bytes,
-                    )),
+                    Framing::Chunked => {
+                        Body::Chunked(Chunked::new(limits.max_body, limits.max_header_bytes))
+                    }
                 };
                 if head.expect_continue && head.http11 {
                     out.extend_from_slice(response::CONTINUE);
@@ -396,8 +401,7 @@ impl Session {
     /// Answers a complete request.
     fn answer(&mut self, head: &RequestHead, env: &mut Env<'_>, out: &mut Vec<u8>) -> Flow {
         let max = env.limits.max_requests;
-        let keep =
-            head.keep_alive && !head.must_close && (max == 0 || self.requests + 1 < max);
+        let keep = head.keep_alive && !head.must_close && (max == 0 || self.requests + 1 < max);
         let only_head = head.method == Method::Head;
         let what = Some((head.method, head.path.as_str(), head.http11));
         if head.method == Method::Other {
@@ -408,7 +412,15 @@ impl Session {
             Lookup::Directory => {
                 let location = format!("{}/", head.path);
                 let loc = Some(location.as_str());
-                return self.simple(Status::MovedPermanently, keep, only_head, loc, what, env, out);
+                return self.simple(
+                    Status::MovedPermanently,
+                    keep,
+                    only_head,
+                    loc,
+                    what,
+                    env,
+                    out,
+                );
             }
             Lookup::NoIndex => {
                 return self.simple(Status::Forbidden, keep, only_head, None, what, env, out);
@@ -514,7 +526,12 @@ fn access_line(
                 Method::Other => "OTHER",
             };
             let v = if http11 { "1.1" } else { "1.0" };
-            writeln!(log, "] \"{m} {} HTTP/{v}\" {} {bytes}", path.escape_debug(), status.code())
+            writeln!(
+                log,
+                "] \"{m} {} HTTP/{v}\" {} {bytes}",
+                path.escape_debug(),
+                status.code()
+            )
         }
         None => writeln!(log, "] \"-\" {} {bytes}", status.code()),
     };
@@ -606,8 +623,14 @@ mod tests {
             (&b"GARBAGE\r\n\r\n"[..], "400"),
             (b"GET / HTTP/2.0\r\n\r\n", "505"),
             (b"GET / HTTP/1.1\r\n\r\n", "400"),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n", "413"),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "400"),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n",
+                "413",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                "400",
+            ),
         ] {
             let mut t = T::new();
             let mut s = Session::new(0);
@@ -616,7 +639,10 @@ mod tests {
             assert!(out.starts_with(&format!("HTTP/1.1 {code} ")), "{out}");
             assert!(out.contains("Connection: close"));
             // Nothing more is answered.
-            assert_eq!(t.feed(&mut s, b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n").0, "");
+            assert_eq!(
+                t.feed(&mut s, b"GET /hello HTTP/1.1\r\nHost: a\r\n\r\n").0,
+                ""
+            );
         }
     }
 
@@ -629,10 +655,16 @@ mod tests {
         assert!(out.starts_with("HTTP/1.1 414 "), "{out}");
         let mut s = Session::new(0);
         let many: String = (0..100).map(|i| format!("X-{i}: v\r\n")).collect();
-        let (out, _) = t.feed(&mut s, format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n").as_bytes());
+        let (out, _) = t.feed(
+            &mut s,
+            format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n").as_bytes(),
+        );
         assert!(out.starts_with("HTTP/1.1 431 "), "{out}");
         let mut s = Session::new(0);
-        let big = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n", "v".repeat(20_000));
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n\r\n",
+            "v".repeat(20_000)
+        );
         let (out, _) = t.feed(&mut s, big.as_bytes());
         assert!(out.starts_with("HTTP/1.1 431 "), "{out}");
     }

@@ -20,7 +20,11 @@ const LOCK: &str = "/run/megatcp-testbed.lock";
 fn testbed(arg: &str) {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/testbed");
     let out = Command::new(script).arg(arg).output().unwrap();
-    assert!(out.status.success(), "testbed {arg}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "testbed {arg}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Takes the testbed down however the test ends.
@@ -61,7 +65,16 @@ fn is_root() -> bool {
 
 fn load_in_client_ns(args: &[&str]) -> serde_json::Value {
     let out = Command::new("ip")
-        .args(["netns", "exec", "megatcp-cli", HTTP, "load", "--json", "--cores", "1"])
+        .args([
+            "netns",
+            "exec",
+            "megatcp-cli",
+            HTTP,
+            "load",
+            "--json",
+            "--cores",
+            "1",
+        ])
         .args(["--connect", &format!("{SERVER}:8080"), "--duration", "2"])
         .args(args)
         .output()
@@ -109,7 +122,14 @@ fn clients_against_the_afxdp_server() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let ok = cmd_in(Some("megatcp-cli"), "curl")
-            .args(["-sf", "-m", "1", "-o", "/dev/null", &format!("http://{SERVER}:8080/hello")])
+            .args([
+                "-sf",
+                "-m",
+                "1",
+                "-o",
+                "/dev/null",
+                &format!("http://{SERVER}:8080/hello"),
+            ])
             .status()
             .unwrap()
             .success();
@@ -117,21 +137,50 @@ fn clients_against_the_afxdp_server() {
             break;
         }
         assert!(server.alive(), "the AF_XDP server exited");
-        assert!(Instant::now() < deadline, "the AF_XDP server did not come up");
+        assert!(
+            Instant::now() < deadline,
+            "the AF_XDP server did not come up"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
-    third_party_clients(Some("megatcp-cli"), &format!("http://{SERVER}:8080"), &root, 64);
+    third_party_clients(
+        Some("megatcp-cli"),
+        &format!("http://{SERVER}:8080"),
+        &root,
+        64,
+    );
     let big = root.join("data/65536.bin");
     for args in [
         vec!["--backend", "epoll"],
-        vec!["--backend", "afxdp", "--iface", "mtcp-cli", "--ip", "10.77.0.20/24"],
         vec![
-            "--backend", "afxdp", "--iface", "mtcp-cli", "--ip", "10.77.0.20/24", "--close",
+            "--backend",
+            "afxdp",
+            "--iface",
+            "mtcp-cli",
+            "--ip",
+            "10.77.0.20/24",
+        ],
+        vec![
+            "--backend",
+            "afxdp",
+            "--iface",
+            "mtcp-cli",
+            "--ip",
+            "10.77.0.20/24",
+            "--close",
             "--close-rst",
         ],
         vec![
-            "--backend", "afxdp", "--iface", "mtcp-cli", "--ip", "10.77.0.20/24", "--path",
-            "/data/65536.bin", "--expect-file", big.to_str().unwrap(),
+            "--backend",
+            "afxdp",
+            "--iface",
+            "mtcp-cli",
+            "--ip",
+            "10.77.0.20/24",
+            "--path",
+            "/data/65536.bin",
+            "--expect-file",
+            big.to_str().unwrap(),
         ],
     ] {
         let r = load_in_client_ns(&args);

@@ -11,7 +11,12 @@ use common::*;
 fn curl_wrk_and_ab_over_epoll() {
     let root = tree("clients-epoll");
     let server = start_http(&["--root", root.to_str().unwrap(), "--backend", "epoll"]);
-    third_party_clients(None, &format!("http://127.0.0.1:{}", server.port), &root, 64);
+    third_party_clients(
+        None,
+        &format!("http://127.0.0.1:{}", server.port),
+        &root,
+        64,
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 
@@ -26,14 +31,26 @@ fn curl_wrk_and_ab_over_io_uring() {
         "--hello-size",
         "1000",
     ]);
-    third_party_clients(None, &format!("http://127.0.0.1:{}", server.port), &root, 1000);
+    third_party_clients(
+        None,
+        &format!("http://127.0.0.1:{}", server.port),
+        &root,
+        1000,
+    );
     let _ = std::fs::remove_dir_all(&root);
 }
 
 fn load(port: u16, extra: &[&str]) -> serde_json::Value {
     let out = std::process::Command::new(HTTP)
         .args(["load", "--backend", "epoll", "--cores", "1", "--json"])
-        .args(["--connect", &format!("127.0.0.1:{port}"), "--duration", "1", "--warmup", "0.2"])
+        .args([
+            "--connect",
+            &format!("127.0.0.1:{port}"),
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+        ])
         .args(extra)
         .output()
         .unwrap();
@@ -59,8 +76,20 @@ fn our_load_generator_verifies_keep_alive_close_and_pipelined_runs() {
     for extra in [
         &["--expect-hello", "300"][..],
         &["--expect-hello", "300", "--close"],
-        &["--expect-hello", "300", "--depth", "8", "--connections", "4"],
-        &["--path", "/data/65536.bin", "--expect-file", file.to_str().unwrap()],
+        &[
+            "--expect-hello",
+            "300",
+            "--depth",
+            "8",
+            "--connections",
+            "4",
+        ],
+        &[
+            "--path",
+            "/data/65536.bin",
+            "--expect-file",
+            file.to_str().unwrap(),
+        ],
     ] {
         let r = load(server.port, extra);
         assert_eq!(r["errors"]["verify"], 0, "{extra:?}: {r}");
@@ -69,8 +98,22 @@ fn our_load_generator_verifies_keep_alive_close_and_pipelined_runs() {
     }
     // A wrong expectation is caught: the load generator really compares the bytes.
     let out = std::process::Command::new(HTTP)
-        .args(["load", "--cores", "1", "--json", "--duration", "0.5", "--warmup", "0"])
-        .args(["--connect", &format!("127.0.0.1:{}", server.port), "--expect-hello", "300"])
+        .args([
+            "load",
+            "--cores",
+            "1",
+            "--json",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0",
+        ])
+        .args([
+            "--connect",
+            &format!("127.0.0.1:{}", server.port),
+            "--expect-hello",
+            "300",
+        ])
         .args(["--path", "/data/64.bin"])
         .output()
         .unwrap();
@@ -80,8 +123,17 @@ fn our_load_generator_verifies_keep_alive_close_and_pipelined_runs() {
     // The access log is written off the data path, one line per response.
     drop(server);
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.lines().count() > 1000, "{} lines", text.lines().count());
-    assert!(text.lines().any(|l| l.contains("\"GET /hello HTTP/1.1\" 200 ")), "{}", &text[..200]);
+    assert!(
+        text.lines().count() > 1000,
+        "{} lines",
+        text.lines().count()
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("\"GET /hello HTTP/1.1\" 200 ")),
+        "{}",
+        &text[..200]
+    );
     let _ = std::fs::remove_file(&log);
     let _ = std::fs::remove_dir_all(&root);
 }
@@ -90,7 +142,14 @@ fn our_load_generator_verifies_keep_alive_close_and_pipelined_runs() {
 fn a_tree_over_the_bound_is_refused_at_start() {
     let root = tree("bound");
     let out = std::process::Command::new(HTTP)
-        .args(["--root", root.to_str().unwrap(), "--max-bytes", "1000", "-p", "1"])
+        .args([
+            "--root",
+            root.to_str().unwrap(),
+            "--max-bytes",
+            "1000",
+            "-p",
+            "1",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

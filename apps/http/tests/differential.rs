@@ -14,30 +14,91 @@ use common::*;
 fn cases(last_modified: &str) -> Vec<(Vec<u8>, bool, String)> {
     let mut v: Vec<(Vec<u8>, bool, String)> = Vec::new();
     let mut add = |req: String, head: bool| {
-        let name = req.lines().next().unwrap_or_default().chars().take(60).collect();
+        let name = req
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .take(60)
+            .collect();
         v.push((req.into_bytes(), head, name));
     };
     let close = "Connection: close\r\n";
     for path in [
-        "/", "/index.html", "/a.txt", "/empty.txt", "/style.css", "/data/64.bin",
-        "/data/65536.bin", "/data/1mib.bin", "/sub/deep/x.json", "/a.txt?x=1&y=2",
-        "/%61.txt", "/sub/../a.txt", "/sub/./deep/x.json", "//a.txt", "/missing",
-        "/sub", "/sub/", "/sub/deep", "/data/", "/nope/",
+        "/",
+        "/index.html",
+        "/a.txt",
+        "/empty.txt",
+        "/style.css",
+        "/data/64.bin",
+        "/data/65536.bin",
+        "/data/1mib.bin",
+        "/sub/deep/x.json",
+        "/a.txt?x=1&y=2",
+        "/%61.txt",
+        "/sub/../a.txt",
+        "/sub/./deep/x.json",
+        "//a.txt",
+        "/missing",
+        "/sub",
+        "/sub/",
+        "/sub/deep",
+        "/data/",
+        "/nope/",
     ] {
-        add(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{close}\r\n"), false);
+        add(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\n{close}\r\n"),
+            false,
+        );
     }
-    add(format!("HEAD /data/4096.bin HTTP/1.1\r\nHost: t\r\n{close}\r\n"), true);
-    add(format!("HEAD /missing HTTP/1.1\r\nHost: t\r\n{close}\r\n"), true);
+    add(
+        format!("HEAD /data/4096.bin HTTP/1.1\r\nHost: t\r\n{close}\r\n"),
+        true,
+    );
+    add(
+        format!("HEAD /missing HTTP/1.1\r\nHost: t\r\n{close}\r\n"),
+        true,
+    );
     add("GET /a.txt HTTP/1.0\r\n\r\n".into(), false);
     add("GET /a.txt HTTP/1.0\r\nHost: t\r\n\r\n".into(), false);
-    add("GET /a.txt HTTP/1.2\r\nHost: t\r\nConnection: close\r\n\r\n".into(), false);
-    add("GET http://t/a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".into(), false);
-    add(format!("GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {last_modified}\r\n{close}\r\n"), false);
-    add(format!("GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n{close}\r\n"), false);
-    add(format!("GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: garbage\r\n{close}\r\n"), false);
-    add(format!("DELETE /a.txt HTTP/1.1\r\nHost: t\r\n{close}\r\n"), false);
-    add(format!("POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n{close}\r\nabc"), false);
-    add(format!("GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n{close}\r\n3\r\nabc\r\n0\r\n\r\n"), false);
+    add(
+        "GET /a.txt HTTP/1.2\r\nHost: t\r\nConnection: close\r\n\r\n".into(),
+        false,
+    );
+    add(
+        "GET http://t/a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".into(),
+        false,
+    );
+    add(
+        format!(
+            "GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: {last_modified}\r\n{close}\r\n"
+        ),
+        false,
+    );
+    add(
+        format!(
+            "GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: Sun, 06 Nov 1994 08:49:37 GMT\r\n{close}\r\n"
+        ),
+        false,
+    );
+    add(
+        format!("GET /a.txt HTTP/1.1\r\nHost: t\r\nIf-Modified-Since: garbage\r\n{close}\r\n"),
+        false,
+    );
+    add(
+        format!("DELETE /a.txt HTTP/1.1\r\nHost: t\r\n{close}\r\n"),
+        false,
+    );
+    add(
+        format!("POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n{close}\r\nabc"),
+        false,
+    );
+    add(
+        format!(
+            "GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n{close}\r\n3\r\nabc\r\n0\r\n\r\n"
+        ),
+        false,
+    );
     // Pipelined: three requests in one write, answered in order.
     add(
         "GET /a.txt HTTP/1.1\r\nHost: t\r\n\r\nGET /missing HTTP/1.1\r\nHost: t\r\n\r\n\
@@ -50,15 +111,36 @@ fn cases(last_modified: &str) -> Vec<(Vec<u8>, bool, String)> {
     add("GET / HTTP/2.0\r\nHost: t\r\n\r\n".into(), false);
     add("GET / HTTP/1.1\r\n\r\n".into(), false);
     add("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into(), false);
-    add("GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n".into(), false);
-    add("GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".into(), false);
-    add("GET /a.txt HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(), false);
-    add("POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n".into(), false);
-    add("GET /../etc/passwd HTTP/1.1\r\nHost: t\r\n\r\n".into(), false);
+    add(
+        "GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: abc\r\n\r\n".into(),
+        false,
+    );
+    add(
+        "GET /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n".into(),
+        false,
+    );
+    add(
+        "GET /a.txt HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(),
+        false,
+    );
+    add(
+        "POST /a.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n".into(),
+        false,
+    );
+    add(
+        "GET /../etc/passwd HTTP/1.1\r\nHost: t\r\n\r\n".into(),
+        false,
+    );
     add("GET /%zz HTTP/1.1\r\nHost: t\r\n\r\n".into(), false);
     add("GET /a%00b HTTP/1.1\r\nHost: t\r\n\r\n".into(), false);
-    add(format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(20_000)), false);
-    add(format!("GET  /a.txt HTTP/1.1\r\nHost: t\r\n{close}\r\n"), false);
+    add(
+        format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(20_000)),
+        false,
+    );
+    add(
+        format!("GET  /a.txt HTTP/1.1\r\nHost: t\r\n{close}\r\n"),
+        false,
+    );
     add("GET /a.txt HTTP/1.1\r\nHost t\r\n\r\n".into(), false);
     v
 }
@@ -82,13 +164,18 @@ fn known_differences() -> Vec<(Vec<u8>, u16, u16, &'static str)> {
             "chunked not final: 400 and close (RFC 9112 section 6.3); nginx says 501",
         ),
         (
-            format!("GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n", "v".repeat(20_000)).into_bytes(),
+            format!(
+                "GET / HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n",
+                "v".repeat(20_000)
+            )
+            .into_bytes(),
             431,
             400,
             "header section over the bound: 431 (RFC 6585); nginx says 400",
         ),
         (
-            format!("GET /a.txt HTTP/1.1\r\nHost: t\r\n{many}Connection: close\r\n\r\n").into_bytes(),
+            format!("GET /a.txt HTTP/1.1\r\nHost: t\r\n{many}Connection: close\r\n\r\n")
+                .into_bytes(),
             431,
             200,
             "more than 64 header fields: 431; nginx has no count limit",
@@ -97,7 +184,8 @@ fn known_differences() -> Vec<(Vec<u8>, u16, u16, &'static str)> {
 }
 
 fn closes(r: &Response) -> bool {
-    r.header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    r.header("connection")
+        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
 }
 
 #[test]
@@ -106,18 +194,32 @@ fn answers_match_nginx_on_the_same_directory() {
     let ours = start_http(&["--root", root.to_str().unwrap(), "--no-hello"]);
     let nginx = start_nginx(&root);
     let lm = {
-        let b = exchange(ours.port, b"HEAD /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-        responses(&b, &[true])[0].header("last-modified").unwrap().to_string()
+        let b = exchange(
+            ours.port,
+            b"HEAD /a.txt HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        );
+        responses(&b, &[true])[0]
+            .header("last-modified")
+            .unwrap()
+            .to_string()
     };
     let mut checked = 0;
     for (req, head, name) in cases(&lm) {
         let (a, b) = (exchange(ours.port, &req), exchange(nginx.port, &req));
         let heads: Vec<bool> = vec![head; 3];
         let (ra, rb) = (responses(&a, &heads), responses(&b, &heads));
-        assert_eq!(ra.len(), rb.len(), "{name}: number of responses\nours {ra:?}\nnginx {rb:?}");
+        assert_eq!(
+            ra.len(),
+            rb.len(),
+            "{name}: number of responses\nours {ra:?}\nnginx {rb:?}"
+        );
         for (x, y) in ra.iter().zip(&rb) {
             assert_eq!(x.code, y.code, "{name}\nours {x:?}\nnginx {y:?}");
-            assert_eq!(closes(x), closes(y), "{name}: Connection\nours {x:?}\nnginx {y:?}");
+            assert_eq!(
+                closes(x),
+                closes(y),
+                "{name}: Connection\nours {x:?}\nnginx {y:?}"
+            );
             if x.code == 200 || x.code == 304 {
                 for h in ["content-type", "content-length", "last-modified"] {
                     assert_eq!(x.header(h), y.header(h), "{name}: {h}");

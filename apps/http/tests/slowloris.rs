@@ -23,7 +23,10 @@ fn raise_nofile() {
 /// One ordinary request on a new connection; the body must be `/hello`'s.
 fn fetch_hello(port: u16) -> Duration {
     let t = Instant::now();
-    let r = exchange(port, b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    let r = exchange(
+        port,
+        b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
     let r = responses(&r, &[]);
     assert_eq!(r.len(), 1);
     assert_eq!(r[0].code, 200);
@@ -63,7 +66,10 @@ fn slow_clients_are_bounded_timed_out_and_do_not_starve_others() {
     }
     assert!(server.alive());
     assert!(served > 50, "{served} ordinary requests");
-    assert!(worst < Duration::from_millis(500), "an ordinary request took {worst:?}");
+    assert!(
+        worst < Duration::from_millis(500),
+        "an ordinary request took {worst:?}"
+    );
     let growth = peak_rss.saturating_sub(base_rss);
     eprintln!(
         "{SLOW} slow connections: RSS {base_rss} KiB -> {peak_rss} KiB ({} B per connection); \
@@ -91,7 +97,14 @@ fn slow_clients_are_bounded_timed_out_and_do_not_starve_others() {
         k += 1;
         std::thread::sleep(Duration::from_millis(250));
     }
-    assert!(open.is_empty(), "{} slow connections still open after 12 s", open.len());
-    assert!(started.elapsed() >= Duration::from_secs(4), "closed before the timeout");
+    assert!(
+        open.is_empty(),
+        "{} slow connections still open after 12 s",
+        open.len()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(4),
+        "closed before the timeout"
+    );
     fetch_hello(server.port);
 }

@@ -32,11 +32,28 @@ fn command(http_bin: &Path, point: &Point, addr: &str, secs: f64, warmup: f64) -
     match point.client {
         Client::Ours => {
             c.arg(http_bin)
-                .args(["load", "--json", "--cores", CLIENT_CPU, "--backend", "afxdp"])
+                .args([
+                    "load",
+                    "--json",
+                    "--cores",
+                    CLIENT_CPU,
+                    "--backend",
+                    "afxdp",
+                ])
                 .args(["--iface", CLI_IF, "--ip", &format!("{CLI_BYPASS_IP}/24")])
                 .args(["--connect", &format!("{addr}:{PORT}"), "--path", &path])
-                .args(["--expect-hello", &point.size.to_string(), "--connections", &n])
-                .args(["--duration", &secs.to_string(), "--warmup", &warmup.to_string()]);
+                .args([
+                    "--expect-hello",
+                    &point.size.to_string(),
+                    "--connections",
+                    &n,
+                ])
+                .args([
+                    "--duration",
+                    &secs.to_string(),
+                    "--warmup",
+                    &warmup.to_string(),
+                ]);
             if !point.keep_alive {
                 // RST after the response: no TIME-WAIT on the client side (issue 11).
                 c.args(["--close", "--close-rst"]);
@@ -44,7 +61,18 @@ fn command(http_bin: &Path, point: &Point, addr: &str, secs: f64, warmup: f64) -
         }
         Client::Wrk => {
             let d = format!("{}s", secs.ceil().max(1.0));
-            c.args(["taskset", "-c", CLIENT_CPU, "wrk", "-t1", "-c", &n, "-d", &d, "--latency"]);
+            c.args([
+                "taskset",
+                "-c",
+                CLIENT_CPU,
+                "wrk",
+                "-t1",
+                "-c",
+                &n,
+                "-d",
+                &d,
+                "--latency",
+            ]);
             if !point.keep_alive {
                 c.args(["-H", "Connection: close"]);
             }
@@ -91,19 +119,27 @@ fn parse(client: Client, out: &str) -> Result<Measure, String> {
         Client::Ours => {
             let r: serde_json::Value =
                 serde_json::from_str(out).map_err(|e| format!("bad report ({e})"))?;
-            let num = |k: &str| r.get(k).and_then(serde_json::Value::as_f64).unwrap_or(f64::NAN);
+            let num = |k: &str| {
+                r.get(k)
+                    .and_then(serde_json::Value::as_f64)
+                    .unwrap_or(f64::NAN)
+            };
             m.requests_per_sec = num("requests_per_sec");
             m.p50_us = num("p50_us");
             m.p99_us = num("p99_us");
             let e = r.get("errors").and_then(serde_json::Value::as_object);
-            m.errors = e.map_or(0, |o| o.values().filter_map(serde_json::Value::as_u64).sum());
-            let verify = r["errors"]["verify"].as_u64().unwrap_or(0) + r["errors"]["status"].as_u64().unwrap_or(0);
+            m.errors = e.map_or(0, |o| {
+                o.values().filter_map(serde_json::Value::as_u64).sum()
+            });
+            let verify = r["errors"]["verify"].as_u64().unwrap_or(0)
+                + r["errors"]["status"].as_u64().unwrap_or(0);
             if verify > 0 {
                 return Err(format!("{verify} responses failed verification"));
             }
         }
         Client::Wrk => {
-            m.requests_per_sec = after(out, "Requests/sec:").ok_or("no Requests/sec in wrk's output")?;
+            m.requests_per_sec =
+                after(out, "Requests/sec:").ok_or("no Requests/sec in wrk's output")?;
             let pct = |p: &str| {
                 out.lines()
                     .find_map(|l| l.trim().strip_prefix(p))
@@ -121,8 +157,8 @@ fn parse(client: Client, out: &str) -> Result<Measure, String> {
             }
         }
         Client::Ab => {
-            m.requests_per_sec =
-                after(out, "Requests per second:").ok_or("no Requests per second in ab's output")?;
+            m.requests_per_sec = after(out, "Requests per second:")
+                .ok_or("no Requests per second in ab's output")?;
             m.p50_us = after(out, "50%").map_or(f64::NAN, |ms| ms * 1e3);
             m.p99_us = after(out, "99%").map_or(f64::NAN, |ms| ms * 1e3);
             m.errors = after(out, "Failed requests:").unwrap_or(0.0) as u64
@@ -145,12 +181,24 @@ pub(crate) fn run(
     server_pid: u32,
 ) -> Result<Measure, String> {
     // wrk and ab measure from their first request: no warm-up of their own.
-    let warm = if point.client == Client::Ours { warmup } else { 0.0 };
+    let warm = if point.client == Client::Ours {
+        warmup
+    } else {
+        0.0
+    };
     let cmd = command(http_bin, point, addr, secs, warm);
-    let window = if point.client == Client::Ours { secs } else { secs.ceil().max(1.0) };
+    let window = if point.client == Client::Ours {
+        secs
+    } else {
+        secs.ceil().max(1.0)
+    };
     let run = procs::run_client(cmd, server_pid, window, warm)?;
     let mut m = parse(point.client, &run.stdout).map_err(|e| {
-        format!("{} {e}: {}", point.client.name(), procs::tail(&run.stderr, 3))
+        format!(
+            "{} {e}: {}",
+            point.client.name(),
+            procs::tail(&run.stderr, 3)
+        )
     })?;
     m.server_cpu = run.server_cpu;
     m.client_cpu = run.client_cpu;

@@ -58,7 +58,10 @@ pub(crate) fn run(args: &HttpArgs) -> Result<(), String> {
         return Err("the head-to-head needs root (network namespaces, AF_XDP): run as root".into());
     }
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
-    let http_bin = args.http_bin.clone().unwrap_or_else(|| exe.with_file_name("megatcp-http"));
+    let http_bin = args
+        .http_bin
+        .clone()
+        .unwrap_or_else(|| exe.with_file_name("megatcp-http"));
     if !http_bin.is_file() {
         return Err(format!(
             "{} not found: cargo build --release -p megatcp-http --features afxdp (or --http-bin)",
@@ -68,19 +71,26 @@ pub(crate) fn run(args: &HttpArgs) -> Result<(), String> {
     let repo = match &args.repo {
         Some(r) => r.clone(),
         None => crate::find_repo(&exe)
-            .or_else(|| std::env::current_dir().ok().and_then(|d| crate::find_repo(&d)))
+            .or_else(|| {
+                std::env::current_dir()
+                    .ok()
+                    .and_then(|d| crate::find_repo(&d))
+            })
             .ok_or("cannot find the repository (scripts/testbed): pass --repo")?,
     };
     let started = crate::timestamp();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| repo.join("target/megatcp-bench").join(format!("http-{started}")));
+    let out = args.out.clone().unwrap_or_else(|| {
+        repo.join("target/megatcp-bench")
+            .join(format!("http-{started}"))
+    });
     let www = out.join("www");
     std::fs::create_dir_all(&www).map_err(|e| format!("{}: {e}", www.display()))?;
     for size in plan::SIZES {
-        std::fs::write(www.join(format!("{size}.bin")), megatcp_http::files::hello_body(size))
-            .map_err(|e| format!("{}: {e}", www.display()))?;
+        std::fs::write(
+            www.join(format!("{size}.bin")),
+            megatcp_http::files::hello_body(size),
+        )
+        .map_err(|e| format!("{}: {e}", www.display()))?;
     }
     let trials = args.trials.unwrap_or(if args.quick { 2 } else { 3 }).max(1);
     let secs = args.secs.unwrap_or(if args.quick { 1.0 } else { 3.0 });
@@ -94,7 +104,9 @@ pub(crate) fn run(args: &HttpArgs) -> Result<(), String> {
 
     let was_up = crate::testbed_is_up();
     crate::testbed(&repo, "up")?;
-    let done = run_all(&http_bin, &www, &out, &servers, &points, trials, secs, warmup);
+    let done = run_all(
+        &http_bin, &www, &out, &servers, &points, trials, secs, warmup,
+    );
     if !was_up {
         crate::testbed(&repo, "down")?;
     }
@@ -105,10 +117,18 @@ pub(crate) fn run(args: &HttpArgs) -> Result<(), String> {
         crate::host_info()
     );
     let md = report::markdown(&head, &servers, &cells);
-    let write = |name: &str, text: &str| std::fs::write(out.join(name), text).map_err(|e| format!("{name}: {e}"));
+    let write = |name: &str, text: &str| {
+        std::fs::write(out.join(name), text).map_err(|e| format!("{name}: {e}"))
+    };
     write("http_summary.md", &md)?;
-    write("http_trials.json", &serde_json::to_string_pretty(&done).map_err(|e| e.to_string())?)?;
-    write("http_summary.json", &serde_json::to_string_pretty(&cells).map_err(|e| e.to_string())?)?;
+    write(
+        "http_trials.json",
+        &serde_json::to_string_pretty(&done).map_err(|e| e.to_string())?,
+    )?;
+    write(
+        "http_summary.json",
+        &serde_json::to_string_pretty(&cells).map_err(|e| e.to_string())?,
+    )?;
     report::write_csv(&out.join("http_trials.csv"), &done).map_err(|e| e.to_string())?;
     report::plots(&out, &servers, &cells)?;
     println!("{md}");
@@ -145,7 +165,11 @@ fn run_all(
                 if let Ok(s) = &mut server
                     && !s.alive()
                 {
-                    bar.println(format!("{}: server died ({}); restarting it", v.name(), s.log_tail()));
+                    bar.println(format!(
+                        "{}: server died ({}); restarting it",
+                        v.name(),
+                        s.log_tail()
+                    ));
                     server = servers::start(v, http_bin, www, out);
                 }
                 let r = match &server {
@@ -153,7 +177,12 @@ fn run_all(
                     Ok(s) => clients::run(http_bin, p, servers::address(v), secs, warmup, s.pid()),
                 };
                 if let Err(e) = &r {
-                    bar.println(format!("{} {} {}: {e}", v.name(), p.sweep.name(), p.x_label()));
+                    bar.println(format!(
+                        "{} {} {}: {e}",
+                        v.name(),
+                        p.sweep.name(),
+                        p.x_label()
+                    ));
                 }
                 done.push(Trial::new(v, *p, t, r));
                 bar.inc(1);

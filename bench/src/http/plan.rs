@@ -86,7 +86,9 @@ impl Sweep {
 
     pub(crate) fn title(self) -> &'static str {
         match self {
-            Sweep::Mode => "Requests/s: keep-alive vs Connection: close (64 B body, 64 connections)",
+            Sweep::Mode => {
+                "Requests/s: keep-alive vs Connection: close (64 B body, 64 connections)"
+            }
             Sweep::Size => "Requests/s vs response body size (keep-alive, 64 connections)",
             Sweep::Connections => "Requests/s vs concurrent connections (keep-alive, 64 B body)",
         }
@@ -117,7 +119,11 @@ impl Point {
             Sweep::Mode => format!(
                 "{} {}",
                 self.client.name(),
-                if self.keep_alive { "keep-alive" } else { "close" }
+                if self.keep_alive {
+                    "keep-alive"
+                } else {
+                    "close"
+                }
             ),
             Sweep::Size => self.size.to_string(),
             Sweep::Connections => self.connections.to_string(),
@@ -184,9 +190,15 @@ mod tests {
             for s in Sweep::ALL {
                 assert!(p.iter().any(|p| p.sweep == s), "{s:?}");
             }
-            assert!(p.iter().any(|p| p.client == Client::Ours && p.keep_alive && p.sweep == Sweep::Mode));
+            assert!(
+                p.iter()
+                    .any(|p| p.client == Client::Ours && p.keep_alive && p.sweep == Sweep::Mode)
+            );
             assert!(p.iter().any(|p| p.client == Client::Ours && !p.keep_alive));
-            assert!(p.iter().all(|p| p.size <= 65_536 && SIZES.contains(&p.size)));
+            assert!(
+                p.iter()
+                    .all(|p| p.size <= 65_536 && SIZES.contains(&p.size))
+            );
         }
         assert!(points(false).iter().any(|p| p.connections == 10_000));
     }

@@ -33,7 +33,12 @@ pub(crate) struct Trial {
 }
 
 impl Trial {
-    pub(crate) fn new(server: Server, point: Point, trial: usize, r: Result<Measure, String>) -> Self {
+    pub(crate) fn new(
+        server: Server,
+        point: Point,
+        trial: usize,
+        r: Result<Measure, String>,
+    ) -> Self {
         let (m, error) = match r {
             Ok(m) => (m, None),
             Err(e) => (
@@ -108,7 +113,10 @@ pub(crate) fn cells(trials: &[Trial], servers: &[Server], points: &[Point]) -> V
     let mut out = Vec::new();
     for p in points {
         for &s in servers {
-            let these: Vec<&Trial> = trials.iter().filter(|t| t.server == s && t.point == *p).collect();
+            let these: Vec<&Trial> = trials
+                .iter()
+                .filter(|t| t.server == s && t.point == *p)
+                .collect();
             let ok: Vec<&&Trial> = these.iter().filter(|t| t.ok).collect();
             let get = |f: fn(&Trial) -> f64| stat(ok.iter().map(|t| f(t)).collect());
             let mut errors: Vec<String> = these.iter().filter_map(|t| t.error.clone()).collect();
@@ -152,9 +160,21 @@ pub(crate) fn targets(cells: &[Cell]) -> Vec<(String, Option<f64>, f64)> {
         connections: 64,
     };
     vec![
-        ("keep-alive, 64 B: afxdp >= 2 x nginx".into(), ratio(cells, Server::Afxdp, Server::Nginx, &p(true)), 2.0),
-        ("keep-alive, 64 B: epoll >= 0.9 x nginx".into(), ratio(cells, Server::Epoll, Server::Nginx, &p(true)), 0.9),
-        ("Connection: close, 64 B: afxdp >= 3 x nginx".into(), ratio(cells, Server::Afxdp, Server::Nginx, &p(false)), 3.0),
+        (
+            "keep-alive, 64 B: afxdp >= 2 x nginx".into(),
+            ratio(cells, Server::Afxdp, Server::Nginx, &p(true)),
+            2.0,
+        ),
+        (
+            "keep-alive, 64 B: epoll >= 0.9 x nginx".into(),
+            ratio(cells, Server::Epoll, Server::Nginx, &p(true)),
+            0.9,
+        ),
+        (
+            "Connection: close, 64 B: afxdp >= 3 x nginx".into(),
+            ratio(cells, Server::Afxdp, Server::Nginx, &p(false)),
+            3.0,
+        ),
     ]
 }
 
@@ -175,7 +195,11 @@ fn cell_text(c: &Cell) -> String {
             kilo(s.max),
             pct(c.server_core.or(c.server_cpu)),
             pct(c.client_core.or(c.client_cpu)),
-            if c.client_errors > 0 { format!(" err {}", c.client_errors) } else { String::new() }
+            if c.client_errors > 0 {
+                format!(" err {}", c.client_errors)
+            } else {
+                String::new()
+            }
         ),
         None => "FAILED".into(),
     }
@@ -184,7 +208,10 @@ fn cell_text(c: &Cell) -> String {
 /// The Markdown summary.
 pub(crate) fn markdown(head: &str, servers: &[Server], cells: &[Cell]) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "# megatcp-bench http: megatcp-http vs nginx and lighttpd\n\n{head}\n");
+    let _ = writeln!(
+        s,
+        "# megatcp-bench http: megatcp-http vs nginx and lighttpd\n\n{head}\n"
+    );
     let _ = writeln!(
         s,
         "Every server pinned to CPU 0 in namespace megatcp-srv, one at a time, serving the same \
@@ -195,7 +222,10 @@ pub(crate) fn markdown(head: &str, servers: &[Server], cells: &[Cell]) -> String
          kernel (they close with FIN). Cells: median requests/s [min–max over trials], then \
          how busy CPU 0 / CPU 1 were (softirq included). Saturated: the side at 90% or more.\n"
     );
-    let _ = writeln!(s, "## Targets (server on one core, same client)\n\n| target | result |\n|---|---|");
+    let _ = writeln!(
+        s,
+        "## Targets (server on one core, same client)\n\n| target | result |\n|---|---|"
+    );
     for (text, r, f) in targets(cells) {
         let _ = writeln!(s, "| {text} | {} |", verdict(r, f));
     }
@@ -215,7 +245,10 @@ pub(crate) fn markdown(head: &str, servers: &[Server], cells: &[Cell]) -> String
         for v in servers {
             let _ = write!(s, " {} |", v.name());
         }
-        let _ = writeln!(s, " afxdp/nginx | epoll/nginx | afxdp/lighttpd | saturated (afxdp, nginx) |");
+        let _ = writeln!(
+            s,
+            " afxdp/nginx | epoll/nginx | afxdp/lighttpd | saturated (afxdp, nginx) |"
+        );
         let _ = writeln!(s, "|{}", "---|".repeat(servers.len() + 5));
         for p in &xs {
             let _ = write!(s, "| {} |", p.x_label());
@@ -240,7 +273,14 @@ pub(crate) fn markdown(head: &str, servers: &[Server], cells: &[Cell]) -> String
     if !failed.is_empty() {
         let _ = writeln!(s, "## Failures\n");
         for c in failed {
-            let _ = writeln!(s, "- {} / {} {}: {}", c.server.name(), c.point.sweep.name(), c.x, c.errors.join("; "));
+            let _ = writeln!(
+                s,
+                "- {} / {} {}: {}",
+                c.server.name(),
+                c.point.sweep.name(),
+                c.x,
+                c.errors.join("; ")
+            );
         }
         let _ = writeln!(s);
     }

@@ -105,7 +105,18 @@ pub(crate) fn start(
             return Err(format!("server exited: {}", s.log_tail()));
         }
         let ok = Command::new("ip")
-            .args(["netns", "exec", CLI_NS, "curl", "-sf", "-m", "1", "-o", "/dev/null", &url])
+            .args([
+                "netns",
+                "exec",
+                CLI_NS,
+                "curl",
+                "-sf",
+                "-m",
+                "1",
+                "-o",
+                "/dev/null",
+                &url,
+            ])
             .status()
             .is_ok_and(|st| st.success());
         if ok {

@@ -124,7 +124,9 @@ pub fn wait_http(p: &mut Proc, host: &str, path: &str, what: &str) {
             let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
             let req = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
             let mut b = [0u8; 9];
-            if s.write_all(req.as_bytes()).is_ok() && s.read_exact(&mut b).is_ok() && &b == b"HTTP/1.1 "
+            if s.write_all(req.as_bytes()).is_ok()
+                && s.read_exact(&mut b).is_ok()
+                && &b == b"HTTP/1.1 "
             {
                 return;
             }
@@ -172,10 +174,15 @@ pub fn nginx_conf(prefix: &Path, root: &Path, listen: &str) -> String {
 /// never the system's service); panics with a hint when it is not installed.
 pub fn start_nginx(root: &Path) -> Proc {
     let port = free_port();
-    let prefix = std::env::temp_dir().join(format!("megatcp-http-nginx-{}-{port}", std::process::id()));
+    let prefix =
+        std::env::temp_dir().join(format!("megatcp-http-nginx-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&prefix).unwrap();
     let conf = prefix.join("nginx.conf");
-    std::fs::write(&conf, nginx_conf(&prefix, root, &format!("127.0.0.1:{port}"))).unwrap();
+    std::fs::write(
+        &conf,
+        nginx_conf(&prefix, root, &format!("127.0.0.1:{port}")),
+    )
+    .unwrap();
     let child = Command::new("nginx")
         .arg("-c")
         .arg(&conf)
@@ -240,7 +247,12 @@ pub fn responses(mut b: &[u8], head_only: &[bool]) -> Vec<Response> {
         let headers: Vec<(String, String)> = r
             .headers
             .iter()
-            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect();
         let code = r.code.unwrap();
         let len = headers
@@ -251,7 +263,11 @@ pub fn responses(mut b: &[u8], head_only: &[bool]) -> Vec<Response> {
         let len = if no_body { 0 } else { len };
         let body = b[n..n + len].to_vec();
         b = &b[n + len..];
-        out.push(Response { code, headers, body });
+        out.push(Response {
+            code,
+            headers,
+            body,
+        });
     }
     out
 }
@@ -290,7 +306,9 @@ pub fn third_party_clients(ns: Option<&str>, base: &str, root: &Path, hello_size
     for version in ["--http1.0", "--http1.1"] {
         for (url, local) in &files {
             let mut c = cmd_in(ns, "curl");
-            c.args(["-sS", "--fail", version, "-o"]).arg(&dl).arg(format!("{base}{url}"));
+            c.args(["-sS", "--fail", version, "-o"])
+                .arg(&dl)
+                .arg(format!("{base}{url}"));
             let (ok, text, _) = run(c);
             assert!(ok, "curl {version} {url}: {text}");
             assert!(
@@ -302,11 +320,29 @@ pub fn third_party_clients(ns: Option<&str>, base: &str, root: &Path, hello_size
     let _ = std::fs::remove_file(&dl);
     // Keep-alive: curl reuses one connection for several URLs.
     let mut c = cmd_in(ns, "curl");
-    c.args(["-sS", "-v", "--fail", "-o", "/dev/null", "-o", "/dev/null", "-o", "/dev/null"])
-        .args([format!("{base}/a.txt"), format!("{base}/hello"), format!("{base}/data/4096.bin")]);
+    c.args([
+        "-sS",
+        "-v",
+        "--fail",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+        "-o",
+        "/dev/null",
+    ])
+    .args([
+        format!("{base}/a.txt"),
+        format!("{base}/hello"),
+        format!("{base}/data/4096.bin"),
+    ]);
     let (ok, text, _) = run(c);
     assert!(ok, "curl keep-alive: {text}");
-    assert_eq!(text.matches("Re-using existing connection").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("Re-using existing connection").count(),
+        2,
+        "{text}"
+    );
     // HEAD: the GET's headers, no body.
     let mut c = cmd_in(ns, "curl");
     c.args(["-sS", "-I", &format!("{base}/data/1024.bin")]);
@@ -318,14 +354,20 @@ pub fn third_party_clients(ns: Option<&str>, base: &str, root: &Path, hello_size
     c.args(["-sS", "-i", "-r", "0-3", &format!("{base}/a.txt")]);
     let (ok, text, _) = run(c);
     assert!(ok && text.starts_with("HTTP/1.1 200 OK"), "{text}");
-    assert!(text.contains("Accept-Ranges: none") && text.ends_with("\r\n\r\naaa\n"), "{text}");
+    assert!(
+        text.contains("Accept-Ranges: none") && text.ends_with("\r\n\r\naaa\n"),
+        "{text}"
+    );
     // wrk, keep-alive, on /hello and on a 64 KiB file.
     for path in ["/hello", "/data/65536.bin"] {
         let mut c = cmd_in(ns, "wrk");
         c.args(["-t1", "-c16", "-d1", "--latency", &format!("{base}{path}")]);
         let (ok, text, _) = run(c);
         assert!(ok, "wrk: {text}");
-        assert!(!text.contains("Non-2xx") && !text.contains("Socket errors"), "wrk {path}: {text}");
+        assert!(
+            !text.contains("Non-2xx") && !text.contains("Socket errors"),
+            "wrk {path}: {text}"
+        );
         let done: u64 = text
             .lines()
             .find_map(|l| l.trim().split_once(" requests in "))
@@ -345,7 +387,10 @@ pub fn third_party_clients(ns: Option<&str>, base: &str, root: &Path, hello_size
         assert!(ok, "ab: {text}");
         assert!(text.contains("Complete requests:      2000"), "ab: {text}");
         assert!(text.contains("Failed requests:        0"), "ab: {text}");
-        assert!(text.contains(&format!("Document Length:        {hello_size} bytes")), "ab: {text}");
+        assert!(
+            text.contains(&format!("Document Length:        {hello_size} bytes")),
+            "ab: {text}"
+        );
         assert!(!text.contains("Non-2xx"), "ab: {text}");
     }
 }
