@@ -53,18 +53,8 @@ enum Cmd {
 
 #[derive(Args)]
 struct EchoArgs {
-    /// Reduced sweeps, 2 trials of 1 s per point: about 2-3 minutes.
-    #[arg(long)]
-    quick: bool,
-    /// Report directory (default: a new timestamped directory under target/megatcp-bench/).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Trials per point (default 3; 2 with --quick).
-    #[arg(long)]
-    trials: Option<usize>,
-    /// Measured seconds per trial (default 3; 1 with --quick).
-    #[arg(long)]
-    secs: Option<f64>,
+    #[command(flatten)]
+    run: RunArgs,
     /// Server variants, in order.
     #[arg(
         long,
@@ -76,9 +66,73 @@ struct EchoArgs {
     /// The megatcp-echo binary (built with `--features afxdp`; default: next to this one).
     #[arg(long)]
     echo_bin: Option<PathBuf>,
+}
+
+/// The flags of a head-to-head run (echo and http alike).
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Reduced sweeps, 2 trials of 1 s per point.
+    #[arg(long)]
+    quick: bool,
+    /// Report directory (default: a new timestamped directory under target/megatcp-bench/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Trials per point (default 3; 2 with --quick).
+    #[arg(long)]
+    trials: Option<usize>,
+    /// Measured seconds per trial (default 3; 1 with --quick).
+    #[arg(long)]
+    secs: Option<f64>,
     /// The repository (for scripts/testbed; default: found from this binary's location).
     #[arg(long)]
     repo: Option<PathBuf>,
+}
+
+/// What a run's flags come to.
+struct Run {
+    repo: PathBuf,
+    out: PathBuf,
+    started: String,
+    trials: usize,
+    secs: f64,
+    warmup: f64,
+}
+
+impl RunArgs {
+    /// Checks root and the flags; finds the repository from `exe`; creates the report
+    /// directory (default `target/megatcp-bench/{prefix}{time}`).
+    fn settle(&self, exe: &Path, prefix: &str) -> Result<Run, String> {
+        if !is_root() {
+            return Err(
+                "the head-to-head needs root (network namespaces, AF_XDP): run as root".into(),
+            );
+        }
+        let repo = match &self.repo {
+            Some(r) => r.clone(),
+            None => find_repo(exe)
+                .or_else(|| std::env::current_dir().ok().and_then(|d| find_repo(&d)))
+                .ok_or("cannot find the repository (scripts/testbed): pass --repo")?,
+        };
+        let started = timestamp();
+        let out = self.out.clone().unwrap_or_else(|| {
+            repo.join("target/megatcp-bench")
+                .join(format!("{prefix}{started}"))
+        });
+        std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        let trials = self.trials.unwrap_or(if self.quick { 2 } else { 3 }).max(1);
+        let secs = self.secs.unwrap_or(if self.quick { 1.0 } else { 3.0 });
+        if !(secs > 0.0 && secs <= 600.0) {
+            return Err(format!("--secs {secs}: must be within (0, 600]"));
+        }
+        Ok(Run {
+            repo,
+            out,
+            started,
+            trials,
+            secs,
+            warmup: if self.quick { 0.3 } else { 1.0 },
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -167,43 +221,28 @@ fn host_info() -> String {
 }
 
 fn head_to_head(args: &EchoArgs) -> Result<(), String> {
-    if !is_root() {
-        return Err("the head-to-head needs root (network namespaces, AF_XDP): run as root".into());
-    }
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
     let echo = match &args.echo_bin {
         Some(p) => p.clone(),
         None => exe.with_file_name("megatcp-echo"),
     };
+    let Run {
+        repo,
+        out,
+        started,
+        trials,
+        secs,
+        warmup,
+    } = args.run.settle(&exe, "")?;
     if !echo.is_file() {
         return Err(format!(
             "{} not found: cargo build --release -p megatcp-echo --features afxdp (or --echo-bin)",
             echo.display()
         ));
     }
-    let repo = match &args.repo {
-        Some(r) => r.clone(),
-        None => find_repo(&exe)
-            .or_else(|| std::env::current_dir().ok().and_then(|d| find_repo(&d)))
-            .ok_or("cannot find the repository (scripts/testbed): pass --repo")?,
-    };
-    let started = timestamp();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| repo.join("target/megatcp-bench").join(&started));
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let (trials, secs) = (
-        args.trials.unwrap_or(if args.quick { 2 } else { 3 }).max(1),
-        args.secs.unwrap_or(if args.quick { 1.0 } else { 3.0 }),
-    );
-    if !(secs > 0.0 && secs <= 600.0) {
-        return Err(format!("--secs {secs}: must be within (0, 600]"));
-    }
-    let warmup = if args.quick { 0.3 } else { 1.0 };
     let mut variants = args.variants.clone();
     variants.dedup();
-    let points = plan::points(args.quick);
+    let points = plan::points(args.run.quick);
 
     let was_up = testbed_is_up();
     testbed(&repo, "up")?;
@@ -216,7 +255,7 @@ fn head_to_head(args: &EchoArgs) -> Result<(), String> {
     let cells = report::cells(&trials_done, &variants, &points);
     let info = RunInfo {
         started,
-        mode: if args.quick { "quick" } else { "full" },
+        mode: if args.run.quick { "quick" } else { "full" },
         trials,
         secs,
         host: host_info(),

@@ -158,18 +158,22 @@ impl Cell {
     /// Which side ran out of CPU: the side whose CPU was 90 % busy or more (process time,
     /// or the whole CPU's busy time, softirq included, whichever is higher).
     pub(crate) fn saturated(&self) -> &'static str {
-        let busy = |s: Option<Stat>, k: Option<Stat>| {
-            s.is_some_and(|s| s.median >= 0.9) || k.is_some_and(|k| k.median >= 0.9)
-        };
-        match (
-            busy(self.server_cpu, self.server_core),
-            busy(self.client_cpu, self.client_core),
-        ) {
-            (true, true) => "both",
-            (true, false) => "server",
-            (false, true) => "client",
-            (false, false) => "neither",
-        }
+        saturated(
+            [self.server_cpu, self.server_core],
+            [self.client_cpu, self.client_core],
+        )
+    }
+}
+
+/// Which side ran out of CPU, from each side's (process, whole CPU) busy medians: the side
+/// at 90 % or more of either.
+pub(crate) fn saturated(server: [Option<Stat>; 2], client: [Option<Stat>; 2]) -> &'static str {
+    let busy = |v: [Option<Stat>; 2]| v.iter().flatten().any(|s| s.median >= 0.9);
+    match (busy(server), busy(client)) {
+        (true, true) => "both",
+        (true, false) => "server",
+        (false, true) => "client",
+        (false, false) => "neither",
     }
 }
 

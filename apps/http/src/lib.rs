@@ -35,6 +35,7 @@
 pub mod chunked;
 pub mod date;
 pub mod files;
+pub mod harness;
 pub mod load;
 pub mod mime;
 pub mod request;

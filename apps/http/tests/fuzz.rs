@@ -3,10 +3,9 @@
 //! holds stays bounded whatever arrives.
 #![allow(clippy::unwrap_used)]
 
-use core::net::SocketAddrV4;
-
 use megatcp_http::files::Files;
-use megatcp_http::session::{Counters, Env, Flow, Limits, Session};
+use megatcp_http::harness::Harness;
+use megatcp_http::session::{Flow, Limits};
 use proptest::prelude::*;
 
 fn files() -> Files {
@@ -33,10 +32,7 @@ fn limits() -> Limits {
 /// Feeds `input` in pieces cut at `cuts`, draining backlogs like the server does; returns
 /// everything answered, whether the session closed, and the most input it held.
 fn run(input: &[u8], cuts: &[usize]) -> (Vec<u8>, bool, usize) {
-    let (files, limits) = (files(), limits());
-    let date = megatcp_http::date::format(1_000_000_000);
-    let mut counters = Counters::default();
-    let mut s = Session::new(0);
+    let mut h = Harness::new(files(), limits());
     let mut all = Vec::new();
     let mut held = 0;
     let mut points: Vec<usize> = cuts.iter().map(|&c| c % (input.len() + 1)).collect();
@@ -44,28 +40,11 @@ fn run(input: &[u8], cuts: &[usize]) -> (Vec<u8>, bool, usize) {
     points.sort_unstable();
     points.dedup();
     for w in points.windows(2) {
-        let mut data = &input[w[0]..w[1]];
-        loop {
-            let mut env = Env {
-                files: &files,
-                limits: &limits,
-                date: &date,
-                now_ms: 0,
-                counters: &mut counters,
-                log: None,
-                peer: SocketAddrV4::new([10, 0, 0, 1].into(), 9),
-            };
-            let mut out = Vec::new();
-            let flow = s.feed(data, &mut env, &mut out);
-            all.extend_from_slice(&out);
-            held = held.max(s.buffered());
-            if flow == Flow::Close {
-                return (all, true, held);
-            }
-            if !s.has_backlog() {
-                break;
-            }
-            data = &[];
+        let (out, flow) = h.feed(&input[w[0]..w[1]]);
+        all.extend_from_slice(&out);
+        held = held.max(h.session().buffered());
+        if flow == Flow::Close {
+            return (all, true, held);
         }
     }
     (all, false, held)

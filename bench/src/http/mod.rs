@@ -24,18 +24,8 @@ use report::Trial;
 /// The flags of `megatcp-bench http`.
 #[derive(clap::Args, Debug)]
 pub(crate) struct HttpArgs {
-    /// Reduced sweeps, 2 trials of 1 s per point.
-    #[arg(long)]
-    quick: bool,
-    /// Report directory (default: a new timestamped directory under target/megatcp-bench/).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Trials per point (default 3; 2 with --quick).
-    #[arg(long)]
-    trials: Option<usize>,
-    /// Measured seconds per trial (default 3; 1 with --quick).
-    #[arg(long)]
-    secs: Option<f64>,
+    #[command(flatten)]
+    run: crate::RunArgs,
     /// Servers, in order.
     #[arg(
         long,
@@ -47,42 +37,29 @@ pub(crate) struct HttpArgs {
     /// The megatcp-http binary (built with `--features afxdp`; default: next to this one).
     #[arg(long)]
     http_bin: Option<PathBuf>,
-    /// The repository (for scripts/testbed; default: found from this binary's location).
-    #[arg(long)]
-    repo: Option<PathBuf>,
 }
 
 /// Runs the HTTP head-to-head and writes its report.
 pub(crate) fn run(args: &HttpArgs) -> Result<(), String> {
-    if !crate::is_root() {
-        return Err("the head-to-head needs root (network namespaces, AF_XDP): run as root".into());
-    }
     let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
     let http_bin = args
         .http_bin
         .clone()
         .unwrap_or_else(|| exe.with_file_name("megatcp-http"));
+    let crate::Run {
+        repo,
+        out,
+        started,
+        trials,
+        secs,
+        warmup,
+    } = args.run.settle(&exe, "http-")?;
     if !http_bin.is_file() {
         return Err(format!(
             "{} not found: cargo build --release -p megatcp-http --features afxdp (or --http-bin)",
             http_bin.display()
         ));
     }
-    let repo = match &args.repo {
-        Some(r) => r.clone(),
-        None => crate::find_repo(&exe)
-            .or_else(|| {
-                std::env::current_dir()
-                    .ok()
-                    .and_then(|d| crate::find_repo(&d))
-            })
-            .ok_or("cannot find the repository (scripts/testbed): pass --repo")?,
-    };
-    let started = crate::timestamp();
-    let out = args.out.clone().unwrap_or_else(|| {
-        repo.join("target/megatcp-bench")
-            .join(format!("http-{started}"))
-    });
     let www = out.join("www");
     std::fs::create_dir_all(&www).map_err(|e| format!("{}: {e}", www.display()))?;
     for size in plan::SIZES {
@@ -92,15 +69,9 @@ pub(crate) fn run(args: &HttpArgs) -> Result<(), String> {
         )
         .map_err(|e| format!("{}: {e}", www.display()))?;
     }
-    let trials = args.trials.unwrap_or(if args.quick { 2 } else { 3 }).max(1);
-    let secs = args.secs.unwrap_or(if args.quick { 1.0 } else { 3.0 });
-    if !(secs > 0.0 && secs <= 600.0) {
-        return Err(format!("--secs {secs}: must be within (0, 600]"));
-    }
-    let warmup = if args.quick { 0.3 } else { 1.0 };
     let mut servers = args.servers.clone();
     servers.dedup();
-    let points = plan::points(args.quick);
+    let points = plan::points(args.run.quick);
 
     let was_up = crate::testbed_is_up();
     crate::testbed(&repo, "up")?;
@@ -113,7 +84,7 @@ pub(crate) fn run(args: &HttpArgs) -> Result<(), String> {
     let cells = report::cells(&done, &servers, &points);
     let head = format!(
         "{started} · {} mode · {trials} trial(s) of {secs} s per point · {}",
-        if args.quick { "quick" } else { "full" },
+        if args.run.quick { "quick" } else { "full" },
         crate::host_info()
     );
     let md = report::markdown(&head, &servers, &cells);

@@ -94,18 +94,10 @@ pub(crate) struct Cell {
 impl Cell {
     /// Which side ran out of CPU (90 % or more of its process or of its whole CPU).
     pub(crate) fn saturated(&self) -> &'static str {
-        let busy = |s: Option<Stat>, k: Option<Stat>| {
-            s.is_some_and(|s| s.median >= 0.9) || k.is_some_and(|k| k.median >= 0.9)
-        };
-        match (
-            busy(self.server_cpu, self.server_core),
-            busy(self.client_cpu, self.client_core),
-        ) {
-            (true, true) => "both",
-            (true, false) => "server",
-            (false, true) => "client",
-            (false, false) => "neither",
-        }
+        crate::report::saturated(
+            [self.server_cpu, self.server_core],
+            [self.client_cpu, self.client_core],
+        )
     }
 }
 
