@@ -396,10 +396,8 @@ pub fn serve<B: Backend>(
                     }
                 }
                 Completion::Eof { handle, .. } => c.drop_conn(ch, handle, false),
-                Completion::Reset { handle } => {
-                    if c.conns.remove(&handle).is_some() {
-                        c.stats.resets += 1;
-                    }
+                Completion::Reset { handle } if c.conns.remove(&handle).is_some() => {
+                    c.stats.resets += 1;
                 }
                 Completion::Error {
                     cookie: LISTEN,

@@ -165,7 +165,7 @@ fn parse(client: Client, out: &str) -> Result<Measure, String> {
                 + after(out, "Non-2xx responses:").unwrap_or(0.0) as u64;
         }
     }
-    if !(m.requests_per_sec > 0.0) {
+    if m.requests_per_sec.is_nan() || m.requests_per_sec <= 0.0 {
         return Err("no request completed".into());
     }
     Ok(m)
