@@ -7,10 +7,12 @@
 //!
 //! * Back-pressure: no new read while the session holds a backlog or more than
 //!   [`WRITE_HIGH`] bytes written are not yet taken by the transport.
-//! * Closing: when the session says close, the response is written, the write side shut
-//!   down (FIN after the data), and the rest of the client's input read and discarded until
-//!   its end of stream or [`LINGER_MS`] (a *lingering close*: closing a kernel socket with
-//!   unread input would send a RST that can destroy the response in flight).
+//! * Closing: when the session says close, the response is written and the connection
+//!   closed (FIN after the data). When the client may still be sending (an error answered
+//!   before the request was read whole, or bytes after the last answer), the close lingers:
+//!   the write side is shut down and the rest of the client's input read and discarded until
+//!   its end of stream or [`LINGER_MS`] (closing a kernel socket with unread input would
+//!   send a RST that can destroy the response in flight).
 //! * Slow clients: every [`SWEEP_MS`] the connections past their session's deadline
 //!   (header or idle timeout) are closed and counted; past `max_conns` a new connection
 //!   is reset at once.
@@ -267,6 +269,12 @@ impl<'a> Core<'a> {
             self.out.clear();
         }
         if flow == Flow::Close {
+            if !conn.session.close_needs_linger() {
+                // Nothing more is expected from the client: FIN after the response.
+                self.conns.remove(&h);
+                ch.close(h, CLOSE);
+                return;
+            }
             ch.shutdown(h, SHUTDOWN);
             conn.linger_until = Some(self.now + LINGER_MS);
         }

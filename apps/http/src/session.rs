@@ -163,6 +163,8 @@ pub struct Session {
     last_active: u64,
     /// Answering stopped at the output bound with input left.
     backlog: bool,
+    /// Closing with input unread or after an error: see [`Session::close_needs_linger`].
+    linger: bool,
 }
 
 impl Session {
@@ -175,7 +177,17 @@ impl Session {
             request_start: None,
             last_active: now_ms,
             backlog: false,
+            linger: false,
         }
+    }
+
+    /// After [`Flow::Close`]: whether the client may still be sending (an error answered
+    /// before the whole request was read, or bytes left after the last answer), so that its
+    /// remaining input should be read and discarded before closing (a kernel socket closed
+    /// with unread input sends a RST that can destroy the response). A plain
+    /// `Connection: close` needs no lingering.
+    pub fn close_needs_linger(&self) -> bool {
+        self.linger
     }
 
     /// Whether input is waiting because the output bound was reached.
@@ -220,9 +232,7 @@ impl Session {
         let flow = if self.buf.is_empty() {
             // The common case: parse straight from the received bytes, keep only the rest.
             let (used, flow) = self.process(data, env, out);
-            if flow == Flow::Continue {
-                self.buf.extend_from_slice(&data[used..]);
-            }
+            self.buf.extend_from_slice(&data[used..]);
             flow
         } else {
             self.buf.extend_from_slice(data);
@@ -233,6 +243,8 @@ impl Session {
             flow
         };
         if flow == Flow::Close {
+            // Input left unanswered: the client may still be sending.
+            self.linger |= !self.buf.is_empty();
             self.state = State::Closed;
             self.buf = Vec::new();
             self.backlog = false;
@@ -492,6 +504,7 @@ impl Session {
         env: &mut Env<'_>,
     ) -> Flow {
         self.requests += 1;
+        self.linger |= !keep && status.code() >= 400;
         env.counters.count(status, bytes);
         if let Some(log) = env.log.as_deref_mut() {
             access_line(log, env.peer, env.date, what, status, bytes);
@@ -644,6 +657,29 @@ mod tests {
                 ""
             );
         }
+    }
+
+    #[test]
+    fn only_errors_and_leftover_input_need_a_lingering_close() {
+        let mut t = T::new();
+        let mut s = Session::new(0);
+        let (_, flow) = t.feed(
+            &mut s,
+            b"GET /hello HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        );
+        assert!(flow == Flow::Close && !s.close_needs_linger());
+        let mut s = Session::new(0);
+        let (_, flow) = t.feed(
+            &mut s,
+            b"GET /hello HTTP/1.0\r\n\r\nGET /hello HTTP/1.0\r\n\r\n",
+        );
+        assert!(flow == Flow::Close && s.close_needs_linger());
+        let mut s = Session::new(0);
+        let (_, flow) = t.feed(
+            &mut s,
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n",
+        );
+        assert!(flow == Flow::Close && s.close_needs_linger());
     }
 
     #[test]
