@@ -26,7 +26,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::time::{Duration, Instant, SystemTime};
 
 use hashbrown::HashMap;
-use megatcp_channel::{Backend, Channel, ChannelError, Completion, Handle};
+use megatcp_channel::{Backend, Channel, ChannelError, Completion, Handle, StateError};
 
 use crate::date::{self, DATE_LEN};
 use crate::files::Files;
@@ -411,8 +411,13 @@ pub fn serve<B: Backend>(
                     cookie: LISTEN,
                     error,
                 } => return Err(error),
+                // A reset connection's pending operations, and the read our own close of a
+                // late or lingering connection ended: not errors.
                 Completion::Error {
-                    error: ChannelError::Reset(_) | ChannelError::BadHandle(_),
+                    error:
+                        ChannelError::Reset(_)
+                        | ChannelError::BadHandle(_)
+                        | ChannelError::InvalidState(_, StateError::ClosedWhileReading),
                     ..
                 } => {}
                 Completion::Error { .. } => c.stats.errors += 1,

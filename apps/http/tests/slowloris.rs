@@ -1,6 +1,7 @@
 //! Slow clients (slowloris): thousands of connections each sending one byte of a request
 //! head per second. Meanwhile ordinary clients are served, the server's memory stays
-//! bounded, and every slow connection is closed once its header timeout passes.
+//! bounded, and every slow connection is closed once its header timeout passes (counted
+//! as a timeout, not as an error).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -37,7 +38,13 @@ fn fetch_hello(port: u16) -> Duration {
 #[test]
 fn slow_clients_are_bounded_timed_out_and_do_not_starve_others() {
     raise_nofile();
-    let mut server = start_http(&["--header-timeout", "4", "--idle-timeout", "30"]);
+    // Its counters at exit (`-v`) go to a file.
+    let log =
+        std::env::temp_dir().join(format!("megatcp-http-slowloris-{}.log", std::process::id()));
+    let mut server = start_http_to(
+        &["--header-timeout", "4", "--idle-timeout", "30", "-v"],
+        std::fs::File::create(&log).unwrap().into(),
+    );
     let base_rss = server.rss_kib();
     let head = b"GET /hello HTTP/1.1\r\nHost: slow\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     let started = Instant::now();
@@ -107,4 +114,21 @@ fn slow_clients_are_bounded_timed_out_and_do_not_starve_others() {
         "closed before the timeout"
     );
     fetch_hello(server.port);
+    // Every slow connection counted as a timeout, and closing them (reads pending) is no
+    // error.
+    let status = server.process.terminate();
+    assert!(status.success(), "exit status {status}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let counters = text
+        .lines()
+        .find(|l| l.starts_with("megatcp-http: core 0: accepted"))
+        .unwrap_or_else(|| panic!("no counters at exit:\n{text}"));
+    let count = |name: &str| -> u64 {
+        let mut words = counters.split_whitespace();
+        words.find(|w| *w == name);
+        words.next().unwrap().parse().unwrap()
+    };
+    assert_eq!(count("timeouts"), SLOW as u64, "{counters}");
+    assert_eq!(count("errors"), 0, "{counters}");
 }

@@ -111,12 +111,17 @@ pub fn wait_http(p: &mut Server, host: &str, path: &str, what: &str) {
 
 /// Starts `megatcp-http` on a free loopback port (epoll on core 0 unless `extra` says).
 pub fn start_http(extra: &[&str]) -> Server {
+    start_http_to(extra, Stdio::inherit())
+}
+
+/// The same, its standard error going to `stderr`.
+pub fn start_http_to(extra: &[&str], stderr: Stdio) -> Server {
     let port = free_port();
     let child = Command::new(HTTP)
         .args(["-p", &port.to_string()])
         .args(extra)
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let mut p = Server {
