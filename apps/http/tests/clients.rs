@@ -1,6 +1,7 @@
 //! Third-party clients against `megatcp-http` on the kernel path (loopback): curl (HTTP/1.0
 //! and 1.1, keep-alive, HEAD, a range answered whole; every byte of every file compared),
-//! wrk and ab; our own load generator, keep-alive and close; the access log and counters.
+//! wrk and ab; our own load generator, keep-alive and close; the access log and counters;
+//! thousands of sequential `Connection: close` exchanges, closed by FIN and by RST.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -155,4 +156,43 @@ fn a_tree_over_the_bound_is_refused_at_start() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("more than 1000 bytes"));
     let _ = std::fs::remove_dir_all(&root);
+}
+
+/// Sequential `Connection: close` requests for `/hello` (64 bytes), each on a new
+/// connection that the client closes after the server's end of stream, every other one with
+/// a RST (SO_LINGER 0): every response must arrive whole before the end of stream.
+fn sequential_closes(backend: &str, connections: usize) {
+    use std::io::{Read, Write};
+    let server = start_http(&["--backend", backend]);
+    let req = b"GET /hello HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let body = megatcp_http::files::hello_body(64);
+    for i in 0..connections {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        s.write_all(req).unwrap();
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).unwrap();
+        let r = responses(&got, &[]);
+        assert!(
+            r.len() == 1 && r[0].code == 200 && r[0].body == body,
+            "{backend}: connection {i} got {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        if i % 2 == 0 {
+            socket2::SockRef::from(&s)
+                .set_linger(Some(std::time::Duration::ZERO))
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_close_mode_response_arrives_whole_over_io_uring() {
+    sequential_closes("uring", 20_000);
+}
+
+#[test]
+fn every_close_mode_response_arrives_whole_over_epoll() {
+    sequential_closes("epoll", 5_000);
 }
