@@ -11,7 +11,9 @@ use std::sync::Mutex;
 
 use megatcp_engine::{CoreReport, EngineError, IdlePolicy, Runtime};
 use megatcp_nic::NicQueue;
-use megatcp_nic::wire::{self, WireConfig};
+pub use megatcp_nic::fault::FaultConfig;
+use megatcp_nic::fault::FaultyQueue;
+use megatcp_nic::wire::{self, WireConfig, WireQueue};
 use megatcp_stack::{LocalAddr, MacAddr, StackConfig};
 
 use crate::{App, CoreOutcome, LaunchError, Outputs};
@@ -32,6 +34,9 @@ pub struct PairConfig {
     pub buffer: usize,
     /// Busy-poll when idle (else back off and sleep).
     pub busy_poll: bool,
+    /// Faults injected into what each side receives (loss, duplication, reordering, ...;
+    /// seeded, the seed varied per side and queue), or none.
+    pub faults: Option<FaultConfig>,
 }
 
 impl Default for PairConfig {
@@ -41,6 +46,7 @@ impl Default for PairConfig {
             client_cores: vec![1],
             buffer: 16 * 1024,
             busy_poll: false,
+            faults: None,
         }
     }
 }
@@ -100,7 +106,32 @@ pub fn run_pair<S: App, C: App>(
         ring_size: 16384,
         ..WireConfig::default()
     });
-    run_pair_on(queue_source(sq), queue_source(cq), server, client, cfg)
+    match &cfg.faults {
+        None => run_pair_on(queue_source(sq), queue_source(cq), server, client, cfg),
+        Some(f) => {
+            let (sq, cq) = (faulty(sq, f, 1)?, faulty(cq, f, 2)?);
+            run_pair_on(queue_source(sq), queue_source(cq), server, client, cfg)
+        }
+    }
+}
+
+/// `queues` with `faults` on what they receive; each queue its own seed.
+fn faulty(
+    queues: Vec<WireQueue>,
+    faults: &FaultConfig,
+    side: u64,
+) -> Result<Vec<FaultyQueue<WireQueue>>, LaunchError> {
+    queues
+        .into_iter()
+        .enumerate()
+        .map(|(i, q)| {
+            let f = FaultConfig {
+                seed: faults.seed ^ (side << 32) ^ i as u64,
+                ..faults.clone()
+            };
+            FaultyQueue::new(q, f).map_err(|e| LaunchError::Usage(format!("faults: {e}")))
+        })
+        .collect()
 }
 
 /// Runs `server` and `client`, each core's NIC queue opened by `server_nic(core)` or

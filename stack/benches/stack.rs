@@ -1,7 +1,7 @@
 //! Criterion benchmark of the stack alone (see `workload.rs`): 64 B request/response
 //! transactions for several connection counts (each is four frames through both stacks:
-//! request, response and their piggybacked ACKs), and short connections closed with a FIN
-//! or a RST.
+//! request, response and their piggybacked ACKs), short connections closed with a FIN or a
+//! RST, and the hot paths one at a time (a data segment in, a reply out, due timers).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod workload;
@@ -34,9 +34,59 @@ fn short_connections(c: &mut Criterion) {
     g.finish();
 }
 
+/// The hot paths one at a time: a data segment in, a reply out, timers firing. Each
+/// measures only its part (`iter_custom`), the peer's work in between is left out.
+fn hot_paths(c: &mut Criterion) {
+    use std::time::{Duration, Instant};
+    let mut g = c.benchmark_group("hot_path");
+    let mut bench = Bench::new(1);
+    g.bench_function("ingress_data_segment", |bn| {
+        bn.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let frame = bench.client_segment();
+                let t = Instant::now();
+                bench.server_ingress(&frame);
+                spent += t.elapsed();
+            }
+            spent
+        })
+    });
+    let mut bench = Bench::new(1);
+    g.bench_function("egress_reply", |bn| {
+        bn.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                bench.server_reply();
+                spent += t.elapsed();
+                bench.client_acks();
+            }
+            spent
+        })
+    });
+    const N: usize = 1000;
+    let mut bench = Bench::new(N);
+    g.throughput(Throughput::Elements(N as u64));
+    g.bench_function("timers_1000_delayed_acks", |bn| {
+        bn.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                bench.arm_delayed_acks();
+                let t = Instant::now();
+                bench.fire_timers();
+                spent += t.elapsed();
+                bench.deliver();
+            }
+            spent
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = transactions, short_connections
+    targets = transactions, short_connections, hot_paths
 }
 criterion_main!(benches);

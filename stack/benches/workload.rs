@@ -74,7 +74,6 @@ impl Bench {
         }
     }
 
-    /// One 64 B transaction on every connection.
     /// One 64 B request/response on every connection.
     pub fn round(&mut self) {
         let msg = [0x42u8; 64];
@@ -96,6 +95,107 @@ impl Bench {
             }
         }
         self.now += megatcp_stack::Duration::from_micros(50);
+    }
+}
+
+impl Bench {
+    /// A 64 B data segment of the first client connection, not delivered (the server's
+    /// input for an ingress measurement); what the server owes the client is delivered first,
+    /// so that its window stays open.
+    pub fn client_segment(&mut self) -> Vec<u8> {
+        self.now += megatcp_stack::Duration::from_micros(10);
+        shuttle(&mut self.b, &mut self.a, self.now, &mut self.frames);
+        self.a.send(self.clients[0], &[0x42u8; 64]).unwrap();
+        self.a.poll(self.now);
+        let mut out = Vec::new();
+        self.a.transmit(&mut |f| {
+            out = f.to_vec();
+            true
+        });
+        out
+    }
+
+    /// The server takes in one data segment: receive, read, poll, output (its ACK is
+    /// delayed: usually nothing).
+    pub fn server_ingress(&mut self, frame: &[u8]) {
+        let mut buf = [0u8; 256];
+        self.b.receive(self.now, frame);
+        let _ = self.b.recv(self.servers[0], &mut buf);
+        self.b.poll(self.now);
+        let frames = &mut self.frames;
+        self.b.transmit(&mut |f| {
+            frames.push(f.to_vec());
+            true
+        });
+        while self.b.next_event().is_some() {}
+    }
+
+    /// The server sends a 64 B reply: send, poll, output (one segment, kept for the client).
+    pub fn server_reply(&mut self) {
+        self.b.send(self.servers[0], &[0x42u8; 64]).unwrap();
+        self.b.poll(self.now);
+        let frames = &mut self.frames;
+        self.b.transmit(&mut |f| {
+            frames.push(f.to_vec());
+            true
+        });
+    }
+
+    /// The client takes what the server sent, reads it and acknowledges it at once.
+    pub fn client_acks(&mut self) {
+        let mut buf = [0u8; 256];
+        self.now += megatcp_stack::Duration::from_millis(2);
+        for f in self.frames.drain(..) {
+            self.a.receive(self.now, &f);
+        }
+        while self.a.recv(self.clients[0], &mut buf).unwrap_or(0) > 0 {}
+        self.settle();
+        while self.a.next_event().is_some() {}
+        while self.b.next_event().is_some() {}
+    }
+
+    /// Every connection received a 64 B segment whose ACK is delayed; then time passes
+    /// beyond the delay: the next [`Bench::fire_timers`] has one timer due per connection.
+    pub fn arm_delayed_acks(&mut self) {
+        for &c in &self.clients {
+            self.a.send(c, &[0x42u8; 64]).unwrap();
+        }
+        self.a.poll(self.now);
+        shuttle(&mut self.a, &mut self.b, self.now, &mut self.frames);
+        self.b.poll(self.now);
+        let frames = &mut self.frames;
+        self.b.transmit(&mut |f| {
+            frames.push(f.to_vec());
+            true
+        });
+        self.frames.clear();
+        let mut buf = [0u8; 256];
+        for &s in &self.servers {
+            let _ = self.b.recv(s, &mut buf);
+        }
+        self.now += megatcp_stack::Duration::from_millis(2);
+    }
+
+    /// The server's poll with the delayed-ACK timers of every connection due, and their
+    /// output.
+    pub fn fire_timers(&mut self) {
+        self.b.poll(self.now);
+        let frames = &mut self.frames;
+        self.b.transmit(&mut |f| {
+            frames.push(f.to_vec());
+            true
+        });
+        // The ACKs reach the client (keeps its state moving), outside what is measured.
+    }
+
+    /// Delivers the server's ACKs to the client and lets everything settle.
+    pub fn deliver(&mut self) {
+        for f in self.frames.drain(..) {
+            self.a.receive(self.now, &f);
+        }
+        self.settle();
+        while self.a.next_event().is_some() {}
+        while self.b.next_event().is_some() {}
     }
 }
 
@@ -168,6 +268,90 @@ impl Bench {
         self.settle();
         while self.a.next_event().is_some() {}
         while self.b.next_event().is_some() {}
+        self.now += megatcp_stack::Duration::from_micros(50);
+    }
+}
+
+/// A SYN flood against a listener whose backlog is full: every SYN is answered with a SYN
+/// cookie (the stack's stateless path).
+pub struct Flood {
+    stack: Stack,
+    frames: Vec<Vec<u8>>,
+    now: Instant,
+}
+
+impl Flood {
+    /// `n` spoofed SYNs (timestamps, window scale, SACK, as Linux sends them) from one
+    /// address, ready to be received again and again.
+    pub fn new(n: usize) -> Flood {
+        use smoltcp::phy::ChecksumCapabilities;
+        use smoltcp::wire::{
+            EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Packet,
+            Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr,
+        };
+        let now = Instant::from_secs(1);
+        let mut stack = Stack::new(config(2, B), now).unwrap();
+        stack.listen(SocketAddrV4::new(B, 8), Some(1)).unwrap();
+        let src = Ipv4Addr::new(10, 9, 0, 99);
+        let frames = (0..n)
+            .map(|i| {
+                let tcp = TcpRepr {
+                    src_port: 1024 + (i % 60_000) as u16,
+                    dst_port: 8,
+                    control: TcpControl::Syn,
+                    seq_number: TcpSeqNumber((i as i32).wrapping_mul(7919)),
+                    ack_number: None,
+                    window_len: 64_240,
+                    window_scale: Some(7),
+                    max_seg_size: Some(1460),
+                    sack_permitted: true,
+                    sack_ranges: [None; 3],
+                    timestamp: Some(TcpTimestampRepr::new(i as u32, 0)),
+                    payload: &[],
+                };
+                let ip = Ipv4Repr {
+                    src_addr: src,
+                    dst_addr: B,
+                    next_header: IpProtocol::Tcp,
+                    payload_len: tcp.buffer_len(),
+                    hop_limit: 64,
+                };
+                let mut buf = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
+                let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
+                EthernetRepr {
+                    src_addr: MacAddr([2, 0, 0, 0, 0, 0x99]),
+                    dst_addr: MacAddr([2, 0, 0, 0, 0, 2]),
+                    ethertype: EthernetProtocol::Ipv4,
+                }
+                .emit(&mut eth);
+                let mut p = Ipv4Packet::new_unchecked(eth.payload_mut());
+                ip.emit(&mut p, &ChecksumCapabilities::default());
+                tcp.emit(
+                    &mut TcpPacket::new_unchecked(p.payload_mut()),
+                    &IpAddress::Ipv4(src),
+                    &IpAddress::Ipv4(B),
+                    &ChecksumCapabilities::default(),
+                );
+                buf
+            })
+            .collect();
+        let mut flood = Flood { stack, frames, now };
+        // The first SYN makes the one half-open connection that fills the backlog.
+        flood.round();
+        flood
+    }
+
+    /// Every SYN received once, the answers sent (into a buffer that is thrown away).
+    pub fn round(&mut self) {
+        let mut out = [0u8; 1600];
+        for f in &self.frames {
+            self.stack.receive(self.now, f);
+        }
+        self.stack.poll(self.now);
+        self.stack.transmit_into(&mut |fill| {
+            fill(&mut out);
+            true
+        });
         self.now += megatcp_stack::Duration::from_micros(50);
     }
 }

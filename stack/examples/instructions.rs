@@ -5,13 +5,13 @@
 //!
 //! Run: `valgrind --tool=callgrind target/release/examples/instructions fin 100` (workloads:
 //! `fin`, `rst`: 64 short connections per unit; `txn`: one 64 B transaction on each of 64
-//! connections per unit).
+//! connections per unit; `syn`: 64 SYNs of a flood answered with SYN cookies per unit).
 #![allow(clippy::unwrap_used, missing_docs)]
 
 #[path = "../benches/workload.rs"]
 mod workload;
 
-use workload::{Bench, Close};
+use workload::{Bench, Close, Flood};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -21,7 +21,7 @@ fn main() {
     ) {
         (Some(w), Some(n)) => (w.as_str(), n),
         _ => {
-            eprintln!("usage: instructions fin|rst|txn COUNT");
+            eprintln!("usage: instructions fin|rst|txn|syn COUNT");
             std::process::exit(2);
         }
     };
@@ -38,6 +38,12 @@ fn main() {
                 bench.short_connections(l, 64, close);
             }
         }
+        "syn" => {
+            let mut flood = Flood::new(64);
+            for _ in 0..n {
+                flood.round();
+            }
+        }
         "txn" => {
             let mut bench = Bench::new(64);
             for _ in 0..n {
@@ -45,7 +51,7 @@ fn main() {
             }
         }
         _ => {
-            eprintln!("unknown workload {what}: fin, rst or txn");
+            eprintln!("unknown workload {what}: fin, rst, txn or syn");
             std::process::exit(2);
         }
     }

@@ -197,17 +197,22 @@ impl Stack {
         if !tcp.verify_checksum(&s, &d) {
             return drop(&mut drops.tcp_bad_checksum);
         }
-        let Ok(repr) = TcpRepr::parse(&tcp, &s, &d, &ChecksumCapabilities::ignored()) else {
+        // What a connection needs, read straight off the header (with the checks smoltcp's
+        // parser makes, so that what passes here smoltcp takes); the full parse only for
+        // segments no connection holds.
+        let Some(seg) = SegInfo::read(&tcp) else {
             return drop(&mut drops.tcp_malformed);
         };
         let tuple = FourTuple {
-            local: SocketAddrV4::new(dst, repr.dst_port),
-            remote: SocketAddrV4::new(src, repr.src_port),
+            local: SocketAddrV4::new(dst, tcp.dst_port()),
+            remote: SocketAddrV4::new(src, tcp.src_port()),
         };
-        let seg = SegInfo::of(&repr);
         if let Some(index) = self.flows.lookup(&tuple) {
             return self.flow_ingress(index, packet, &seg);
         }
+        let Ok(repr) = TcpRepr::parse(&tcp, &s, &d, &ChecksumCapabilities::ignored()) else {
+            return drop(&mut self.eg.counters.drops.tcp_malformed);
+        };
         if self.time_waits.contains(&tuple) {
             return self.time_wait_segment(iface, &tuple, packet, &repr, src_mac);
         }
@@ -379,6 +384,33 @@ impl Stack {
 }
 
 impl SegInfo {
+    /// The facts of a TCP segment, read off its header; `None` for what smoltcp's parser
+    /// refuses (a zero port, a forbidden combination of SYN, FIN and RST, malformed
+    /// options), so that both agree on which segments are malformed.
+    pub(crate) fn read(tcp: &TcpPacket<&[u8]>) -> Option<Self> {
+        if tcp.src_port() == 0 || tcp.dst_port() == 0 {
+            return None;
+        }
+        let mut flags = match (tcp.syn(), tcp.fin(), tcp.rst()) {
+            (false, false, false) => 0,
+            (true, false, false) => SYN,
+            (false, true, false) => FIN,
+            (false, false, true) => RST,
+            _ => return None,
+        };
+        if tcp.ack() {
+            flags |= ACK;
+        }
+        Some(SegInfo {
+            flags,
+            seq: tcp.seq_number().0 as u32,
+            ack: tcp.ack().then(|| tcp.ack_number().0 as u32),
+            window: tcp.window_len(),
+            ts: crate::xlate::check_options(tcp.options())?,
+            payload: tcp.payload().len(),
+        })
+    }
+
     pub(crate) fn of(repr: &TcpRepr<'_>) -> Self {
         let mut flags = match repr.control {
             TcpControl::Syn => SYN,
@@ -426,4 +458,47 @@ fn src_of(b: &[u8]) -> Ipv4Addr {
 fn old_ack_rescue(seg: &SegInfo, rcv_nxt: u32) -> Option<u32> {
     let pure_ack = seg.flags == ACK && seg.payload == 0;
     (pure_ack && seq_lt(seg.seq, rcv_nxt)).then_some(rcv_nxt)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{IpAddress, Ipv4Address, TcpPacket, TcpRepr};
+
+    use super::SegInfo;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        /// The quick read of a segment and smoltcp's parser agree on which segments are
+        /// malformed, and on the timestamp: what the stack hands a connection, smoltcp takes.
+        #[test]
+        fn quick_read_agrees_with_smoltcp(
+            flags in any::<u8>(),
+            ports in (0u16..3, 0u16..3),
+            opts in proptest::collection::vec(
+                prop_oneof![Just(0u8), Just(1), Just(2), Just(3), Just(4), Just(5), Just(8),
+                    Just(10), any::<u8>()],
+                0..40,
+            ),
+        ) {
+            let words = opts.len().div_ceil(4);
+            let mut seg = vec![0u8; 20 + words * 4 + 3];
+            seg[0..2].copy_from_slice(&ports.0.to_be_bytes());
+            seg[2..4].copy_from_slice(&ports.1.to_be_bytes());
+            seg[12] = ((5 + words) as u8) << 4;
+            seg[13] = flags;
+            seg[20..20 + opts.len()].copy_from_slice(&opts);
+            let (a, b) = (IpAddress::Ipv4(Ipv4Address::new(10, 0, 0, 1)), IpAddress::Ipv4(Ipv4Address::new(10, 0, 0, 2)));
+            let p = TcpPacket::new_checked(&seg[..]).unwrap();
+            let ours = SegInfo::read(&p);
+            let theirs = TcpRepr::parse(&p, &a, &b, &ChecksumCapabilities::ignored());
+            prop_assert_eq!(ours.is_some(), theirs.is_ok(), "{:?} {:?}", ours, theirs);
+            if let (Some(o), Ok(t)) = (ours, theirs) {
+                prop_assert_eq!(o.ts, t.timestamp.map(|t| (t.tsval, t.tsecr)));
+                prop_assert_eq!(o.payload, t.payload.len());
+            }
+        }
+    }
 }

@@ -28,6 +28,22 @@ pub(crate) fn set_ts(now_ms: u32, ts_off: u32) {
     TS_VALUE.with(|c| c.set(now_ms.wrapping_add(ts_off)));
 }
 
+/// Whether a socket that has just sent a segment may have another one ready: in
+/// ESTABLISHED and CLOSE-WAIT only when data is left unsent (or it was retransmitting:
+/// after a timeout smoltcp resends several); in the other states (handshake, closing) it
+/// is asked again.
+fn may_send_more(s: &tcp::Socket<'static>, x: &crate::xlate::Xlate) -> bool {
+    match s.state() {
+        TcpState::Established | TcpState::CloseWait if !x.last_retransmit => {
+            match (x.snd_una, x.snd_max) {
+                (Some(una), Some(max)) => s.send_queue() > max.wrapping_sub(una) as usize,
+                _ => true,
+            }
+        }
+        _ => true,
+    }
+}
+
 /// Whether a TCP state comes after the peer's FIN.
 pub(crate) fn fin_received(state: TcpState) -> bool {
     matches!(
@@ -58,21 +74,31 @@ impl Stack {
             probe,
             sink: sink.map(|s| (s, remote)),
         };
+        // Nothing due (the common case after a segment arrived whose ACK is delayed): no
+        // need to ask smoltcp for output, which costs as much as producing some.
+        let mut socket_at = iface.poll_at(snow, &flow.sockets);
         let mut budget_left = true;
-        for i in 0..EGRESS_BUDGET {
-            if iface.poll_egress(snow, &mut dev, &mut flow.sockets) == PollResult::None {
-                break;
+        if socket_at.is_some_and(|t| t <= snow) {
+            for i in 0..EGRESS_BUDGET {
+                if iface.poll_egress(snow, &mut dev, &mut flow.sockets) == PollResult::None {
+                    break;
+                }
+                budget_left = i + 1 < EGRESS_BUDGET;
+                // Stop when this segment was surely the last (what is due and was not sent
+                // comes back as a deadline of "now", at the next poll).
+                let s = flow.sockets.get::<tcp::Socket<'static>>(flow.handle);
+                if !may_send_more(s, dev.x) {
+                    break;
+                }
             }
-            budget_left = i + 1 < EGRESS_BUDGET;
+            socket_at = iface.poll_at(snow, &flow.sockets);
         }
         let output_done = budget_left && !self.eg.out.is_full();
         if !output_done {
             // Out of budget or the NIC queue is full: try again at the next poll.
             mark_dirty(&mut self.dirty, flow, id);
         }
-        let socket_at = iface
-            .poll_at(snow, &flow.sockets)
-            .map(|t| self.clock.real_time(t));
+        let socket_at = socket_at.map(|t| self.clock.real_time(t));
         let at = [socket_at, flow.give_up, flow.x.probe.deadline]
             .into_iter()
             .flatten()

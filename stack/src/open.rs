@@ -201,10 +201,7 @@ impl Stack {
                 },
             )
             .map_err(|_| ConnectError::BadRemote(remote))?;
-        let isn = match reused {
-            Some(r) => r.snd_nxt.wrapping_add(REUSE_ISN_GAP),
-            None => self.keys.isn(&tuple, self.now),
-        };
+        let isn = reused.map(|r| r.snd_nxt.wrapping_add(REUSE_ISN_GAP));
         let id = self.insert_flow(tuple, iface, sock, Phase::Connecting, isn);
         self.eg.counters.conns_opened += 1;
         Ok(id)
@@ -276,15 +273,18 @@ impl Stack {
         Err(ConnectError::NoFreePort(remote))
     }
 
-    /// Adds a connection whose socket will send `isn` as its ISN on the wire.
+    /// Adds a connection whose socket will send `isn` as its ISN on the wire (by default
+    /// the RFC 6528 one of its 4-tuple).
     pub(crate) fn insert_flow(
         &mut self,
         tuple: FourTuple,
         iface: usize,
         sock: PooledSocket,
         phase: Phase,
-        isn: u32,
+        isn: Option<u32>,
     ) -> ConnId {
+        let secrets = self.keys.tuple_secrets(&tuple);
+        let isn = isn.unwrap_or_else(|| secrets.isn(self.now));
         let PooledSocket { sockets, handle } = sock;
         let generation = self.flows.next_generation();
         let flow = Flow {
@@ -306,7 +306,7 @@ impl Stack {
             aborted: false,
             x: Xlate {
                 want_isn: Some(isn),
-                ts_off: self.keys.ts_offset(&tuple),
+                ts_off: secrets.ts_offset(),
                 ..Xlate::default()
             },
         };

@@ -77,7 +77,6 @@ impl Stack {
             }
             return drop(&mut self.eg.counters.drops.tcp_malformed);
         }
-        let isn = isn.unwrap_or_else(|| self.keys.isn(&tuple, self.now));
         let id = self.insert_flow(tuple, iface, sock, Phase::Embryonic(lid), isn);
         let seg = SegInfo::of(repr);
         self.flow_ingress(id.index(), packet, &seg)
@@ -164,7 +163,7 @@ impl Stack {
             }
             return drop(&mut self.eg.counters.drops.tcp_malformed);
         }
-        let id = self.insert_flow(tuple, iface, sock, Phase::Embryonic(lid), isn);
+        let id = self.insert_flow(tuple, iface, sock, Phase::Embryonic(lid), Some(isn));
         // The SYN the client sent, as far as the cookie remembers it.
         let from_peer = craft::reversed(&tuple);
         let mut syn = craft::segment(&from_peer, TcpControl::Syn, peer_isn, None);

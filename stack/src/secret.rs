@@ -13,7 +13,6 @@
 //!   destination's bucket `G(same, secret)`;
 //! * the authenticator of SYN cookies (RFC 4987), see [`crate::cookie`].
 
-use core::hash::Hasher;
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 use siphasher::sip::SipHasher24;
@@ -21,17 +20,15 @@ use siphasher::sip::SipHasher24;
 use crate::Instant;
 use crate::flow::FourTuple;
 
-const ISN: u8 = 1;
-const TS_OFFSET: u8 = 2;
-const PORT: u8 = 3;
-const COOKIE: u8 = 4;
-const PORT_BUCKET: u8 = 5;
+const TUPLE: u8 = 1;
+const PORT: u8 = 2;
+const COOKIE: u8 = 3;
+const PORT_BUCKET: u8 = 4;
 
 /// The stack's keys.
 #[derive(Clone)]
 pub(crate) struct Keys {
-    k0: u64,
-    k1: u64,
+    sip: SipHasher24,
 }
 
 impl core::fmt::Debug for Keys {
@@ -40,71 +37,93 @@ impl core::fmt::Debug for Keys {
     }
 }
 
+/// A message for the hash: a domain byte, then the fields, packed (one call hashes it).
+struct Msg {
+    buf: [u8; 32],
+    len: usize,
+}
+
+impl Msg {
+    fn new(domain: u8) -> Self {
+        let mut buf = [0; 32];
+        buf[0] = domain;
+        Msg { buf, len: 1 }
+    }
+
+    fn put(mut self, bytes: &[u8]) -> Self {
+        self.buf[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+        self
+    }
+
+    fn addr(self, a: SocketAddrV4) -> Self {
+        self.put(&a.ip().octets()).put(&a.port().to_be_bytes())
+    }
+
+    fn tuple(self, t: &FourTuple) -> Self {
+        self.addr(t.local).addr(t.remote)
+    }
+}
+
 impl Keys {
     pub(crate) fn new(secret: [u8; 16]) -> Self {
-        let (a, b) = secret.split_at(8);
-        let word = |s: &[u8]| s.iter().fold(0u64, |w, &x| (w << 8) | u64::from(x));
         Self {
-            k0: word(a),
-            k1: word(b),
+            sip: SipHasher24::new_with_key(&secret),
         }
     }
 
-    fn hasher(&self, domain: u8) -> SipHasher24 {
-        let mut h = SipHasher24::new_with_keys(self.k0, self.k1);
-        h.write_u8(domain);
-        h
+    fn hash(&self, m: &Msg) -> u64 {
+        self.sip.hash(&m.buf[..m.len])
     }
 
-    fn tuple_hash(&self, domain: u8, t: &FourTuple) -> SipHasher24 {
-        let mut h = self.hasher(domain);
-        write_addr(&mut h, t.local);
-        write_addr(&mut h, t.remote);
-        h
-    }
-
-    /// The initial sequence number of a connection opened (or answered) at `now`.
-    pub(crate) fn isn(&self, t: &FourTuple, now: Instant) -> u32 {
-        let f = self.tuple_hash(ISN, t).finish() as u32;
-        // RFC 6528's M: a 4 us timer.
-        let m = (now.total_micros() / 4) as u32;
-        f.wrapping_add(m)
+    /// The keyed hash of a 4-tuple: its high half gives the ISN base, its low half the
+    /// timestamp offset.
+    pub(crate) fn tuple_secrets(&self, t: &FourTuple) -> TupleSecrets {
+        TupleSecrets(self.hash(&Msg::new(TUPLE).tuple(t)))
     }
 
     /// The timestamp offset of a 4-tuple (RFC 7323 section 5.4).
     pub(crate) fn ts_offset(&self, t: &FourTuple) -> u32 {
-        self.tuple_hash(TS_OFFSET, t).finish() as u32
+        self.tuple_secrets(t).ts_offset()
     }
 
-    /// Where the ephemeral port search starts for this destination (RFC 6056 algorithm 3).
+    /// Where the ephemeral port search starts for this destination (RFC 6056).
     pub(crate) fn port_offset(&self, local: Ipv4Addr, remote: SocketAddrV4) -> u32 {
-        let mut h = self.hasher(PORT);
-        h.write(&local.octets());
-        write_addr(&mut h, remote);
-        h.finish() as u32
+        self.hash(&Msg::new(PORT).put(&local.octets()).addr(remote)) as u32
     }
 
     /// Which counter of the port search a destination uses (RFC 6056 algorithm 4's `G`).
     pub(crate) fn port_bucket(&self, local: Ipv4Addr, remote: SocketAddrV4) -> u32 {
-        let mut h = self.hasher(PORT_BUCKET);
-        h.write(&local.octets());
-        write_addr(&mut h, remote);
-        h.finish() as u32
+        self.hash(&Msg::new(PORT_BUCKET).put(&local.octets()).addr(remote)) as u32
     }
 
     /// The 24-bit authenticator of a SYN cookie.
     pub(crate) fn cookie_mac(&self, t: &FourTuple, peer_isn: u32, count: u32, data: u32) -> u32 {
-        let mut h = self.tuple_hash(COOKIE, t);
-        h.write_u32(peer_isn);
-        h.write_u32(count);
-        h.write_u32(data);
-        (h.finish() as u32) & 0x00ff_ffff
+        let m = Msg::new(COOKIE)
+            .tuple(t)
+            .put(&peer_isn.to_be_bytes())
+            .put(&count.to_be_bytes())
+            .put(&[data as u8]);
+        (self.hash(&m) as u32) & 0x00ff_ffff
     }
 }
 
-fn write_addr(h: &mut SipHasher24, a: SocketAddrV4) {
-    h.write(&a.ip().octets());
-    h.write_u16(a.port());
+/// What a 4-tuple's keyed hash gives (two independent halves of one PRF output).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TupleSecrets(u64);
+
+impl TupleSecrets {
+    /// The initial sequence number of a connection opened (or answered) at `now`: RFC
+    /// 6528's `F(4-tuple, secret) + M`, with `M` a 4 us timer.
+    pub(crate) fn isn(self, now: Instant) -> u32 {
+        let m = (now.total_micros() / 4) as u32;
+        ((self.0 >> 32) as u32).wrapping_add(m)
+    }
+
+    /// The timestamp offset (RFC 7323 section 5.4).
+    pub(crate) fn ts_offset(self) -> u32 {
+        self.0 as u32
+    }
 }
 
 #[cfg(test)]
@@ -123,8 +142,9 @@ mod tests {
         let a = Keys::new([1; 16]);
         let b = Keys::new([2; 16]);
         let now = Instant::from_secs(5);
-        assert_ne!(a.isn(&tuple(1000), now), b.isn(&tuple(1000), now));
-        assert_ne!(a.isn(&tuple(1000), now), a.isn(&tuple(1001), now));
+        let isn = |k: &Keys, port| k.tuple_secrets(&tuple(port)).isn(now);
+        assert_ne!(isn(&a, 1000), isn(&b, 1000));
+        assert_ne!(isn(&a, 1000), isn(&a, 1001));
         assert_ne!(a.ts_offset(&tuple(1000)), b.ts_offset(&tuple(1000)));
         assert_eq!(a.ts_offset(&tuple(1000)), a.ts_offset(&tuple(1000)));
         let remote = SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80);
@@ -138,8 +158,8 @@ mod tests {
     fn isn_advances_with_a_4us_clock() {
         let k = Keys::new([7; 16]);
         let t = tuple(1234);
-        let i0 = k.isn(&t, Instant::from_micros(1_000_000));
-        let i1 = k.isn(&t, Instant::from_micros(1_000_400));
+        let i0 = k.tuple_secrets(&t).isn(Instant::from_micros(1_000_000));
+        let i1 = k.tuple_secrets(&t).isn(Instant::from_micros(1_000_400));
         assert_eq!(i1.wrapping_sub(i0), 100);
     }
 }

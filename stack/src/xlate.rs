@@ -65,6 +65,8 @@ pub(crate) struct Xlate {
     pub(crate) capture: bool,
     /// RTT estimate and tail-loss probe.
     pub(crate) probe: Probe,
+    /// The last segment sent was a retransmission.
+    pub(crate) last_retransmit: bool,
 }
 
 /// What an egress pass learned from one segment.
@@ -117,6 +119,7 @@ impl Xlate {
         let len = tcp.len().saturating_sub(doff) as u32 + ctl;
         let mut sent = Sent::default();
         if len == 0 || flags & RST != 0 {
+            self.last_retransmit = false;
             return Some(sent);
         }
         let end = seq.wrapping_add(len);
@@ -127,6 +130,7 @@ impl Xlate {
                 self.snd_max = Some(end);
             }
         }
+        self.last_retransmit = sent.retransmit;
         Some(sent)
     }
 
@@ -367,6 +371,32 @@ pub(crate) fn find_timestamp(opts: &[u8]) -> Option<(u32, u32)> {
         false
     });
     found
+}
+
+/// Checks a TCP options area as smoltcp's parser does (`None`: it would refuse the
+/// segment) and returns the timestamp option's (TSval, TSecr), if any.
+pub(crate) fn check_options(opts: &[u8]) -> Option<Option<(u32, u32)>> {
+    let mut ts = None;
+    let mut i = 0;
+    while i < opts.len() {
+        match opts[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                let len = usize::from(*opts.get(i + 1)?);
+                let body = opts.get(i + 2..i + len)?;
+                match (kind, len) {
+                    (2, 4) | (3, 3) | (4, 2) => {}
+                    (2..=4, _) => return None,
+                    (5, n) if n < 10 || (n - 2) % 8 != 0 => return None,
+                    (8, 10) => ts = Some((be32(&body[..4]), be32(&body[4..8]))),
+                    _ => {}
+                }
+                i += len;
+            }
+        }
+    }
+    Some(ts)
 }
 
 /// Moves the edges of SACK blocks (option 5) back by `off`.

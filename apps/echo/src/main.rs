@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use megatcp_echo::pair::{PairOpts, run_pair};
+use megatcp_echo::pair::{FaultConfig, PairOpts, run_pair};
 use megatcp_echo::{LoadApp, LoadOpts, LoadReport, MsgSize, Protocol, ServeApp, ServeOpts};
 use megatcp_launch::{BackendArgs, Cores};
 
@@ -70,7 +70,39 @@ enum Cmd {
         /// Busy-poll instead of backing off when idle.
         #[arg(long)]
         busy_poll: bool,
+        #[command(flatten)]
+        faults: FaultArgs,
     },
+}
+
+/// Faults the in-memory wire injects into what each side receives (seeded, reproducible).
+#[derive(Args, Clone, Debug)]
+struct FaultArgs {
+    /// Probability that a frame is lost, e.g. 0.01.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Probability that a frame is delivered twice.
+    #[arg(long, default_value_t = 0.0)]
+    dup: f64,
+    /// Probability that a frame is delivered after later ones (up to 8 later).
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    /// Seed of the fault decisions.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+impl FaultArgs {
+    /// The faults, or none when every probability is zero.
+    fn config(&self) -> Option<FaultConfig> {
+        (self.loss > 0.0 || self.dup > 0.0 || self.reorder > 0.0).then(|| FaultConfig {
+            seed: self.seed,
+            loss: self.loss,
+            duplicate: self.dup,
+            reorder: self.reorder,
+            ..FaultConfig::default()
+        })
+    }
 }
 
 fn serve_cmd(backend: BackendArgs, protocol: Protocol, opts: ServeOpts) -> Result<u64, String> {
@@ -222,6 +254,7 @@ fn main() -> ExitCode {
             client_cores,
             buffer,
             busy_poll,
+            faults,
         } => {
             let json = load.json;
             let opts = PairOpts {
@@ -230,6 +263,7 @@ fn main() -> ExitCode {
                 client_cores: client_cores.0,
                 buffer,
                 busy_poll,
+                faults: faults.config(),
             };
             run_pair(opts).map_err(|e| e.to_string()).map(|r| {
                 for c in r.server.iter().chain(r.client.iter()) {

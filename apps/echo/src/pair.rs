@@ -3,6 +3,7 @@
 
 use std::net::SocketAddrV4;
 
+pub use megatcp_launch::pair::FaultConfig;
 use megatcp_launch::pair::{PairConfig, SERVER_IP};
 use megatcp_launch::{CoreReport, LaunchError};
 
@@ -21,6 +22,8 @@ pub struct PairOpts {
     pub buffer: usize,
     /// Busy-poll when idle.
     pub busy_poll: bool,
+    /// Faults injected into what each side receives, or none.
+    pub faults: Option<FaultConfig>,
 }
 
 /// What a pair run produced.
@@ -43,6 +46,7 @@ pub fn run_pair(p: PairOpts) -> Result<PairReport, LaunchError> {
         client_cores: p.client_cores,
         buffer: p.buffer,
         busy_poll: p.busy_poll,
+        faults: p.faults,
     };
     let client = LoadApp {
         base: LoadOpts {

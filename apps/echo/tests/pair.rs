@@ -26,7 +26,50 @@ fn opts(connections: usize, msg: MsgSize, txns_per_conn: u64, max_txns: u64) -> 
         client_cores: vec![1],
         buffer: 16 * 1024,
         busy_poll: false,
+        faults: None,
     }
+}
+
+/// Ordinary FIN closes at full rate: the client closes first and holds TIME-WAIT (as
+/// records); its ports are reused long before the records expire.
+#[test]
+fn two_hundred_thousand_fin_closed_short_connections_every_byte_verified() {
+    let r = run_pair(opts(64, MsgSize::Fixed(64), 1, 200_000)).unwrap();
+    assert_eq!(r.load.errors.total(), 0, "{}", r.load);
+    assert!(r.load.transactions >= 200_000, "{}", r.load);
+    assert!(r.load.connections >= 200_000, "{}", r.load);
+    let client = |f: fn(&megatcp_launch::CoreReport) -> u64| r.client.iter().map(f).sum::<u64>();
+    let server = |f: fn(&megatcp_launch::CoreReport) -> u64| r.server.iter().map(f).sum::<u64>();
+    assert_eq!(
+        client(|c| c.stack.conns_reset) + server(|c| c.stack.conns_reset),
+        0
+    );
+    // More connections than the client has ephemeral ports: TIME-WAIT ports were reused.
+    assert!(client(|c| c.stack.tcp_time_wait_entered) >= 200_000);
+    assert!(client(|c| c.stack.tcp_time_wait_reused) > 0);
+}
+
+/// Loss, duplication and reordering (1 % each, both ways): every byte still arrives.
+#[test]
+fn persistent_connections_through_one_percent_loss_duplication_and_reordering() {
+    let mut o = opts(64, MsgSize::Fixed(64), 0, 20_000);
+    o.faults = Some(megatcp_echo::pair::FaultConfig {
+        seed: 9,
+        loss: 0.01,
+        duplicate: 0.01,
+        reorder: 0.01,
+        ..Default::default()
+    });
+    let r = run_pair(o).unwrap();
+    assert_eq!(r.load.errors.total(), 0, "{}", r.load);
+    assert!(r.load.transactions >= 20_000, "{}", r.load);
+    let retransmits: u64 = r
+        .server
+        .iter()
+        .chain(&r.client)
+        .map(|c| c.stack.tcp_retransmits)
+        .sum();
+    assert!(retransmits > 0, "the faults were real");
 }
 
 #[test]
