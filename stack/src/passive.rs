@@ -218,6 +218,17 @@ impl Stack {
         let seg = SegInfo::of(repr);
         let tsval = repr.timestamp.map(|t| t.tsval);
         match repr.control {
+            // An RST at exactly the sequence number the record expects ends it, as Linux does
+            // by default (`tcp_rfc1337 = 0`): it is what a client sends when its new SYN was
+            // answered with the record's ACK (an older timestamp or ISN than the record's),
+            // and its retransmitted SYN then opens the connection at once instead of after
+            // the record's whole life. An off-path sender has to guess the exact 32-bit
+            // number (RFC 5961's bar for RSTs); any other RST is ignored (RFC 1337).
+            TcpControl::Rst if seg.seq == r.rcv_nxt => {
+                self.time_waits.remove(tuple);
+                self.eg.counters.tcp_time_wait_reset += 1;
+                return Rx::Delivered;
+            }
             TcpControl::Rst => return drop(&mut self.eg.counters.drops.tcp_time_wait_rst),
             TcpControl::Syn if repr.ack_number.is_none() => {
                 if timewait::syn_is_new(&r, seg.seq, tsval)
