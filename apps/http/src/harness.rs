@@ -54,7 +54,11 @@ impl Harness {
                 log: None,
                 peer: SocketAddrV4::new([127, 0, 0, 1].into(), 1),
             };
-            let flow = self.session.feed(data, &mut env, &mut all);
+            // One output buffer per resume, as the server sends what a feed wrote before it
+            // resumes: the session's output bound applies to what is not yet sent.
+            let mut out = Vec::new();
+            let flow = self.session.feed(data, &mut env, &mut out);
+            all.extend_from_slice(&out);
             if flow == Flow::Close || !self.session.has_backlog() {
                 return (all, flow);
             }
