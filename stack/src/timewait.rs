@@ -191,13 +191,9 @@ pub(crate) fn reusable(r: &TwRecord, now: Instant) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::net::{Ipv4Addr, SocketAddrV4};
 
     fn tuple(port: u16) -> FourTuple {
-        FourTuple {
-            local: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), port),
-            remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80),
-        }
+        FourTuple::test(port, 80)
     }
 
     fn rec(made_ms: u32) -> TwRecord {

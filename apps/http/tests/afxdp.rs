@@ -84,16 +84,17 @@ fn clients_against_the_afxdp_server() {
         64,
     );
     let big = root.join("data/65536.bin");
+    // Our client over AF_XDP, with its own address on the client's veth.
+    fn afxdp<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+        let own = ["--backend", "afxdp", "--iface", "mtcp-cli"];
+        let mut v = [&own[..], &["--ip", "10.77.0.20/24"]].concat();
+        v.extend_from_slice(extra);
+        v
+    }
+    let big = big.to_str().unwrap();
     for args in [
         vec!["--backend", "epoll"],
-        vec![
-            "--backend",
-            "afxdp",
-            "--iface",
-            "mtcp-cli",
-            "--ip",
-            "10.77.0.20/24",
-        ],
+        afxdp(&[]),
         vec!["--backend", "epoll", "--close"],
         // The RST-closing run goes before the FIN-closing one: after FIN closes the server
         // holds every client port in TIME-WAIT for 5 s, and a new client process (new
@@ -101,37 +102,9 @@ fn clients_against_the_afxdp_server() {
         // ends the record and the SYN goes again after the initial RTO (200 ms), as between
         // Linux peers (1 s there). That regime is tested in the stack's own tests
         // (`a_restarted_client_opens_every_port_the_server_holds_in_time_wait`).
-        vec![
-            "--backend",
-            "afxdp",
-            "--iface",
-            "mtcp-cli",
-            "--ip",
-            "10.77.0.20/24",
-            "--close",
-            "--close-rst",
-        ],
-        vec![
-            "--backend",
-            "afxdp",
-            "--iface",
-            "mtcp-cli",
-            "--ip",
-            "10.77.0.20/24",
-            "--close",
-        ],
-        vec![
-            "--backend",
-            "afxdp",
-            "--iface",
-            "mtcp-cli",
-            "--ip",
-            "10.77.0.20/24",
-            "--path",
-            "/data/65536.bin",
-            "--expect-file",
-            big.to_str().unwrap(),
-        ],
+        afxdp(&["--close", "--close-rst"]),
+        afxdp(&["--close"]),
+        afxdp(&["--path", "/data/65536.bin", "--expect-file", big]),
     ] {
         let r = load_in_client_ns(&args);
         eprintln!("load {args:?}: {} requests/s", r["requests_per_sec"]);
