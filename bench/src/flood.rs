@@ -489,7 +489,7 @@ pub(crate) fn run(args: &FloodArgs) -> Result<(), String> {
     if !args.rates.contains(&FloodRate::Rate(0.0)) {
         return Err("--rates must include 0, the no-flood baseline".into());
     }
-    let (echo, repo) = (crate::echo_bin(&args.paths)?, crate::repo(&args.paths)?);
+    let (echo, repo) = (crate::echo_bin(&args.paths)?, args.paths.repo.find()?);
     let me = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
     let started = crate::timestamp();
     let out = args.out.clone().unwrap_or_else(|| {

@@ -6,6 +6,7 @@
 //! megatcp-bench --quick                 # about 2-3 minutes
 //! megatcp-bench --out report/           # the full sweeps, 3 trials per point
 //! megatcp-bench kv --connect 10.77.0.10:11211 --backend afxdp --iface mtcp-cli --ip 10.77.0.20/24
+//! megatcp-bench http --quick            # megatcp-http vs nginx and lighttpd
 //! ```
 //!
 //! The echo head-to-head needs root (network namespaces, AF_XDP) and `megatcp-echo` built
@@ -18,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod flood;
+mod http;
 mod kv;
 mod plan;
 mod plot;
@@ -62,22 +64,14 @@ enum Cmd {
     /// The SYN-flood benchmark on the testbed: new clients and established connections of
     /// the AF_XDP server at several flood rates (root).
     Flood(flood::FloodArgs),
+    /// HTTP head-to-head: megatcp-http (AF_XDP, DPDK, io_uring, epoll) vs nginx and lighttpd.
+    Http(http::HttpArgs),
 }
 
 #[derive(Args)]
 struct EchoArgs {
-    /// Reduced sweeps, 2 trials of 1 s per point: about 2-3 minutes.
-    #[arg(long)]
-    quick: bool,
-    /// Report directory (default: a new timestamped directory under target/megatcp-bench/).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Trials per point (default 3; 2 with --quick).
-    #[arg(long)]
-    trials: Option<usize>,
-    /// Measured seconds per trial (default 3; 1 with --quick).
-    #[arg(long)]
-    secs: Option<f64>,
+    #[command(flatten)]
+    run: RunArgs,
     /// Server variants, in order (`afxdp-rst`: the afxdp server with short connections
     /// closed by RST instead of FIN, at those points only).
     #[arg(
@@ -112,23 +106,61 @@ enum Role {
     Client,
 }
 
-/// Where the programs and scripts of a testbed run are.
-#[derive(Args, Debug, Clone)]
-struct Paths {
-    /// The megatcp-echo binary (built with `--features afxdp`; default: next to this one).
+/// The flags of a head-to-head run (echo and http alike).
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Reduced sweeps, 2 trials of 1 s per point: about 2-3 minutes (echo).
     #[arg(long)]
-    echo_bin: Option<PathBuf>,
+    quick: bool,
+    /// Report directory (default: a new timestamped directory under target/megatcp-bench/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Trials per point (default 3; 2 with --quick).
+    #[arg(long)]
+    trials: Option<usize>,
+    /// Measured seconds per trial (default 3; 1 with --quick).
+    #[arg(long)]
+    secs: Option<f64>,
+}
+
+/// Where the repository is (for `scripts/testbed`).
+#[derive(Args, Debug, Clone)]
+struct RepoArg {
     /// The repository (for scripts/testbed; default: found from this binary's location).
     #[arg(long)]
     repo: Option<PathBuf>,
 }
 
+impl RepoArg {
+    /// The repository given, else the one holding this binary or the current directory.
+    fn find(&self) -> Result<PathBuf, String> {
+        if let Some(r) = &self.repo {
+            return Ok(r.clone());
+        }
+        let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+        find_repo(&exe)
+            .or_else(|| std::env::current_dir().ok().and_then(|d| find_repo(&d)))
+            .ok_or_else(|| "cannot find the repository (scripts/testbed): pass --repo".into())
+    }
+}
+
+/// Where the programs and scripts of an echo testbed run are.
+#[derive(Args, Debug, Clone)]
+struct Paths {
+    /// The megatcp-echo binary (built with `--features afxdp`; default: next to this one).
+    #[arg(long)]
+    echo_bin: Option<PathBuf>,
+    #[command(flatten)]
+    repo: RepoArg,
+}
+
 /// The echo binary of `paths`, checked.
 fn echo_bin(paths: &Paths) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
     let echo = match &paths.echo_bin {
         Some(p) => p.clone(),
-        None => exe.with_file_name("megatcp-echo"),
+        None => std::env::current_exe()
+            .map_err(|e| format!("own path: {e}"))?
+            .with_file_name("megatcp-echo"),
     };
     if !echo.is_file() {
         return Err(format!(
@@ -139,15 +171,38 @@ fn echo_bin(paths: &Paths) -> Result<PathBuf, String> {
     Ok(echo)
 }
 
-/// The repository of `paths` (holding scripts/testbed).
-fn repo(paths: &Paths) -> Result<PathBuf, String> {
-    if let Some(r) = &paths.repo {
-        return Ok(r.clone());
+/// What a run's flags come to.
+struct Run {
+    out: PathBuf,
+    started: String,
+    trials: usize,
+    secs: f64,
+    warmup: f64,
+}
+
+impl RunArgs {
+    /// Checks the flags and creates the report directory (default
+    /// `REPO/target/megatcp-bench/{prefix}{time}`).
+    fn settle(&self, repo: &Path, prefix: &str) -> Result<Run, String> {
+        let trials = self.trials.unwrap_or(if self.quick { 2 } else { 3 }).max(1);
+        let secs = self.secs.unwrap_or(if self.quick { 1.0 } else { 3.0 });
+        if !(secs > 0.0 && secs <= 600.0) {
+            return Err(format!("--secs {secs}: must be within (0, 600]"));
+        }
+        let started = timestamp();
+        let out = self.out.clone().unwrap_or_else(|| {
+            repo.join("target/megatcp-bench")
+                .join(format!("{prefix}{started}"))
+        });
+        std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        Ok(Run {
+            out,
+            started,
+            trials,
+            secs,
+            warmup: if self.quick { 0.3 } else { 1.0 },
+        })
     }
-    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
-    find_repo(&exe)
-        .or_else(|| std::env::current_dir().ok().and_then(|d| find_repo(&d)))
-        .ok_or_else(|| "cannot find the repository (scripts/testbed): pass --repo".into())
 }
 
 fn main() -> ExitCode {
@@ -156,6 +211,7 @@ fn main() -> ExitCode {
         Some(Cmd::Kv(args)) => kv::run(args),
         Some(Cmd::Synflood(args)) => synflood::run(args),
         Some(Cmd::Flood(args)) => flood::run(args),
+        Some(Cmd::Http(args)) => http::run(args),
         None => head_to_head(&cli.echo),
     };
     match result {
@@ -236,39 +292,37 @@ pub(crate) fn host_info() -> String {
     format!("Linux {}, {cpus} CPUs", kernel.trim())
 }
 
-fn head_to_head(args: &EchoArgs) -> Result<(), String> {
-    if !is_root() {
-        return Err("the head-to-head needs root (network namespaces, AF_XDP): run as root".into());
+/// An error unless the process runs as root, as the head-to-heads need.
+fn need_root() -> Result<(), String> {
+    if is_root() {
+        Ok(())
+    } else {
+        Err("the head-to-head needs root (network namespaces, AF_XDP): run as root".into())
     }
+}
+
+fn head_to_head(args: &EchoArgs) -> Result<(), String> {
+    need_root()?;
     let echo = echo_bin(&args.paths)?;
-    let started = timestamp();
-    let out = match &args.out {
-        Some(o) => o.clone(),
-        None => repo(&args.paths)
-            .map_or_else(
-                |_| PathBuf::from("megatcp-bench"),
-                |r| r.join("target/megatcp-bench"),
-            )
-            .join(&started),
-    };
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    // The repository holds scripts/testbed; a server role on another machine may have none
+    // (its reports then go under ./target/megatcp-bench).
+    let repo = args.paths.repo.find();
+    let Run {
+        out,
+        started,
+        trials,
+        secs,
+        warmup,
+    } = args
+        .run
+        .settle(repo.as_deref().unwrap_or(Path::new(".")), "")?;
     if let (Role::Server, Some(control)) = (args.role, args.control) {
         return roles::serve(&echo, &out, &args.net, control);
     }
-    let (trials, secs) = (
-        args.trials.unwrap_or(if args.quick { 2 } else { 3 }).max(1),
-        args.secs.unwrap_or(if args.quick { 1.0 } else { 3.0 }),
-    );
-    if !(secs > 0.0 && secs <= 600.0) {
-        return Err(format!("--secs {secs}: must be within (0, 600]"));
-    }
-    let window = Window {
-        secs,
-        warmup: if args.quick { 0.3 } else { 1.0 },
-    };
+    let window = Window { secs, warmup };
     let mut variants = args.variants.clone();
     variants.dedup();
-    let points = plan::points(args.quick);
+    let points = plan::points(args.run.quick);
 
     let (trials_done, host) = match (args.role, args.control) {
         (Role::Client, Some(control)) => {
@@ -290,7 +344,7 @@ fn head_to_head(args: &EchoArgs) -> Result<(), String> {
             // The testbed's namespaces are brought up (and down again) here; others are
             // the user's.
             let testbed_repo = if args.net.uses_testbed() {
-                Some(repo(&args.paths)?)
+                Some(repo.clone()?)
             } else {
                 None
             };
@@ -312,7 +366,7 @@ fn head_to_head(args: &EchoArgs) -> Result<(), String> {
     let cells = report::cells(&trials_done, &variants, &points);
     let info = RunInfo {
         started,
-        mode: if args.quick { "quick" } else { "full" },
+        mode: if args.run.quick { "quick" } else { "full" },
         trials,
         secs,
         host,

@@ -1,29 +1,30 @@
-//! The processes of a run: an echo server on the server side, a load generator on the
-//! client side, their CPU time (from `/proc/PID/stat`), and stopping them; [`Net`]: where
-//! they run (namespaces, interfaces, addresses, CPUs; the veth testbed's by default).
+//! The processes of a run: a server on the server side (the echo server here, the HTTP
+//! servers through [`Server::spawn`]), a load generator or client on the client side, their
+//! CPU time (from `/proc/PID/stat`), and stopping them; [`Net`]: where they run
+//! (namespaces, interfaces, addresses, CPUs; the veth testbed's by default).
 
 use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::plan::{Client, Close, Point, Variant};
-use crate::roles::ServerSide;
+use crate::roles::{Sample, ServerSide};
 
 /// Server namespace and interface of the testbed (`scripts/testbed`).
 pub(crate) const SRV_NS: &str = "megatcp-srv";
 /// Client namespace.
 pub(crate) const CLI_NS: &str = "megatcp-cli";
-const SRV_IF: &str = "mtcp-srv";
+pub(crate) const SRV_IF: &str = "mtcp-srv";
 pub(crate) const CLI_IF: &str = "mtcp-cli";
 /// The kernel's address in the server namespace, and the bypass stacks' addresses.
-const SRV_KERNEL_IP: &str = "10.77.0.1";
+pub(crate) const SRV_KERNEL_IP: &str = "10.77.0.1";
 pub(crate) const SRV_BYPASS_IP: &str = "10.77.0.10";
-const CLI_BYPASS_IP: &str = "10.77.0.20";
+pub(crate) const CLI_BYPASS_IP: &str = "10.77.0.20";
 pub(crate) const PORT: u16 = 7;
 /// The server's CPU and the client's.
-const SERVER_CPU: &str = "0";
+pub(crate) const SERVER_CPU: &str = "0";
 pub(crate) const CLIENT_CPU: &str = "1";
 
 /// Where the server and the client run. The defaults are the veth testbed's
@@ -149,13 +150,7 @@ impl Server {
             }
             Variant::Uring | Variant::Epoll => {}
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .map_err(|e| format!("cannot start the server: {e}"))?;
-        let mut s = Server { child, log };
+        let mut s = Self::spawn(cmd, file, log)?;
         let ready = if variant.is_bypass() {
             // The NIC queue is open once the backend said so.
             ["AF_XDP on", "DPDK port"].as_slice()
@@ -179,6 +174,21 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Starts `cmd` with its standard error going to `file` (at `log`).
+    pub(crate) fn spawn(
+        mut cmd: Command,
+        file: std::fs::File,
+        log: PathBuf,
+    ) -> Result<Self, String> {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|e| format!("cannot start the server: {e}"))?;
+        Ok(Server { child, log })
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -281,7 +291,58 @@ pub(crate) fn run_load(
     if let Some(rate) = point.rate {
         cmd.args(["--rate", &format!("{rate}")]);
     }
-    let mut job = Job::spawn(&mut cmd, "the load generator")?;
+    let run = run_client(
+        &mut cmd,
+        "the load generator",
+        &mut || server.sample(),
+        net.client_cpu,
+        secs,
+        warmup,
+    )?;
+    Ok(LoadRun {
+        report: report_json(run.what, run.status, &run.stdout, &run.stderr)?,
+        server_cpu: run.server_cpu,
+        client_cpu: run.client_cpu,
+        server_core: run.server_core,
+        client_core: run.client_core,
+    })
+}
+
+/// What a client process printed, and the CPU use of both sides while it measured.
+pub(crate) struct ClientRun {
+    /// What the client is, for errors.
+    pub(crate) what: &'static str,
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) server_cpu: f64,
+    pub(crate) client_cpu: f64,
+    pub(crate) server_core: f64,
+    pub(crate) client_core: f64,
+}
+
+/// A server process on this machine, for [`run_client`]'s sampling: its pid and CPU.
+pub(crate) fn local_sampler(pid: u32, cpu: usize) -> impl FnMut() -> Option<Sample> {
+    move || {
+        Some(Sample {
+            ticks: cpu_ticks(pid)?,
+            core: core_time(cpu)?,
+        })
+    }
+}
+
+/// Runs a client `cmd` (`what` names it in errors) that measures for `secs` after `warmup`
+/// seconds, sampling the server's CPU time (`server`) and the client's (its process, and
+/// `own_cpu`) over that window; kills it when it overruns by 20 s.
+pub(crate) fn run_client(
+    cmd: &mut Command,
+    what: &'static str,
+    server: &mut dyn FnMut() -> Option<Sample>,
+    own_cpu: usize,
+    secs: f64,
+    warmup: f64,
+) -> Result<ClientRun, String> {
+    let mut job = Job::spawn(cmd, what)?;
     // Sample both processes' CPU time from the end of the warm-up to the end of the window.
     let client_pid = job.child.id();
     let start = Instant::now();
@@ -289,21 +350,18 @@ pub(crate) fn run_load(
     let measure_from = Duration::from_secs_f64(warmup + 0.1);
     let mut first: Option<(Instant, u64, u64, CoreTimes)> = None;
     let mut last: Option<(Instant, u64, u64, CoreTimes)> = None;
-    let own_cpu = net.client_cpu;
     loop {
         if job.done() {
             break;
         }
         if start.elapsed() > limit {
             job.kill();
-            return Err(format!(
-                "the load generator did not finish within {limit:?}"
-            ));
+            return Err(format!("{what} did not finish within {limit:?}"));
         }
         if start.elapsed() >= measure_from
             && start.elapsed() <= measure_from + Duration::from_secs_f64(secs)
             && let (Some(s), Some(c), Some(k)) =
-                (server.sample(), cpu_ticks(client_pid), core_time(own_cpu))
+                (server(), cpu_ticks(client_pid), core_time(own_cpu))
         {
             let sample = (Instant::now(), s.ticks, c, [s.core, k]);
             first.get_or_insert(sample);
@@ -311,7 +369,7 @@ pub(crate) fn run_load(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let report = job.json()?;
+    let (status, stdout, stderr) = job.output()?;
     let (server_cpu, client_cpu, server_core, client_core) = match (first, last) {
         (Some((t0, s0, c0, k0)), Some((t1, s1, c1, k1))) if t1 > t0 => {
             let wall = (t1 - t0).as_secs_f64();
@@ -325,8 +383,11 @@ pub(crate) fn run_load(
         }
         _ => (f64::NAN, f64::NAN, f64::NAN, f64::NAN),
     };
-    Ok(LoadRun {
-        report,
+    Ok(ClientRun {
+        what,
+        status,
+        stdout,
+        stderr,
         server_cpu,
         client_cpu,
         server_core,
@@ -407,22 +468,33 @@ impl Job {
 
     /// Its report, once it has exited: the JSON on its stdout.
     fn json(&mut self) -> Result<serde_json::Value, String> {
+        let (status, stdout, stderr) = self.output()?;
+        report_json(self.what, status, &stdout, &stderr)
+    }
+
+    /// Its exit status, standard output and standard error, once it has exited.
+    fn output(&mut self) -> Result<(ExitStatus, String, String), String> {
         let status = self.child.wait().map_err(|e| e.to_string())?;
         let text = |h: Option<std::thread::JoinHandle<String>>| {
             h.and_then(|h| h.join().ok()).unwrap_or_default()
         };
-        let stdout = text(self.out.take());
-        let stderr = text(self.err.take());
-        if !status.success() && stdout.trim().is_empty() {
-            return Err(format!(
-                "{} failed ({status}): {}",
-                self.what,
-                tail(&stderr, 4)
-            ));
-        }
-        serde_json::from_str(&stdout)
-            .map_err(|e| format!("bad report from {} ({e}): {}", self.what, tail(&stderr, 4)))
+        Ok((status, text(self.out.take()), text(self.err.take())))
     }
+}
+
+/// The JSON report `what` (which exited with `status`) printed on `stdout`, or why there
+/// is none.
+fn report_json(
+    what: &str,
+    status: ExitStatus,
+    stdout: &str,
+    stderr: &str,
+) -> Result<serde_json::Value, String> {
+    if !status.success() && stdout.trim().is_empty() {
+        return Err(format!("{what} failed ({status}): {}", tail(stderr, 4)));
+    }
+    serde_json::from_str(stdout)
+        .map_err(|e| format!("bad report from {what} ({e}): {}", tail(stderr, 4)))
 }
 
 /// (busy, total) clock ticks of the server's CPU and of the client's CPU.
