@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod bypass;
+mod hint;
 mod monitor;
 mod runtime;
 mod stack_io;

@@ -212,6 +212,11 @@ pub mod testbed {
     /// value lives, under the lock ([`hold_lock`]); `None` (the test returns) when not root
     /// (said on stderr: skipped) or when the test ran under the lock in a child process.
     pub fn fresh(test: &str) -> Option<Testbed> {
+        fresh_with(test, &[])
+    }
+
+    /// [`fresh`], brought up with options of `scripts/testbed up` (e.g. `--queues 2`).
+    pub fn fresh_with(test: &str, options: &[&str]) -> Option<Testbed> {
         if !super::is_root() {
             eprintln!("note: not root: {test} needs network namespaces; skipped");
             return None;
@@ -219,7 +224,7 @@ pub mod testbed {
         if !hold_lock(test) {
             return None;
         }
-        Some(Testbed::up())
+        Some(Testbed::up_with(options))
     }
 
     impl Drop for Testbed {
