@@ -213,7 +213,7 @@ fn phase(
     rate: FloodRate,
     trial: usize,
 ) -> Result<Phase, String> {
-    let mut server = procs::Server::start(echo, Variant::Afxdp, out)?;
+    let mut server = procs::Server::start(echo, Variant::Afxdp, out, &procs::Net::default())?;
     let flood = if rate.is_flood() {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", procs::CLI_NS])
@@ -489,7 +489,7 @@ pub(crate) fn run(args: &FloodArgs) -> Result<(), String> {
     if !args.rates.contains(&FloodRate::Rate(0.0)) {
         return Err("--rates must include 0, the no-flood baseline".into());
     }
-    let (echo, repo) = crate::locate(&args.paths)?;
+    let (echo, repo) = (crate::echo_bin(&args.paths)?, args.paths.repo.find()?);
     let me = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
     let started = crate::timestamp();
     let out = args.out.clone().unwrap_or_else(|| {

@@ -6,30 +6,40 @@
 //! megatcp-bench --quick                 # about 2-3 minutes
 //! megatcp-bench --out report/           # the full sweeps, 3 trials per point
 //! megatcp-bench kv --connect 10.77.0.10:11211 --backend afxdp --iface mtcp-cli --ip 10.77.0.20/24
+//! megatcp-bench http --quick            # megatcp-http vs nginx and lighttpd
 //! ```
 //!
 //! The echo head-to-head needs root (network namespaces, AF_XDP) and `megatcp-echo` built
-//! with the `afxdp` feature next to this binary (or `--echo-bin`).
+//! with the `afxdp` feature next to this binary (or `--echo-bin`). Namespaces, interfaces,
+//! addresses and CPUs are options (the testbed's by default); between two machines joined
+//! by a real link, run `--role server --control ADDR:PORT` on one and `--role client
+//! --control ADDR:PORT` on the other (both with `--server-ns "" --client-ns ""`): the client
+//! role writes the report.
 
 #![forbid(unsafe_code)]
 
 mod flood;
+mod http;
 mod kv;
 mod plan;
 mod plot;
 mod procs;
 mod report;
+mod roles;
 mod synflood;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::plan::{Point, Sweep, Variant};
+use crate::procs::{Net, Window};
 use crate::report::{RunInfo, Trial};
+use crate::roles::ServerSide;
 
 #[derive(Parser)]
 #[command(
@@ -53,11 +63,52 @@ enum Cmd {
     /// The SYN-flood benchmark on the testbed: new clients and established connections of
     /// the AF_XDP server at several flood rates (root).
     Flood(flood::FloodArgs),
+    /// HTTP head-to-head: megatcp-http (AF_XDP, DPDK, io_uring, epoll) vs nginx and lighttpd.
+    Http(http::HttpArgs),
 }
 
 #[derive(Args)]
 struct EchoArgs {
-    /// Reduced sweeps, 2 trials of 1 s per point: about 2-3 minutes.
+    #[command(flatten)]
+    run: RunArgs,
+    /// Server variants, in order (`afxdp-rst`: the afxdp server with short connections
+    /// closed by RST instead of FIN, at those points only).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "afxdp,afxdp-rst,dpdk,uring,epoll"
+    )]
+    variants: Vec<Variant>,
+    /// One machine (`one`), or one of two: `server` runs the servers at the client role's
+    /// request, `client` runs the load generator and writes the report.
+    #[arg(long, value_enum, default_value = "one")]
+    role: Role,
+    /// The server role's control address: where it listens, where the client role connects
+    /// (e.g. 192.0.2.1:7700). Needed with --role server or client.
+    #[arg(long, required_if_eq_any([("role", "server"), ("role", "client")]))]
+    control: Option<SocketAddr>,
+    #[command(flatten)]
+    net: Net,
+    #[command(flatten)]
+    paths: Paths,
+}
+
+/// Which part of the head-to-head this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Role {
+    /// Servers and load generator on this machine.
+    One,
+    /// The servers, at the request of the client role (`--control` to listen on).
+    Server,
+    /// The load generator and the report; the servers run in the server role.
+    Client,
+}
+
+/// The flags of a head-to-head run (echo and http alike).
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Reduced sweeps, 2 trials of 1 s per point: about 2-3 minutes (echo).
     #[arg(long)]
     quick: bool,
     /// Report directory (default: a new timestamped directory under target/megatcp-bench/).
@@ -69,36 +120,46 @@ struct EchoArgs {
     /// Measured time per trial (default 3s; 1s with --quick; a bare number is seconds).
     #[arg(long, value_parser = megatcp_launch::duration::parse_secs)]
     secs: Option<f64>,
-    /// Server variants, in order (`afxdp-rst`: the afxdp server with short connections
-    /// closed by RST instead of FIN, at those points only).
-    #[arg(
-        long,
-        value_enum,
-        value_delimiter = ',',
-        default_value = "afxdp,afxdp-rst,dpdk,uring,epoll"
-    )]
-    variants: Vec<Variant>,
-    #[command(flatten)]
-    paths: Paths,
 }
 
-/// Where the programs and scripts of a testbed run are.
+/// Where the repository is (for `scripts/testbed`).
 #[derive(Args, Debug, Clone)]
-struct Paths {
-    /// The megatcp-echo binary (built with `--features afxdp`; default: next to this one).
-    #[arg(long)]
-    echo_bin: Option<PathBuf>,
+struct RepoArg {
     /// The repository (for scripts/testbed; default: found from this binary's location).
     #[arg(long)]
     repo: Option<PathBuf>,
 }
 
-/// The echo binary and the repository of `paths`, checked.
-fn locate(paths: &Paths) -> Result<(PathBuf, PathBuf), String> {
-    let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+impl RepoArg {
+    /// The repository given, else the one holding this binary or the current directory.
+    fn find(&self) -> Result<PathBuf, String> {
+        if let Some(r) = &self.repo {
+            return Ok(r.clone());
+        }
+        let exe = std::env::current_exe().map_err(|e| format!("own path: {e}"))?;
+        find_repo(&exe)
+            .or_else(|| std::env::current_dir().ok().and_then(|d| find_repo(&d)))
+            .ok_or_else(|| "cannot find the repository (scripts/testbed): pass --repo".into())
+    }
+}
+
+/// Where the programs and scripts of an echo testbed run are.
+#[derive(Args, Debug, Clone)]
+struct Paths {
+    /// The megatcp-echo binary (built with `--features afxdp`; default: next to this one).
+    #[arg(long)]
+    echo_bin: Option<PathBuf>,
+    #[command(flatten)]
+    repo: RepoArg,
+}
+
+/// The echo binary of `paths`, checked.
+fn echo_bin(paths: &Paths) -> Result<PathBuf, String> {
     let echo = match &paths.echo_bin {
         Some(p) => p.clone(),
-        None => exe.with_file_name("megatcp-echo"),
+        None => std::env::current_exe()
+            .map_err(|e| format!("own path: {e}"))?
+            .with_file_name("megatcp-echo"),
     };
     if !echo.is_file() {
         return Err(format!(
@@ -106,13 +167,41 @@ fn locate(paths: &Paths) -> Result<(PathBuf, PathBuf), String> {
             echo.display()
         ));
     }
-    let repo = match &paths.repo {
-        Some(r) => r.clone(),
-        None => find_repo(&exe)
-            .or_else(|| std::env::current_dir().ok().and_then(|d| find_repo(&d)))
-            .ok_or("cannot find the repository (scripts/testbed): pass --repo")?,
-    };
-    Ok((echo, repo))
+    Ok(echo)
+}
+
+/// What a run's flags come to.
+struct Run {
+    out: PathBuf,
+    started: String,
+    trials: usize,
+    secs: f64,
+    warmup: f64,
+}
+
+impl RunArgs {
+    /// Checks the flags and creates the report directory (default
+    /// `REPO/target/megatcp-bench/{prefix}{time}`).
+    fn settle(&self, repo: &Path, prefix: &str) -> Result<Run, String> {
+        let trials = self.trials.unwrap_or(if self.quick { 2 } else { 3 }).max(1);
+        let secs = self.secs.unwrap_or(if self.quick { 1.0 } else { 3.0 });
+        if !(secs > 0.0 && secs <= 600.0) {
+            return Err(format!("--secs {secs}: must be within (0, 600]"));
+        }
+        let started = timestamp();
+        let out = self.out.clone().unwrap_or_else(|| {
+            repo.join("target/megatcp-bench")
+                .join(format!("{prefix}{started}"))
+        });
+        std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+        Ok(Run {
+            out,
+            started,
+            trials,
+            secs,
+            warmup: if self.quick { 0.3 } else { 1.0 },
+        })
+    }
 }
 
 fn main() -> ExitCode {
@@ -122,6 +211,7 @@ fn main() -> ExitCode {
         Some(Cmd::Kv(args)) => kv::run(args),
         Some(Cmd::Synflood(args)) => synflood::run(args),
         Some(Cmd::Flood(args)) => flood::run(args),
+        Some(Cmd::Http(args)) => http::run(args),
         None => head_to_head(&cli.echo),
     };
     match result {
@@ -196,50 +286,92 @@ fn timestamp() -> String {
     )
 }
 
-fn host_info() -> String {
+pub(crate) fn host_info() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     format!("Linux {}, {cpus} CPUs", kernel.trim())
 }
 
+/// An error unless the process runs as root, as the head-to-heads need.
+fn need_root() -> Result<(), String> {
+    if is_root() {
+        Ok(())
+    } else {
+        Err("the head-to-head needs root (network namespaces, AF_XDP): run as root".into())
+    }
+}
+
 fn head_to_head(args: &EchoArgs) -> Result<(), String> {
-    if !is_root() {
-        return Err("the head-to-head needs root (network namespaces, AF_XDP): run as root".into());
+    need_root()?;
+    let echo = echo_bin(&args.paths)?;
+    // The repository holds scripts/testbed; a server role on another machine may have none
+    // (its reports then go under ./target/megatcp-bench).
+    let repo = args.paths.repo.find();
+    let Run {
+        out,
+        started,
+        trials,
+        secs,
+        warmup,
+    } = args
+        .run
+        .settle(repo.as_deref().unwrap_or(Path::new(".")), "")?;
+    if let (Role::Server, Some(control)) = (args.role, args.control) {
+        return roles::serve(&echo, &out, &args.net, control);
     }
-    let (echo, repo) = locate(&args.paths)?;
-    let started = timestamp();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| repo.join("target/megatcp-bench").join(&started));
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let (trials, secs) = (
-        args.trials.unwrap_or(if args.quick { 2 } else { 3 }).max(1),
-        args.secs.unwrap_or(if args.quick { 1.0 } else { 3.0 }),
-    );
-    if !(secs > 0.0 && secs <= 600.0) {
-        return Err(format!("--secs {secs}: must be within (0, 600]"));
-    }
-    let warmup = if args.quick { 0.3 } else { 1.0 };
+    let window = Window { secs, warmup };
     let mut variants = args.variants.clone();
     variants.dedup();
-    let points = plan::points(args.quick);
+    let points = plan::points(args.run.quick);
 
-    let was_up = testbed_is_up();
-    testbed(&repo, "up")?;
-    let result = run_all(&echo, &out, &variants, &points, trials, secs, warmup);
-    if !was_up {
-        testbed(&repo, "down")?;
-    }
-    let trials_done = result?;
+    let (trials_done, host) = match (args.role, args.control) {
+        (Role::Client, Some(control)) => {
+            let mut remote = roles::Remote::connect(control, Duration::from_secs(30))?;
+            let host = format!("client: {}; server: {}", host_info(), remote.host());
+            let done = run_all(
+                &echo,
+                &mut remote,
+                &args.net,
+                &variants,
+                &points,
+                trials,
+                window,
+            );
+            remote.bye();
+            (done?, host)
+        }
+        _ => {
+            // The testbed's namespaces are brought up (and down again) here; others are
+            // the user's.
+            let testbed_repo = if args.net.uses_testbed() {
+                Some(repo.clone()?)
+            } else {
+                None
+            };
+            let was_up = testbed_is_up();
+            if let Some(r) = &testbed_repo {
+                testbed(r, "up")?;
+            }
+            let mut local = roles::Local::new(&echo, &out, &args.net);
+            let result = run_all(
+                &echo, &mut local, &args.net, &variants, &points, trials, window,
+            );
+            if let Some(r) = testbed_repo.filter(|_| !was_up) {
+                testbed(&r, "down")?;
+            }
+            (result?, host_info())
+        }
+    };
 
     let cells = report::cells(&trials_done, &variants, &points);
     let info = RunInfo {
         started,
-        mode: if args.quick { "quick" } else { "full" },
+        mode: if args.run.quick { "quick" } else { "full" },
         trials,
         secs,
-        host: host_info(),
+        host,
+        server: args.net.server_place(),
+        client: args.net.client_place(),
     };
     let md = report::markdown(&info, &variants, &cells);
     let write = |name: &str, text: &str| {
@@ -268,15 +400,16 @@ fn head_to_head(args: &EchoArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs every point of every variant; a variant or point that fails is recorded as failed.
+/// Runs every point of every variant against the servers of `side`; a variant or point
+/// that fails is recorded as failed.
 fn run_all(
     echo: &Path,
-    out: &Path,
+    side: &mut dyn ServerSide,
+    net: &Net,
     variants: &[Variant],
     points: &[Point],
     trials: usize,
-    secs: f64,
-    warmup: f64,
+    window: Window,
 ) -> Result<Vec<Trial>, String> {
     let runs = variants
         .iter()
@@ -292,7 +425,7 @@ fn run_all(
     );
     // A first estimate of the remaining time before any run finished: per run, the window,
     // the warm-up and about a second of process start and stop.
-    let per_run = Duration::from_secs_f64(secs + warmup + 1.0);
+    let per_run = Duration::from_secs_f64(window.secs + window.warmup + 1.0);
     bar.set_message(format!(
         "estimated {} s in all",
         (per_run * total as u32).as_secs() + 3 * variants.len() as u64
@@ -300,8 +433,8 @@ fn run_all(
     let mut done = Vec::new();
     for &v in variants {
         bar.set_message(format!("starting the {} server", v.name()));
-        let mut server = match procs::Server::start(echo, v, out) {
-            Ok(s) => Some(s),
+        let mut running = match side.start(v) {
+            Ok(()) => true,
             Err(e) => {
                 for p in points.iter().filter(|p| v.runs(p)) {
                     for t in 0..trials {
@@ -322,21 +455,17 @@ fn run_all(
                     p.x_label()
                 ));
                 // A server that died (or failed to restart) fails the rest of its runs.
-                if server.as_mut().is_some_and(|s| !s.alive()) {
-                    let why = server.take().map(|s| s.log_tail());
-                    bar.println(format!(
-                        "{}: server died ({}); restarting it",
-                        v.name(),
-                        why.unwrap_or_default()
-                    ));
-                    server = procs::Server::start(echo, v, out).ok();
+                if running && let Err(why) = side.alive() {
+                    bar.println(format!("{}: server died ({why}); restarting it", v.name()));
+                    running = side.start(v).is_ok();
                 }
-                let trial = match &server {
-                    None => Trial::failed(v, *p, t, "the server is not running".into()),
-                    Some(s) => match procs::run_load(echo, v, p, secs, warmup, s.pid()) {
+                let trial = if running {
+                    match procs::run_load(echo, v, p, &window, side, net) {
                         Ok(run) => Trial::measured(v, *p, t, &run),
                         Err(e) => Trial::failed(v, *p, t, e),
-                    },
+                    }
+                } else {
+                    Trial::failed(v, *p, t, "the server is not running".into())
                 };
                 if let Some(e) = &trial.error {
                     bar.println(format!(
@@ -350,12 +479,7 @@ fn run_all(
                 bar.inc(1);
             }
         }
-        let t0 = Instant::now();
-        if let Some(mut s) = server {
-            s.stop();
-        }
-        // Let the kernel tear the previous server's sockets down before the next one binds.
-        std::thread::sleep(Duration::from_millis(300).saturating_sub(t0.elapsed()));
+        side.stop();
     }
     bar.finish_with_message("done");
     Ok(done)

@@ -37,7 +37,6 @@ pub(crate) fn draw(
         xs = vec!["p50".into(), "p99".into(), "p99.9".into()];
     }
     // (x index, median, min, max) per variant.
-    type Points = Vec<(usize, f64, f64, f64)>;
     let series: Vec<(Variant, Points)> = variants
         .iter()
         .map(|&v| {
@@ -60,15 +59,42 @@ pub(crate) fn draw(
             (v, pts)
         })
         .collect();
+    let named: Vec<(&str, RGBColor, Points)> = series
+        .into_iter()
+        .map(|(v, p)| (v.legend(), color(v), p))
+        .collect();
+    let (x_desc, y_desc) = if latency {
+        ("percentile", "latency (µs, log scale)")
+    } else {
+        (sweep_x_name(sweep), "throughput (k transactions/s)")
+    };
+    draw_lines(path, sweep.title(), x_desc, y_desc, &xs, &named, latency)
+}
+
+/// (x index, median, min, max) of one series.
+pub(crate) type Points = Vec<(usize, f64, f64, f64)>;
+
+/// Draws one line per series over the categories `xs` into `path`, with min-max bars; with
+/// `log` the values are log10 and the axis is labelled in whole decades.
+pub(crate) fn draw_lines(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    xs: &[String],
+    series: &[(&str, RGBColor, Points)],
+    log: bool,
+) -> Result<(), String> {
+    let latency = log;
     let top = series
         .iter()
-        .flat_map(|(_, p)| p.iter().map(|p| p.3))
+        .flat_map(|(_, _, p)| p.iter().map(|p| p.3))
         .fold(0.0f64, f64::max);
     // Latency: whole decades of µs, from the lowest one reached; throughput: from zero.
     let (ymin, ymax) = if latency {
         let bottom = series
             .iter()
-            .flat_map(|(_, p)| p.iter().map(|p| p.2))
+            .flat_map(|(_, _, p)| p.iter().map(|p| p.2))
             .fold(f64::INFINITY, f64::min);
         let lo = if bottom.is_finite() {
             bottom.floor()
@@ -84,13 +110,13 @@ pub(crate) fn draw(
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let n = xs.len().max(1);
     let mut chart = ChartBuilder::on(&root)
-        .caption(sweep.title(), ("sans-serif", 18))
+        .caption(title, ("sans-serif", 18))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(70)
         .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), ymin..ymax)
         .map_err(|e| err(&e))?;
-    let labels = xs.clone();
+    let labels = xs.to_vec();
     chart
         .configure_mesh()
         .x_labels(n)
@@ -116,30 +142,22 @@ pub(crate) fn draw(
                 String::new()
             }
         })
-        .x_desc(if latency {
-            "percentile"
-        } else {
-            sweep_x_name(sweep)
-        })
-        .y_desc(if latency {
-            "latency (µs, log scale)"
-        } else {
-            "throughput (k transactions/s)"
-        })
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .draw()
         .map_err(|e| err(&e))?;
-    for (v, pts) in &series {
+    for (name, c, pts) in series {
         if pts.is_empty() {
             continue;
         }
-        let c = color(*v);
+        let c = *c;
         chart
             .draw_series(LineSeries::new(
                 pts.iter().map(|p| (p.0 as f64, p.1)),
                 c.stroke_width(2),
             ))
             .map_err(|e| err(&e))?
-            .label(v.legend())
+            .label(*name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
         chart
             .draw_series(

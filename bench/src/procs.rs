@@ -1,27 +1,117 @@
-//! The processes of a run: an echo server in the server namespace, a load generator in the
-//! client namespace, their CPU time (from `/proc/PID/stat`), and stopping them.
+//! The processes of a run: a server on the server side (the echo server here, the HTTP
+//! servers through [`Server::spawn`]), a load generator or client on the client side, their
+//! CPU time (from `/proc/PID/stat`), and stopping them; [`Net`]: where they run
+//! (namespaces, interfaces, addresses, CPUs; the veth testbed's by default).
 
 use std::io::Read;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::plan::{Client, Close, Point, Variant};
+use crate::roles::{Sample, ServerSide};
 
 /// Server namespace and interface of the testbed (`scripts/testbed`).
 pub(crate) const SRV_NS: &str = "megatcp-srv";
 /// Client namespace.
 pub(crate) const CLI_NS: &str = "megatcp-cli";
-const SRV_IF: &str = "mtcp-srv";
+pub(crate) const SRV_IF: &str = "mtcp-srv";
 pub(crate) const CLI_IF: &str = "mtcp-cli";
 /// The kernel's address in the server namespace, and the bypass stacks' addresses.
-const SRV_KERNEL_IP: &str = "10.77.0.1";
+pub(crate) const SRV_KERNEL_IP: &str = "10.77.0.1";
 pub(crate) const SRV_BYPASS_IP: &str = "10.77.0.10";
-const CLI_BYPASS_IP: &str = "10.77.0.20";
+pub(crate) const CLI_BYPASS_IP: &str = "10.77.0.20";
 pub(crate) const PORT: u16 = 7;
 /// The server's CPU and the client's.
-const SERVER_CPU: &str = "0";
+pub(crate) const SERVER_CPU: &str = "0";
 pub(crate) const CLIENT_CPU: &str = "1";
+
+/// Where the server and the client run. The defaults are the veth testbed's
+/// (`scripts/testbed`); between two machines, an empty namespace (`--server-ns ""`) runs the
+/// processes in megatcp-bench's own.
+#[derive(clap::Args, Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Net {
+    /// Network namespace of the servers ("": megatcp-bench's own).
+    #[arg(long, default_value = SRV_NS)]
+    pub(crate) server_ns: String,
+    /// Network namespace of the load generator ("": megatcp-bench's own).
+    #[arg(long, default_value = CLI_NS)]
+    pub(crate) client_ns: String,
+    /// Interface of the bypass servers (afxdp, dpdk).
+    #[arg(long, default_value = SRV_IF)]
+    pub(crate) server_iface: String,
+    /// Interface of the AF_XDP load generator.
+    #[arg(long, default_value = CLI_IF)]
+    pub(crate) client_iface: String,
+    /// The kernel's address on the server side: what the kernel servers (uring, epoll)
+    /// serve on.
+    #[arg(long, default_value = SRV_KERNEL_IP)]
+    pub(crate) server_kernel_ip: Ipv4Addr,
+    /// The bypass servers' own address (not the kernel's).
+    #[arg(long, default_value = SRV_BYPASS_IP)]
+    pub(crate) server_ip: Ipv4Addr,
+    /// The AF_XDP load generator's own address (not the kernel's).
+    #[arg(long, default_value = CLI_BYPASS_IP)]
+    pub(crate) client_ip: Ipv4Addr,
+    /// Prefix length of the bypass addresses.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(1..=32))]
+    pub(crate) prefix: u8,
+    /// The server's CPU.
+    #[arg(long, default_value = SERVER_CPU)]
+    pub(crate) server_cpu: usize,
+    /// The load generator's CPU.
+    #[arg(long, default_value = CLIENT_CPU)]
+    pub(crate) client_cpu: usize,
+}
+
+impl Default for Net {
+    /// The testbed's (the options' defaults).
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            net: Net,
+        }
+        <Defaults as clap::Parser>::parse_from(["megatcp-bench"]).net
+    }
+}
+
+impl Net {
+    /// Whether both sides are the testbed's namespaces (which megatcp-bench brings up).
+    pub(crate) fn uses_testbed(&self) -> bool {
+        self.server_ns == SRV_NS || self.client_ns == CLI_NS
+    }
+
+    /// Where the server runs, for the report.
+    pub(crate) fn server_place(&self) -> String {
+        place(&self.server_ns, self.server_cpu)
+    }
+
+    /// Where the client runs, for the report.
+    pub(crate) fn client_place(&self) -> String {
+        place(&self.client_ns, self.client_cpu)
+    }
+}
+
+fn place(ns: &str, cpu: usize) -> String {
+    if ns.is_empty() {
+        format!("CPU {cpu}")
+    } else {
+        format!("CPU {cpu} in namespace {ns}")
+    }
+}
+
+/// `program` in network namespace `ns` (`ip netns exec`), or here when `ns` is empty.
+pub(crate) fn in_ns(ns: &str, program: &Path) -> Command {
+    if ns.is_empty() {
+        Command::new(program)
+    } else {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", ns]).arg(program);
+        cmd
+    }
+}
 
 /// Clock ticks per second of `/proc/PID/stat` times (USER_HZ, 100 on Linux).
 const TICKS: f64 = 100.0;
@@ -33,32 +123,34 @@ pub(crate) struct Server {
 }
 
 impl Server {
-    /// Starts `variant`'s server and waits until it serves (10 s at most).
-    pub(crate) fn start(echo: &Path, variant: Variant, dir: &Path) -> Result<Self, String> {
+    /// Starts `variant`'s server where `net` says and waits until it serves (10 s at most).
+    pub(crate) fn start(
+        echo: &Path,
+        variant: Variant,
+        dir: &Path,
+        net: &Net,
+    ) -> Result<Self, String> {
         let log = dir.join(format!("server-{}.log", variant.name()));
         let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", SRV_NS])
-            .arg(echo)
-            .args(["serve", "--port", &PORT.to_string(), "--cores", SERVER_CPU])
+        let mut cmd = in_ns(&net.server_ns, echo);
+        cmd.args(["serve", "--port", &PORT.to_string()])
+            .args(["--cores", &net.server_cpu.to_string()])
             .args(["--backend", variant.backend()]);
+        let ip = format!("{}/{}", net.server_ip, net.prefix);
         match variant {
             Variant::Afxdp | Variant::AfxdpRst => {
-                cmd.args(["--iface", SRV_IF, "--ip", &format!("{SRV_BYPASS_IP}/24")]);
+                cmd.args(["--iface", &net.server_iface, "--ip", &ip]);
             }
             Variant::Dpdk => {
-                cmd.args(["--ip", &format!("{SRV_BYPASS_IP}/24")]);
-                cmd.arg(format!("--dpdk-args=--vdev net_af_xdp0,iface={SRV_IF}"));
+                cmd.args(["--ip", &ip]);
+                cmd.arg(format!(
+                    "--dpdk-args=--vdev net_af_xdp0,iface={}",
+                    net.server_iface
+                ));
             }
             Variant::Uring | Variant::Epoll => {}
         }
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .map_err(|e| format!("cannot start the server: {e}"))?;
-        let mut s = Server { child, log };
+        let mut s = Self::spawn(cmd, file, log)?;
         let ready = if variant.is_bypass() {
             // The NIC queue is open once the backend said so.
             ["AF_XDP on", "DPDK port"].as_slice()
@@ -82,6 +174,21 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Starts `cmd` with its standard error going to `file` (at `log`).
+    pub(crate) fn spawn(
+        mut cmd: Command,
+        file: std::fs::File,
+        log: PathBuf,
+    ) -> Result<Self, String> {
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .map_err(|e| format!("cannot start the server: {e}"))?;
+        Ok(Server { child, log })
     }
 
     pub(crate) fn pid(&self) -> u32 {
@@ -142,24 +249,31 @@ pub(crate) struct LoadRun {
     pub(crate) client_core: f64,
 }
 
-/// Runs the load generator for `point` against `variant`'s server for `secs` seconds.
+/// The timing of one run: the measured seconds and the warm-up before them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Window {
+    pub(crate) secs: f64,
+    pub(crate) warmup: f64,
+}
+
+/// Runs the load generator for `point` against `variant`'s server (on `server`'s side) for
+/// the window's seconds, where `net` says.
 pub(crate) fn run_load(
     echo: &Path,
     variant: Variant,
     point: &Point,
-    secs: f64,
-    warmup: f64,
-    server_pid: u32,
+    window: &Window,
+    server: &mut dyn ServerSide,
+    net: &Net,
 ) -> Result<LoadRun, String> {
+    let Window { secs, warmup } = *window;
     let target = if variant.is_bypass() {
-        SRV_BYPASS_IP
+        net.server_ip
     } else {
-        SRV_KERNEL_IP
+        net.server_kernel_ip
     };
-    let mut cmd = Command::new("ip");
-    cmd.args(["netns", "exec", CLI_NS])
-        .arg(echo)
-        .args(["load", "--json", "--cores", CLIENT_CPU])
+    let mut cmd = in_ns(&net.client_ns, echo);
+    cmd.args(["load", "--json", "--cores", &net.client_cpu.to_string()])
         .args(["--backend", point.client.name()])
         .args(["--connect", &format!("{target}:{PORT}")])
         .args(["--connections", &point.connections.to_string()])
@@ -168,7 +282,8 @@ pub(crate) fn run_load(
         .args(["--duration", &format!("{secs}s")])
         .args(["--warmup", &format!("{warmup}s")]);
     if point.client == Client::Afxdp {
-        cmd.args(["--iface", CLI_IF, "--ip", &format!("{CLI_BYPASS_IP}/24")]);
+        cmd.args(["--iface", &net.client_iface])
+            .args(["--ip", &format!("{}/{}", net.client_ip, net.prefix)]);
     }
     if variant.close(point) == Close::Rst {
         cmd.arg("--close-rst");
@@ -176,7 +291,58 @@ pub(crate) fn run_load(
     if let Some(rate) = point.rate {
         cmd.args(["--rate", &format!("{rate}")]);
     }
-    let mut job = Job::spawn(&mut cmd, "the load generator")?;
+    let run = run_client(
+        &mut cmd,
+        "the load generator",
+        &mut || server.sample(),
+        net.client_cpu,
+        secs,
+        warmup,
+    )?;
+    Ok(LoadRun {
+        report: report_json(run.what, run.status, &run.stdout, &run.stderr)?,
+        server_cpu: run.server_cpu,
+        client_cpu: run.client_cpu,
+        server_core: run.server_core,
+        client_core: run.client_core,
+    })
+}
+
+/// What a client process printed, and the CPU use of both sides while it measured.
+pub(crate) struct ClientRun {
+    /// What the client is, for errors.
+    pub(crate) what: &'static str,
+    pub(crate) status: ExitStatus,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
+    pub(crate) server_cpu: f64,
+    pub(crate) client_cpu: f64,
+    pub(crate) server_core: f64,
+    pub(crate) client_core: f64,
+}
+
+/// A server process on this machine, for [`run_client`]'s sampling: its pid and CPU.
+pub(crate) fn local_sampler(pid: u32, cpu: usize) -> impl FnMut() -> Option<Sample> {
+    move || {
+        Some(Sample {
+            ticks: cpu_ticks(pid)?,
+            core: core_time(cpu)?,
+        })
+    }
+}
+
+/// Runs a client `cmd` (`what` names it in errors) that measures for `secs` after `warmup`
+/// seconds, sampling the server's CPU time (`server`) and the client's (its process, and
+/// `own_cpu`) over that window; kills it when it overruns by 20 s.
+pub(crate) fn run_client(
+    cmd: &mut Command,
+    what: &'static str,
+    server: &mut dyn FnMut() -> Option<Sample>,
+    own_cpu: usize,
+    secs: f64,
+    warmup: f64,
+) -> Result<ClientRun, String> {
+    let mut job = Job::spawn(cmd, what)?;
     // Sample both processes' CPU time from the end of the warm-up to the end of the window.
     let client_pid = job.child.id();
     let start = Instant::now();
@@ -190,22 +356,20 @@ pub(crate) fn run_load(
         }
         if start.elapsed() > limit {
             job.kill();
-            return Err(format!(
-                "the load generator did not finish within {limit:?}"
-            ));
+            return Err(format!("{what} did not finish within {limit:?}"));
         }
         if start.elapsed() >= measure_from
             && start.elapsed() <= measure_from + Duration::from_secs_f64(secs)
             && let (Some(s), Some(c), Some(k)) =
-                (cpu_ticks(server_pid), cpu_ticks(client_pid), core_times())
+                (server(), cpu_ticks(client_pid), core_time(own_cpu))
         {
-            let sample = (Instant::now(), s, c, k);
+            let sample = (Instant::now(), s.ticks, c, [s.core, k]);
             first.get_or_insert(sample);
             last = Some(sample);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let report = job.json()?;
+    let (status, stdout, stderr) = job.output()?;
     let (server_cpu, client_cpu, server_core, client_core) = match (first, last) {
         (Some((t0, s0, c0, k0)), Some((t1, s1, c1, k1))) if t1 > t0 => {
             let wall = (t1 - t0).as_secs_f64();
@@ -219,8 +383,11 @@ pub(crate) fn run_load(
         }
         _ => (f64::NAN, f64::NAN, f64::NAN, f64::NAN),
     };
-    Ok(LoadRun {
-        report,
+    Ok(ClientRun {
+        what,
+        status,
+        stdout,
+        stderr,
         server_cpu,
         client_cpu,
         server_core,
@@ -301,22 +468,33 @@ impl Job {
 
     /// Its report, once it has exited: the JSON on its stdout.
     fn json(&mut self) -> Result<serde_json::Value, String> {
+        let (status, stdout, stderr) = self.output()?;
+        report_json(self.what, status, &stdout, &stderr)
+    }
+
+    /// Its exit status, standard output and standard error, once it has exited.
+    fn output(&mut self) -> Result<(ExitStatus, String, String), String> {
         let status = self.child.wait().map_err(|e| e.to_string())?;
         let text = |h: Option<std::thread::JoinHandle<String>>| {
             h.and_then(|h| h.join().ok()).unwrap_or_default()
         };
-        let stdout = text(self.out.take());
-        let stderr = text(self.err.take());
-        if !status.success() && stdout.trim().is_empty() {
-            return Err(format!(
-                "{} failed ({status}): {}",
-                self.what,
-                tail(&stderr, 4)
-            ));
-        }
-        serde_json::from_str(&stdout)
-            .map_err(|e| format!("bad report from {} ({e}): {}", self.what, tail(&stderr, 4)))
+        Ok((status, text(self.out.take()), text(self.err.take())))
     }
+}
+
+/// The JSON report `what` (which exited with `status`) printed on `stdout`, or why there
+/// is none.
+fn report_json(
+    what: &str,
+    status: ExitStatus,
+    stdout: &str,
+    stderr: &str,
+) -> Result<serde_json::Value, String> {
+    if !status.success() && stdout.trim().is_empty() {
+        return Err(format!("{what} failed ({status}): {}", tail(stderr, 4)));
+    }
+    serde_json::from_str(stdout)
+        .map_err(|e| format!("bad report from {what} ({e}): {}", tail(stderr, 4)))
 }
 
 /// (busy, total) clock ticks of the server's CPU and of the client's CPU.
@@ -335,30 +513,33 @@ pub(crate) fn busy_shares(k0: &CoreTimes, k1: &CoreTimes) -> [f64; 2] {
     [busy(0), busy(1)]
 }
 
-/// The server's and the client's CPU times from `/proc/stat` (busy = all but idle and
-/// iowait).
+/// The testbed's server and client CPU times from `/proc/stat`.
 pub(crate) fn core_times() -> Option<CoreTimes> {
+    let cpu = |c: &str| c.parse().ok();
+    Some([core_time(cpu(SERVER_CPU)?)?, core_time(cpu(CLIENT_CPU)?)?])
+}
+
+/// (busy, total) clock ticks of CPU `cpu` from `/proc/stat` (busy = all but idle and
+/// iowait).
+pub(crate) fn core_time(cpu: usize) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let one = |cpu: &str| -> Option<(u64, u64)> {
-        let name = format!("cpu{cpu}");
-        let line = stat
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
-        let v: Vec<u64> = line
-            .split_whitespace()
-            .skip(1)
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .ok()?;
-        let total: u64 = v.iter().take(8).sum();
-        let idle = v.get(3)? + v.get(4)?;
-        Some((total.saturating_sub(idle), total))
-    };
-    Some([one(SERVER_CPU)?, one(CLIENT_CPU)?])
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total.saturating_sub(idle), total))
 }
 
 /// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> Option<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces; the fields after its ')' are fixed.
     let rest = &stat[stat.rfind(')')? + 2..];

@@ -164,18 +164,22 @@ impl Cell {
     /// Which side ran out of CPU: the side whose CPU was 90 % busy or more (process time,
     /// or the whole CPU's busy time, softirq included, whichever is higher).
     pub(crate) fn saturated(&self) -> &'static str {
-        let busy = |s: Option<Stat>, k: Option<Stat>| {
-            s.is_some_and(|s| s.median >= 0.9) || k.is_some_and(|k| k.median >= 0.9)
-        };
-        match (
-            busy(self.server_cpu, self.server_core),
-            busy(self.client_cpu, self.client_core),
-        ) {
-            (true, true) => "both",
-            (true, false) => "server",
-            (false, true) => "client",
-            (false, false) => "neither",
-        }
+        saturated(
+            [self.server_cpu, self.server_core],
+            [self.client_cpu, self.client_core],
+        )
+    }
+}
+
+/// Which side ran out of CPU, from each side's (process, whole CPU) busy medians: the side
+/// at 90 % or more of either.
+pub(crate) fn saturated(server: [Option<Stat>; 2], client: [Option<Stat>; 2]) -> &'static str {
+    let busy = |v: [Option<Stat>; 2]| v.iter().flatten().any(|s| s.median >= 0.9);
+    match (busy(server), busy(client)) {
+        (true, true) => "both",
+        (true, false) => "server",
+        (false, true) => "client",
+        (false, false) => "neither",
     }
 }
 
@@ -251,7 +255,7 @@ pub(crate) fn write_csv(path: &Path, trials: &[Trial]) -> std::io::Result<()> {
     std::fs::write(path, s)
 }
 
-fn csv_field(s: &str) -> String {
+pub(crate) fn csv_field(s: &str) -> String {
     if s.contains([',', '"', '\n']) {
         format!("\"{}\"", s.replace('"', "\"\"").replace('\n', " "))
     } else {
@@ -259,7 +263,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-fn kilo(v: f64) -> String {
+pub(crate) fn kilo(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2}M", v / 1e6)
     } else if v >= 1e3 {
@@ -269,7 +273,7 @@ fn kilo(v: f64) -> String {
     }
 }
 
-fn pct(s: Option<Stat>) -> String {
+pub(crate) fn pct(s: Option<Stat>) -> String {
     s.map_or("-".into(), |s| format!("{:.0}%", s.median * 100.0))
 }
 
@@ -366,6 +370,9 @@ pub(crate) struct RunInfo {
     pub(crate) trials: usize,
     pub(crate) secs: f64,
     pub(crate) host: String,
+    /// Where the server and the client ran (CPU, namespace).
+    pub(crate) server: String,
+    pub(crate) client: String,
 }
 
 /// The Markdown summary.
@@ -379,15 +386,16 @@ pub(crate) fn markdown(info: &RunInfo, variants: &[Variant], cells: &[Cell]) -> 
     );
     let _ = writeln!(
         s,
-        "Server: `megatcp-echo serve` pinned to CPU 0 in namespace megatcp-srv, one variant at a \
-         time. Client: `megatcp-echo load` over AF_XDP pinned to CPU 1 in namespace megatcp-cli, \
+        "Server: `megatcp-echo serve` pinned to {}, one variant at a \
+         time. Client: `megatcp-echo load` over AF_XDP pinned to {}, \
          the same for every variant (and over epoll in the kernel-client table). Cells: median \
          transactions/s [min–max over trials], then the CPU use of server/client over the \
          measured window (100% = one core; the bypass side polls and only sleeps after 2,000 \
-         empty turns, so it shows near 100% whenever traffic flows), then how busy CPU 0 / \
-         CPU 1 were as a whole (softirq included: on a veth the kernel's receive path for one \
+         empty turns, so it shows near 100% whenever traffic flows), then how busy the \
+         server's / the client's CPU were as a whole (softirq included: on a veth the kernel's receive path for one \
          side often runs on the other side's CPU, so a kernel server's work is partly \
-         charged to the client's CPU). Saturated: the side at 90% or more.\n"
+         charged to the client's CPU). Saturated: the side at 90% or more.\n",
+        info.server, info.client
     );
     let _ = writeln!(
         s,
@@ -564,6 +572,8 @@ mod tests {
                 trials: 1,
                 secs: 1.0,
                 host: "h".into(),
+                server: "CPU 0".into(),
+                client: "CPU 1".into(),
             },
             &[Variant::Afxdp, Variant::Uring],
             &cells,

@@ -1,6 +1,9 @@
 //! `megatcp-bench --quick` on the veth testbed (root; CI runs as root): the report is
 //! complete, every variant has its rows, each row says how its connections closed, and a
-//! variant that cannot run is reported as failed with its error, not dropped. Each test
+//! variant that cannot run is reported as failed with its error, not dropped. The two-role
+//! run (server role in the server namespace, client role in the client namespace, over a
+//! control connection between the kernels' addresses) gives the rows of the one-host run.
+//! Each test
 //! takes the testbed's lock itself. Uses the `megatcp-echo` that `cargo test --workspace` builds
 //! next to this binary (with `--features megatcp-echo/afxdp`, as `scripts/test` does).
 #![allow(clippy::unwrap_used)]
@@ -211,4 +214,96 @@ fn a_variant_that_cannot_start_is_reported_failed_with_its_error() {
     );
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&fake);
+}
+
+/// A row's key: what was measured, not how it went.
+fn keys(rows: &[Row]) -> Vec<(String, String, u64, String)> {
+    let mut k: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.variant.clone(),
+                r.sweep.clone(),
+                r.txns_per_conn,
+                r.close.clone(),
+            )
+        })
+        .collect();
+    k.sort();
+    k
+}
+
+#[test]
+fn two_roles_in_the_two_namespaces_give_the_rows_of_the_one_host_run() {
+    if !on_the_testbed("two_roles_in_the_two_namespaces_give_the_rows_of_the_one_host_run") {
+        return;
+    }
+    let _guard = TESTBED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _bed = megatcp_test_support::testbed::Testbed::up();
+    // Not dpdk: DPDK's net_af_xdp takes every frame of the server's queue, the control
+    // connection's too.
+    let common = ["--quick", "--trials", "1", "--variants", "afxdp,epoll"];
+
+    let one = out_dir("one-host");
+    let out = Command::new(BENCH)
+        .args(common)
+        .args(["--out", one.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (server_dir, client_dir) = (out_dir("server-role"), out_dir("client-role"));
+    let control = "10.77.0.1:7700";
+    let mut server = megatcp_test_support::Proc::new(
+        Command::new("ip")
+            .args(["netns", "exec", "megatcp-srv", BENCH, "--role", "server"])
+            .args(["--control", control, "--server-ns", ""])
+            .args(["--out", server_dir.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let out = Command::new("ip")
+        .args(["netns", "exec", "megatcp-cli", BENCH])
+        .args(common)
+        .args(["--role", "client", "--control", control, "--client-ns", ""])
+        .args(["--out", client_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // The client role's bye ends the server role.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.alive() {
+        assert!(
+            std::time::Instant::now() < end,
+            "the server role did not end after the client role's bye"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+
+    let (a, b) = (rows(&one), rows(&client_dir));
+    assert_eq!(a.len(), 22, "{a:?}");
+    assert_eq!(keys(&a), keys(&b), "the two runs measured different rows");
+    for r in &b {
+        assert!(r.ok, "two-role row failed: {r:?}\n{stderr}");
+    }
+    let md = read(&client_dir, "summary.md");
+    assert!(
+        md.contains("client: Linux") && md.contains("server: Linux"),
+        "{md}"
+    );
+    assert!(
+        read(&server_dir, "server-afxdp.log").contains("AF_XDP on mtcp-srv"),
+        "the server role ran the servers"
+    );
+    for d in [&one, &server_dir, &client_dir] {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }

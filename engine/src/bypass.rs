@@ -13,6 +13,7 @@ use megatcp_nic::NicQueue;
 use megatcp_stack::{Instant, Stack, StackConfig};
 
 use crate::capture::{Capture, CaptureControl};
+use crate::hint::ChecksumHint;
 use crate::monitor::{ConnInfo, CoreMonitor, Field};
 use crate::stack_io::{BypassLedger, StackIo, on_events};
 use crate::steer::{Route, Steer, SteerStats};
@@ -106,6 +107,8 @@ pub struct Bypass<Q: NicQueue> {
     capture: Option<Capture>,
     /// Rings to and from the other cores, when there are several.
     steer: Option<Steer>,
+    /// What to say when received frames fail their checksum.
+    checksum_hint: Option<ChecksumHint>,
     /// Bound to the thread that created it.
     _not_send: PhantomData<*const ()>,
 }
@@ -125,6 +128,7 @@ impl<Q: NicQueue> Bypass<Q> {
         }
         let start = StdInstant::now();
         let stack = Stack::new(cfg, Instant::from_micros(0))?;
+        let checksum_hint = ChecksumHint::new(nic.checksum_hint());
         Ok(Self {
             nic,
             ledger: Ledger::new(),
@@ -139,6 +143,7 @@ impl<Q: NicQueue> Bypass<Q> {
             monitor: None,
             capture: None,
             steer: None,
+            checksum_hint,
             _not_send: PhantomData,
         })
     }
@@ -179,21 +184,17 @@ impl<Q: NicQueue> Bypass<Q> {
     /// reach this core: by the NIC's Toeplitz hash when it exposes its RSS key, else by the
     /// steering hash.
     pub(crate) fn set_steering(&mut self, links: &crate::steer::Links, me: usize) {
-        let key = self
-            .nic
-            .capabilities()
-            .rss
-            .as_ref()
-            .and_then(|r| r.key.clone());
-        let steer = Steer::new(me, links, key.is_some());
+        let caps = self.nic.capabilities();
+        let rss = caps.rss.clone().filter(|r| r.key.is_some());
+        let (queues, own) = (caps.queues, self.nic.queue_id());
+        let steer = Steer::new(me, links, rss.is_some());
         let n = steer.cores();
         self.io
             .stack
-            .set_port_filter(Some(Box::new(move |local, remote| match &key {
-                // Replies come from `remote` to `local`.
-                Some(k) => {
-                    usize::from(megatcp_nic::rss::tcp4_queue(k, remote, local, n as u16)) == me
-                }
+            .set_port_filter(Some(Box::new(move |local, remote| match &rss {
+                // Replies come from `remote` to `local`, to the queue the NIC's key and
+                // table give.
+                Some(r) => r.tcp4_queue(remote, local, queues) == Some(own),
                 None => megatcp_nic::rss::tuple_hash(local, remote) as usize % n == me,
             })));
         debug_assert_eq!(steer.me(), me);
@@ -378,6 +379,14 @@ impl<Q: NicQueue> Bypass<Q> {
                 c.follow();
             }
             self.publish();
+            if let Some(h) = &mut self.checksum_hint
+                && let Some(text) = h.check(
+                    ChecksumHint::bad_frames(&self.io.stack.counters()),
+                    self.clock,
+                )
+            {
+                tracing::warn!("queue {}: {text}", self.nic.queue_id());
+            }
         }
         n
     }

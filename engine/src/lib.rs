@@ -21,6 +21,7 @@
 
 mod bypass;
 mod capture;
+mod hint;
 pub mod monitor;
 mod runtime;
 mod stack_io;

@@ -1,13 +1,12 @@
-//! The bypass arms of the launcher: megatcp's own stack on NIC queues (AF_XDP here, DPDK
-//! in `dpdk`), one queue per core, through the engine's runtime.
+//! What the bypass arms of the launcher (AF_XDP in `afxdp`, DPDK in `dpdk`) share:
+//! megatcp's own stack on NIC queues, one queue per core, through the engine's runtime; the
+//! stack's configuration from the flags; the interface's hardware address.
 
 use std::net::Ipv4Addr;
 
 use megatcp_engine::Runtime;
 use megatcp_stack::{LocalAddr, MacAddr, StackConfig};
 
-#[cfg(not(feature = "afxdp"))]
-use crate::BackendKind;
 use crate::{App, BackendArgs, CoreOutcome, LaunchError, Outputs};
 
 /// Runs `app` over megatcp's own stack on NIC queues opened by `open(queue, queues)`, one
@@ -69,6 +68,13 @@ pub fn stack_config(args: &BackendArgs, mac: MacAddr) -> Result<StackConfig, Lau
         .ok_or_else(|| usage(format!("--ip {ip}: the prefix length must be 0..=32")))?;
     let mut c = StackConfig::new(mac, LocalAddr::new(addr, prefix));
     c.gateway = args.gateway;
+    if !(576..=9000).contains(&args.nic.mtu) {
+        return Err(usage(format!(
+            "--mtu {}: must be within 576..=9000",
+            args.nic.mtu
+        )));
+    }
+    c.mtu = args.nic.mtu;
     c.seed = u64::from(std::process::id()) ^ (u64::from(u32::from(addr)) << 16);
     Ok(c)
 }
@@ -95,34 +101,4 @@ pub fn iface_mac(iface: &str) -> Result<MacAddr, LaunchError> {
         return Err(bad());
     }
     Ok(MacAddr(mac))
-}
-
-#[cfg(feature = "afxdp")]
-pub(crate) fn run_afxdp<A: App>(
-    args: &BackendArgs,
-    runtime: Runtime,
-    app: &A,
-) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
-    let iface = args
-        .iface
-        .clone()
-        .ok_or_else(|| LaunchError::Usage("--iface is required with --backend afxdp".into()))?;
-    let mac = iface_mac(&iface)?;
-    run_bypass(args, runtime, app, mac, |q, queues| {
-        let mut cfg = megatcp_nic::afxdp::AfXdpConfig::new(&iface, q as u32);
-        cfg.queues = queues as u16;
-        megatcp_nic::afxdp::AfXdpQueue::open(&cfg).map_err(|e| e.to_string())
-    })
-}
-
-#[cfg(not(feature = "afxdp"))]
-pub(crate) fn run_afxdp<A: App>(
-    _: &BackendArgs,
-    _: Runtime,
-    _: &A,
-) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
-    Err(LaunchError::NotBuilt {
-        backend: BackendKind::Afxdp,
-        hint: "build with `--features afxdp` (e.g. cargo build --release -p megatcp-echo --features afxdp)",
-    })
 }

@@ -50,6 +50,14 @@ pub(crate) fn run<A: App>(
         .map_err(|_| LaunchError::Usage("too many cores".into()))?;
     let port = DpdkPort::open(eal, port, &PortConfig::new(queues))
         .map_err(|e| LaunchError::Usage(e.to_string()))?;
+    if args.nic.mtu > port.capabilities().mtu {
+        return Err(LaunchError::Usage(format!(
+            "--mtu {} is above what the DPDK port takes ({}; jumbo frames, several mbufs per \
+             frame, are not supported on DPDK yet)",
+            args.nic.mtu,
+            port.capabilities().mtu
+        )));
+    }
     tracing::info!(
         "DPDK port {} ({}, driver {}), {} queue(s), MAC {}, RSS {}, rx checksum \
          offload {}, EAL {}",

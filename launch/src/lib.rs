@@ -5,7 +5,8 @@
 //!
 //! Every server and load binary of the project takes the same backend flags
 //! ([`BackendArgs`]: `--backend wire|afxdp|dpdk|uring|epoll`, `--cores`, `--iface`, `--ip`,
-//! `--gateway`, `--dpdk-args`, `--pci`) and hands its per-core code to [`run`] as an [`App`]:
+//! `--gateway`, `--dpdk-args`, `--pci`, and for a real NIC [`NicArgs`]: `--queues`, `--mtu`,
+//! `--zero-copy`, `--xdp`, `--xdp-ports`, `--rss-key`) and hands its per-core code to [`run`] as an [`App`]:
 //! a value whose `run` method is generic over the channel's backend, so the very same
 //! application code runs over the kernel-bypass engine and over the Linux kernel. [`pair`]
 //! runs a server and a client application in one process over the in-memory wire.
@@ -46,6 +47,8 @@ use std::sync::{Arc, Mutex};
 use megatcp_channel::{Backend, Channel};
 use megatcp_engine::{EngineError, Runtime};
 
+#[cfg(feature = "afxdp")]
+mod afxdp;
 mod bypass;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
@@ -53,6 +56,7 @@ pub mod duration;
 mod kernel;
 pub mod latency;
 pub mod logging;
+pub mod nic;
 pub mod ops;
 pub mod pair;
 pub mod report;
@@ -60,6 +64,7 @@ pub mod report;
 pub use bypass::{iface_mac, stack_config};
 pub use megatcp_engine::{CoreCtx, CoreMonitor, CoreReport, IdlePolicy, monitor};
 pub use megatcp_kernel::uring::UringConfig;
+pub use nic::NicArgs;
 pub use ops::OpsArgs;
 
 /// The backends built into this binary, in `--backend` spelling.
@@ -234,6 +239,9 @@ pub struct BackendArgs {
     /// PCI address of a real NIC to hand to DPDK (otherwise DPDK runs with --no-pci).
     #[arg(long)]
     pub pci: Option<String>,
+    /// Real-NIC flags: queues, MTU, zero-copy, XDP steering, RSS key.
+    #[command(flatten)]
+    pub nic: NicArgs,
 }
 
 impl Default for BackendArgs {
@@ -246,6 +254,7 @@ impl Default for BackendArgs {
             gateway: None,
             dpdk_args: None,
             pci: None,
+            nic: NicArgs::default(),
         }
     }
 }
@@ -396,7 +405,7 @@ impl<'a> Launch<'a> {
                     megatcp_kernel::uring::Uring::new(stop, &config).map_err(|e| e.to_string())
                 })
             }
-            BackendKind::Afxdp => bypass::run_afxdp(self.args, self.runtime, app),
+            BackendKind::Afxdp => run_afxdp(self.args, self.runtime, app),
             BackendKind::Dpdk => run_dpdk(self.args, self.runtime, app),
             BackendKind::Wire => Err(LaunchError::Usage(
                 "the wire backend joins two endpoints inside one process (e.g. `megatcp-echo pair`)"
@@ -412,6 +421,27 @@ pub fn run<A: App>(
     app: &A,
 ) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
     Launch::new(args).run(app)
+}
+
+#[cfg(feature = "afxdp")]
+fn run_afxdp<A: App>(
+    args: &BackendArgs,
+    runtime: Runtime,
+    app: &A,
+) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
+    afxdp::run(args, runtime, app)
+}
+
+#[cfg(not(feature = "afxdp"))]
+fn run_afxdp<A: App>(
+    _: &BackendArgs,
+    _: Runtime,
+    _: &A,
+) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
+    Err(LaunchError::NotBuilt {
+        backend: BackendKind::Afxdp,
+        hint: "build with `--features afxdp` (e.g. cargo build --release -p megatcp-echo --features afxdp)",
+    })
 }
 
 #[cfg(feature = "dpdk")]

@@ -24,7 +24,8 @@
 //! batches (the testbed's hostile peer: spoofed SYNs and other forged traffic).
 //!
 //! [`rss`] holds how a frame's flow picks a queue: the Toeplitz hash of real NICs and the
-//! symmetric software flow hash.
+//! symmetric software flow hash. [`ethtool`] asks the kernel about an interface it keeps
+//! (driver, queue counts, RSS key and table, MTU).
 //!
 //! The `unsafe` code of megatcp lives in this crate (kernel-bypass backends), in
 //! `megatcp-dpdk-sys`, and in the io_uring ring of `megatcp-kernel`; every `unsafe fn` has a
@@ -36,6 +37,7 @@ pub mod afxdp;
 mod alloc_count;
 #[cfg(feature = "dpdk")]
 pub mod dpdk;
+pub mod ethtool;
 pub mod fault;
 pub mod packet;
 pub mod pcap;
@@ -62,6 +64,27 @@ pub struct RssInfo {
     pub key: Option<Vec<u8>>,
     /// Whether both directions of a flow hash to the same queue (symmetric key or hash).
     pub symmetric: bool,
+    /// The indirection table, when known: entry `hash % len` is the queue a flow lands on.
+    /// Empty: the common default, 128 entries filled round robin over the queues.
+    pub table: Vec<u16>,
+}
+
+impl RssInfo {
+    /// The queue a device with `queues` queues delivers a TCP/IPv4 segment from `src` to
+    /// `dst` to; `None` without a key.
+    pub fn tcp4_queue(
+        &self,
+        src: std::net::SocketAddrV4,
+        dst: std::net::SocketAddrV4,
+        queues: u16,
+    ) -> Option<u16> {
+        let key = self.key.as_deref()?;
+        if self.table.is_empty() {
+            return Some(rss::tcp4_queue(key, src, dst, queues));
+        }
+        let h = rss::tcp4_hash(key, src, dst) as usize;
+        self.table.get(h % self.table.len()).copied()
+    }
 }
 
 /// What a device (and this queue of it) can do.
@@ -155,6 +178,12 @@ pub trait NicQueue {
 
     /// Counters of this queue.
     fn stats(&self) -> QueueStats;
+
+    /// What to tell the user when frames received on this queue fail their checksum, when
+    /// the device is known for it (a veth whose peer leaves checksums to offload).
+    fn checksum_hint(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Copies `frame` into a transmit buffer of `queue`: a convenience for callers that already

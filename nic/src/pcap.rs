@@ -320,6 +320,10 @@ impl<Q: NicQueue, W: Write> NicQueue for PcapQueue<Q, W> {
     fn stats(&self) -> QueueStats {
         self.inner.stats()
     }
+
+    fn checksum_hint(&self) -> Option<&str> {
+        self.inner.checksum_hint()
+    }
 }
 
 impl<Q: NicQueue, W: Write> Drop for PcapQueue<Q, W> {

@@ -15,6 +15,25 @@ pub const DEFAULT_KEY: [u8; 40] = [
     0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
 ];
 
+/// A symmetric Toeplitz key (0x6d5a repeated): both directions of a flow hash alike, so one
+/// core sees both. Cut to the device's key size (40 or 52 bytes on most NICs).
+pub const SYMMETRIC_KEY: [u8; 52] = {
+    let mut k = [0u8; 52];
+    let mut i = 0;
+    while i < 52 {
+        k[i] = if i % 2 == 0 { 0x6d } else { 0x5a };
+        i += 1;
+    }
+    k
+};
+
+/// [`SYMMETRIC_KEY`]'s pattern for a key of `len` bytes.
+pub fn symmetric_key(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| if i % 2 == 0 { 0x6d } else { 0x5a })
+        .collect()
+}
+
 /// The Toeplitz hash of `input` under `key` (the key must be at least 4 bytes longer than
 /// the input; shorter keys are extended with zeros).
 pub fn toeplitz(key: &[u8], input: &[u8]) -> u32 {
@@ -140,6 +159,47 @@ pub(crate) mod tests {
             let got = tcp4_hash(&DEFAULT_KEY, src.parse().unwrap(), dst.parse().unwrap());
             assert_eq!(got, want, "{src} -> {dst}");
         }
+    }
+
+    #[test]
+    fn the_symmetric_key_hashes_both_directions_alike() {
+        assert_eq!(symmetric_key(52), SYMMETRIC_KEY.to_vec());
+        let key = symmetric_key(40);
+        let a = sa([10, 1, 2, 3], 40000);
+        for port in [1u16, 80, 443, 11211, 65535] {
+            let b = sa([192, 168, 7, 9], port);
+            assert_eq!(tcp4_hash(&key, a, b), tcp4_hash(&key, b, a));
+        }
+        // Microsoft's key is not symmetric.
+        let b = sa([192, 168, 7, 9], 80);
+        assert_ne!(tcp4_hash(&DEFAULT_KEY, a, b), tcp4_hash(&DEFAULT_KEY, b, a));
+    }
+
+    #[test]
+    fn a_known_table_decides_the_queue() {
+        let a = sa([10, 1, 2, 3], 40000);
+        let b = sa([10, 1, 2, 4], 80);
+        let mut rss = crate::RssInfo {
+            key: Some(DEFAULT_KEY.to_vec()),
+            symmetric: false,
+            table: Vec::new(),
+        };
+        // No table: the default round robin over 128 entries.
+        assert_eq!(
+            rss.tcp4_queue(a, b, 4),
+            Some(tcp4_queue(&DEFAULT_KEY, a, b, 4))
+        );
+        // A table sending everything to queue 3, then one alternating 5 and 7.
+        rss.table = vec![3; 64];
+        assert_eq!(rss.tcp4_queue(a, b, 8), Some(3));
+        rss.table = [5u16, 7].repeat(256);
+        let h = tcp4_hash(&DEFAULT_KEY, a, b) as usize;
+        assert_eq!(
+            rss.tcp4_queue(a, b, 8),
+            Some(if h % 2 == 0 { 5 } else { 7 })
+        );
+        rss.key = None;
+        assert_eq!(rss.tcp4_queue(a, b, 8), None);
     }
 
     #[test]

@@ -152,6 +152,7 @@ pub fn pair(cfg: WireConfig) -> (Vec<WireQueue>, Vec<WireQueue>) {
         rss: (cfg.queues > 1).then_some(RssInfo {
             key: None,
             symmetric: true,
+            table: Vec::new(),
         }),
     };
     let side = |inbound: &Arc<Direction>, outbound: &Arc<Direction>| {
@@ -330,7 +331,8 @@ mod tests {
                 q.capabilities().rss,
                 Some(RssInfo {
                     key: None,
-                    symmetric: true
+                    symmetric: true,
+                    table: Vec::new(),
                 })
             );
             assert_eq!(q.free_tx_buffers(), 48);

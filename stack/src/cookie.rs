@@ -96,13 +96,9 @@ pub(crate) fn decode_ts(tsecr: u32) -> CookieOpts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::net::{Ipv4Addr, SocketAddrV4};
 
     fn tuple(port: u16) -> FourTuple {
-        FourTuple {
-            local: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80),
-            remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), port),
-        }
+        FourTuple::test(80, port)
     }
 
     #[test]

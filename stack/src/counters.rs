@@ -56,7 +56,7 @@ pub struct DropCounters {
     /// Segment whose timestamp is older than the connection's last one (PAWS, RFC 7323 5):
     /// answered with an ACK.
     pub tcp_paws: u64,
-    /// RST for a 4-tuple in TIME-WAIT: ignored (RFC 1337).
+    /// RST for a 4-tuple in TIME-WAIT not at its exact sequence number: ignored (RFC 1337).
     pub tcp_time_wait_rst: u64,
     /// Other segments for a 4-tuple in TIME-WAIT that need no answer (ACKs, old
     /// duplicates).
@@ -186,6 +186,9 @@ pub struct Counters {
     pub tcp_time_wait_acks: u64,
     /// SYNs that opened a new connection on a 4-tuple in TIME-WAIT (RFC 6191).
     pub tcp_time_wait_reopened: u64,
+    /// TIME-WAIT records ended by an RST at exactly their sequence number (a restarted
+    /// client's answer to the record's ACK for its SYN).
+    pub tcp_time_wait_reset: u64,
     /// Active opens that reused a 4-tuple in TIME-WAIT (timestamps on).
     pub tcp_time_wait_reused: u64,
     /// SYN-ACKs sent with a SYN cookie (the listener's backlog was full).

@@ -62,16 +62,22 @@ pub(crate) fn reversed(t: &FourTuple) -> FourTuple {
 impl Egress {
     /// Sends a segment from `tuple.local` to `tuple.remote`.
     pub(crate) fn send_tcp(&mut self, tuple: &FourTuple, repr: &TcpRepr<'_>) {
-        let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
-        let ip = Ipv4Repr {
-            src_addr: src,
-            dst_addr: dst,
-            next_header: IpProtocol::Tcp,
-            payload_len: repr.buffer_len(),
-            hop_limit: 64,
-        };
+        let (ip, src, dst) = ip_header(tuple, repr);
         self.send_ip_with(&ip, |buf| emit_tcp(repr, src, dst, buf));
     }
+}
+
+/// The IPv4 header of a segment from `tuple.local` to `tuple.remote`, and the two addresses.
+fn ip_header(tuple: &FourTuple, repr: &TcpRepr<'_>) -> (Ipv4Repr, Ipv4Addr, Ipv4Addr) {
+    let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: dst,
+        next_header: IpProtocol::Tcp,
+        payload_len: repr.buffer_len(),
+        hop_limit: 64,
+    };
+    (ip, src, dst)
 }
 
 fn emit_tcp(repr: &TcpRepr<'_>, src: Ipv4Addr, dst: Ipv4Addr, buf: &mut [u8]) {
@@ -86,14 +92,7 @@ fn emit_tcp(repr: &TcpRepr<'_>, src: Ipv4Addr, dst: Ipv4Addr, buf: &mut [u8]) {
 /// Writes an IPv4 packet carrying `repr` from `tuple.local` to `tuple.remote` into `out`
 /// (for handing to a socket as if it had been received).
 pub(crate) fn ip_packet(tuple: &FourTuple, repr: &TcpRepr<'_>, out: &mut Vec<u8>) {
-    let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
-    let ip = Ipv4Repr {
-        src_addr: src,
-        dst_addr: dst,
-        next_header: IpProtocol::Tcp,
-        payload_len: repr.buffer_len(),
-        hop_limit: 64,
-    };
+    let (ip, src, dst) = ip_header(tuple, repr);
     out.clear();
     out.resize(ip.buffer_len() + repr.buffer_len(), 0);
     let mut p = Ipv4Packet::new_unchecked(&mut out[..]);

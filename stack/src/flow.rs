@@ -19,6 +19,18 @@ pub(crate) struct FourTuple {
     pub(crate) remote: SocketAddrV4,
 }
 
+#[cfg(test)]
+impl FourTuple {
+    /// For unit tests: 10.0.0.1:`local_port` to 10.0.0.2:`remote_port`.
+    pub(crate) fn test(local_port: u16, remote_port: u16) -> Self {
+        use core::net::Ipv4Addr;
+        Self {
+            local: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), local_port),
+            remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), remote_port),
+        }
+    }
+}
+
 /// Who holds a connection and what the stack still owes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {

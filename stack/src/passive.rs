@@ -62,6 +62,23 @@ impl Stack {
             return Rx::Delivered;
         }
         l.pending += 1;
+        let Some(id) = self.embryonic(lid, tuple, iface, isn) else {
+            return drop(&mut self.eg.counters.drops.tcp_malformed);
+        };
+        let seg = SegInfo::of(repr);
+        self.flow_ingress(id.index(), packet, &seg)
+    }
+
+    /// A new half-open connection of listener `lid` (its `pending` already counted): a
+    /// listening socket with the listener's buffers, in the flow table. `None` (and
+    /// `pending` undone) if the socket refuses to listen, which a valid port never does.
+    fn embryonic(
+        &mut self,
+        lid: ListenerId,
+        tuple: FourTuple,
+        iface: usize,
+        isn: Option<u32>,
+    ) -> Option<crate::ConnId> {
         let (rx, tx) = self.listener_buffers(lid);
         let mut tcp = self.cfg.tcp.clone();
         (tcp.rx_buffer, tcp.tx_buffer) = (rx, tx);
@@ -71,15 +88,12 @@ impl Stack {
             port: tuple.local.port(),
         };
         if sock.socket_mut().listen(endpoint).is_err() {
-            // Unreachable for a valid port; undo rather than panic.
             if let Some(l) = self.listeners.get_mut(lid) {
                 l.pending -= 1;
             }
-            return drop(&mut self.eg.counters.drops.tcp_malformed);
+            return None;
         }
-        let id = self.insert_flow(tuple, iface, sock, Phase::Embryonic(lid), isn);
-        let seg = SegInfo::of(repr);
-        self.flow_ingress(id.index(), packet, &seg)
+        Some(self.insert_flow(tuple, iface, sock, Phase::Embryonic(lid), isn))
     }
 
     /// Answers a SYN with a SYN-ACK whose sequence number is a cookie, keeping nothing.
@@ -149,21 +163,9 @@ impl Stack {
             .timestamp
             .map(|t| cookie::decode_ts(t.tsecr))
             .unwrap_or_default();
-        let (rx, tx) = self.listener_buffers(lid);
-        let mut tcp = self.cfg.tcp.clone();
-        (tcp.rx_buffer, tcp.tx_buffer) = (rx, tx);
-        let mut sock = new_socket(&tcp, &self.clock, &mut self.spare_sockets);
-        let endpoint = IpListenEndpoint {
-            addr: Some(IpAddress::Ipv4(*tuple.local.ip())),
-            port: tuple.local.port(),
-        };
-        if sock.socket_mut().listen(endpoint).is_err() {
-            if let Some(l) = self.listeners.get_mut(lid) {
-                l.pending -= 1;
-            }
+        let Some(id) = self.embryonic(lid, tuple, iface, Some(isn)) else {
             return drop(&mut self.eg.counters.drops.tcp_malformed);
-        }
-        let id = self.insert_flow(tuple, iface, sock, Phase::Embryonic(lid), Some(isn));
+        };
         // The SYN the client sent, as far as the cookie remembers it.
         let from_peer = craft::reversed(&tuple);
         let mut syn = craft::segment(&from_peer, TcpControl::Syn, peer_isn, None);
@@ -218,6 +220,17 @@ impl Stack {
         let seg = SegInfo::of(repr);
         let tsval = repr.timestamp.map(|t| t.tsval);
         match repr.control {
+            // An RST at exactly the sequence number the record expects ends it, as Linux does
+            // by default (`tcp_rfc1337 = 0`): it is what a client sends when its new SYN was
+            // answered with the record's ACK (an older timestamp or ISN than the record's),
+            // and its retransmitted SYN then opens the connection at once instead of after
+            // the record's whole life. An off-path sender has to guess the exact 32-bit
+            // number (RFC 5961's bar for RSTs); any other RST is ignored (RFC 1337).
+            TcpControl::Rst if seg.seq == r.rcv_nxt => {
+                self.time_waits.remove(tuple);
+                self.eg.counters.tcp_time_wait_reset += 1;
+                return Rx::Delivered;
+            }
             TcpControl::Rst => return drop(&mut self.eg.counters.drops.tcp_time_wait_rst),
             TcpControl::Syn if repr.ack_number.is_none() => {
                 if timewait::syn_is_new(&r, seg.seq, tsval)

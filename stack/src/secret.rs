@@ -131,10 +131,7 @@ mod tests {
     use super::*;
 
     fn tuple(port: u16) -> FourTuple {
-        FourTuple {
-            local: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 80),
-            remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), port),
-        }
+        FourTuple::test(80, port)
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //!
 //! When a connection reaches TIME-WAIT its smoltcp socket and buffers are freed and this
 //! small record takes its place (36 bytes in a ring, plus an index entry), handled by the
-//! stack itself: it re-acknowledges a retransmitted FIN, ignores RSTs (RFC 1337), accepts a
-//! new SYN for the same 4-tuple when its timestamp or sequence number shows it is new
-//! (RFC 6191), and lets an active open reuse the port when timestamps make that safe (as
+//! stack itself: it re-acknowledges a retransmitted FIN, ignores RSTs (RFC 1337) except one at
+//! exactly the expected sequence number (a restarted client answering the record's ACK to its
+//! SYN; Linux's default), accepts a new SYN for the same 4-tuple when its timestamp or
+//! sequence number shows it is new (RFC 6191), and lets an active open reuse the port when timestamps make that safe (as
 //! Linux's `tcp_tw_reuse` does). Every record lives exactly the configured TIME-WAIT
 //! duration, so records expire in the order they were made: a ring (oldest first) plus a
 //! hash index from 4-tuple to position is all it takes. A record removed early (a reused
@@ -190,13 +191,9 @@ pub(crate) fn reusable(r: &TwRecord, now: Instant) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use core::net::{Ipv4Addr, SocketAddrV4};
 
     fn tuple(port: u16) -> FourTuple {
-        FourTuple {
-            local: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), port),
-            remote: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 80),
-        }
+        FourTuple::test(port, 80)
     }
 
     fn rec(made_ms: u32) -> TwRecord {

@@ -401,28 +401,16 @@ pub(crate) fn check_options(opts: &[u8]) -> Option<Option<(u32, u32)>> {
 
 /// Moves the edges of SACK blocks (option 5) back by `off`.
 fn shift_sack(opts: &mut [u8], off: u32) {
-    let mut i = 0;
-    while i < opts.len() {
-        match opts[i] {
-            0 => return,
-            1 => i += 1,
-            kind => {
-                let Some(&len) = opts.get(i + 1) else { return };
-                let end = i + usize::from(len);
-                if len < 2 || end > opts.len() {
-                    return;
-                }
-                if kind == 5 {
-                    let mut at = i + 2;
-                    while at + 4 <= end {
-                        let v = be32(&opts[at..at + 4]).wrapping_sub(off);
-                        opts[at..at + 4].copy_from_slice(&v.to_be_bytes());
-                        at += 4;
-                    }
-                }
-                i = end;
-            }
-        }
+    let mut sack = None;
+    walk_options(opts, |kind, a, b| {
+        sack = (kind == 5).then_some((a, b));
+        sack.is_some()
+    });
+    let Some((mut at, end)) = sack else { return };
+    while at + 4 <= end {
+        let v = be32(&opts[at..at + 4]).wrapping_sub(off);
+        opts[at..at + 4].copy_from_slice(&v.to_be_bytes());
+        at += 4;
     }
 }
 

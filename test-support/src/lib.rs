@@ -53,6 +53,38 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// How long this thread has waited so far, runnable, for a CPU that other threads held (the
+/// kernel's run-queue delay, `/proc/thread-self/schedstat`); `None` where the kernel does
+/// not report it. Timing tests take it before and after a measurement to tell the code's
+/// delay from the machine's load: a sample during which the thread waited for a CPU was not
+/// taken on an idle core.
+pub fn runqueue_wait() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = s.split_whitespace().nth(1)?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// A mark of this thread's run-queue delay ([`runqueue_wait`]), to tell afterwards whether
+/// a measurement ran on an idle core.
+#[derive(Debug, Clone, Copy)]
+pub struct IdleCheck(Option<Duration>);
+
+impl IdleCheck {
+    /// Marks now.
+    pub fn start() -> Self {
+        Self(runqueue_wait())
+    }
+
+    /// Whether this thread waited for a CPU (held by others) at most `slack` since
+    /// [`start`](Self::start); true where the kernel does not tell.
+    pub fn was_idle(&self, slack: Duration) -> bool {
+        match (self.0, runqueue_wait()) {
+            (Some(before), Some(after)) => after.saturating_sub(before) <= slack,
+            _ => true,
+        }
+    }
+}
+
 /// A free port below the kernel's ephemeral range (32768..), never the same twice in one
 /// test binary: servers listen with `SO_REUSEPORT`, so two servers given the same port
 /// would silently share it, and a port from the ephemeral range can be taken by any
@@ -202,6 +234,25 @@ pub mod testbed {
             script(&args);
             Self(())
         }
+    }
+
+    /// For a test named `test` that needs the testbed: the testbed, fresh, for as long as the
+    /// value lives, under the lock ([`hold_lock`]); `None` (the test returns) when not root
+    /// (said on stderr: skipped) or when the test ran under the lock in a child process.
+    pub fn fresh(test: &str) -> Option<Testbed> {
+        fresh_with(test, &[])
+    }
+
+    /// [`fresh`], brought up with options of `scripts/testbed up` (e.g. `--queues 2`).
+    pub fn fresh_with(test: &str, options: &[&str]) -> Option<Testbed> {
+        if !super::is_root() {
+            eprintln!("note: not root: {test} needs network namespaces; skipped");
+            return None;
+        }
+        if !hold_lock(test) {
+            return None;
+        }
+        Some(Testbed::up_with(options))
     }
 
     impl Drop for Testbed {

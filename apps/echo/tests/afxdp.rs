@@ -8,6 +8,10 @@
 //! (read off tcpdump captures with tshark), FIN-closed short connections both ways (the
 //! megatcp server closing first, HTTP style; the megatcp client against a Linux server),
 //! and a Linux client served under a SYN flood (`megatcp-bench synflood`).
+//! On a shared interface (issue 13): the host's own address answers ping and a kernel TCP echo
+//! while megatcp serves beside it, after SIGTERM and after kill -9 and a restart; two megatcp
+//! processes on two addresses of one interface; the queue-count advice, RSS key and refusals
+//! at start; MTU 9000 carrying 1 GiB each way; the checksum hint on a veth.
 #![cfg(feature = "afxdp")]
 #![allow(clippy::unwrap_used)]
 
@@ -41,18 +45,25 @@ fn start_server_on(cores: &str, stderr: Stdio) -> Proc {
 /// Starts `wrapper BIN serve --backend afxdp ... args` in the server namespace (e.g. in a
 /// fresh PID namespace with `unshare`) and waits until it serves.
 fn start_server_with(wrapper: &[&str], args: &[&str], stderr: Stdio) -> Proc {
-    let child = Command::new("ip")
-        .args(["netns", "exec", "megatcp-srv"])
+    start_xdp_server(wrapper, SERVER, args, stderr)
+}
+
+/// `wrapper BIN serve --backend afxdp --iface mtcp-srv --ip ADDR/24 --port 7` in the server
+/// namespace.
+fn serve_command(wrapper: &[&str], addr: &str) -> Command {
+    let mut cmd = Command::new("ip");
+    cmd.args(["netns", "exec", "megatcp-srv"])
         .args(wrapper)
         .args([BIN, "serve", "--backend", "afxdp"])
-        .args([
-            "--iface",
-            "mtcp-srv",
-            "--ip",
-            &format!("{SERVER}/24"),
-            "--port",
-            "7",
-        ])
+        .args(["--iface", "mtcp-srv", "--ip", &format!("{addr}/24")])
+        .args(["--port", "7"]);
+    cmd
+}
+
+/// Starts `wrapper BIN serve --backend afxdp --ip ADDR/24 ... args` in the server namespace
+/// and waits until it serves: a kernel client's short run to `addr` succeeds.
+fn start_xdp_server(wrapper: &[&str], addr: &str, args: &[&str], stderr: Stdio) -> Proc {
+    let child = serve_command(wrapper, addr)
         .args(args)
         .stdout(Stdio::null())
         .stderr(stderr)
@@ -63,23 +74,26 @@ fn start_server_with(wrapper: &[&str], args: &[&str], stderr: Stdio) -> Proc {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         // One transaction per connection: also fine with a server that closes first.
-        if load(&[
-            "--connections",
-            "1",
-            "--txns-per-conn",
-            "1",
-            "--duration",
-            "200ms",
-            "--warmup",
-            "0s",
-        ])
+        if load_to(
+            addr,
+            &[
+                "--connections",
+                "1",
+                "--txns-per-conn",
+                "1",
+                "--duration",
+                "200ms",
+                "--warmup",
+                "0s",
+            ],
+        )
         .is_ok()
         {
             return server;
         }
         assert!(
             Instant::now() < deadline,
-            "the AF_XDP server did not come up"
+            "the AF_XDP server on {addr} did not come up"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -87,6 +101,36 @@ fn start_server_with(wrapper: &[&str], args: &[&str], stderr: Stdio) -> Proc {
 
 /// Runs the kernel-path load generator in the client namespace; the JSON report.
 fn load(extra: &[&str]) -> Result<serde_json::Value, String> {
+    load_to(SERVER, extra)
+}
+
+/// Load options for 1 GiB each way on one connection (1,024 echoes of 1 MiB).
+const GIB_EACH_WAY: [&str; 10] = [
+    "--connections",
+    "1",
+    "--msg-size",
+    "1048576",
+    "--max-txns",
+    "1024",
+    "--duration",
+    "120s",
+    "--warmup",
+    "0s",
+];
+
+/// 1 GiB each way on one connection to the server (kernel client), every byte compared.
+fn gibibyte_each_way() {
+    assert_gibibyte_echoed(&load(&GIB_EACH_WAY).unwrap());
+}
+
+/// The report `r` of a [`GIB_EACH_WAY`] run: every byte back, and equal.
+fn assert_gibibyte_echoed(r: &serde_json::Value) {
+    assert_eq!(r["errors"]["verify"], 0, "{r}");
+    assert!(r["bytes"].as_u64().unwrap() >= 1 << 30, "{r}");
+}
+
+/// The kernel-path load generator against port 7 of `addr`.
+fn load_to(addr: &str, extra: &[&str]) -> Result<serde_json::Value, String> {
     run_load(
         &[
             "--backend",
@@ -94,7 +138,7 @@ fn load(extra: &[&str]) -> Result<serde_json::Value, String> {
             "--cores",
             "1",
             "--connect",
-            &format!("{SERVER}:7"),
+            &format!("{addr}:7"),
         ],
         extra,
     )
@@ -149,21 +193,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     assert!(r["transactions"].as_u64().unwrap() > 1000, "{r}");
 
     // 1 GiB each way on one connection (1,024 echoes of 1 MiB), every byte compared.
-    let r = load(&[
-        "--connections",
-        "1",
-        "--msg-size",
-        "1048576",
-        "--max-txns",
-        "1024",
-        "--duration",
-        "120s",
-        "--warmup",
-        "0s",
-    ])
-    .unwrap();
-    assert_eq!(r["errors"]["verify"], 0, "{r}");
-    assert!(r["bytes"].as_u64().unwrap() >= 1 << 30, "{r}");
+    gibibyte_each_way();
 
     // Ping is answered; ARP resolved both ways (the kernel knows our MAC).
     let ping = sh(&[
@@ -252,24 +282,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     .unwrap();
     assert_eq!(r["errors"]["verify"], 0, "{r}");
     assert!(r["transactions"].as_u64().unwrap() >= 1000, "{r}");
-    let r = run_load(
-        &xdp_client,
-        &[
-            "--connections",
-            "1",
-            "--msg-size",
-            "1048576",
-            "--max-txns",
-            "1024",
-            "--duration",
-            "120s",
-            "--warmup",
-            "0s",
-        ],
-    )
-    .unwrap();
-    assert_eq!(r["errors"]["verify"], 0, "{r}");
-    assert!(r["bytes"].as_u64().unwrap() >= 1 << 30, "{r}");
+    assert_gibibyte_echoed(&run_load(&xdp_client, &GIB_EACH_WAY).unwrap());
     assert!(kernel_server.terminate().success());
 
     // kill -9 leaves the XDP program attached; the next start says so, replaces it, serves.
@@ -291,7 +304,9 @@ fn linux_kernel_client_against_the_afxdp_server() {
         "{text}"
     );
     assert!(
-        text.contains("native XDP, copy mode"),
+        text.contains(
+            "native XDP (frames for 10.77.0.10 and ARP for it, the rest to the kernel), copy mode"
+        ),
         "mode not reported: {text}"
     );
 
@@ -354,17 +369,16 @@ fn linux_kernel_client_against_the_afxdp_server() {
     assert!(steered > 0, "no frame was steered: {text}");
 }
 
-/// The testbed, fresh, for as long as the value lives; `None` (the test returns) when not
-/// root or when the test ran under the lock in a child process.
-fn fresh_testbed(name: &str) -> Option<Testbed> {
-    if !megatcp_test_support::is_root() {
-        eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
-        return None;
-    }
-    if !testbed::hold_lock(name) {
-        return None;
-    }
-    Some(Testbed::up())
+/// The `megatcp-bench` built next to this test's `megatcp-echo` (`cargo test --workspace`
+/// builds both, as `scripts/test` does).
+fn bench_bin() -> PathBuf {
+    let p = Path::new(BIN).with_file_name("megatcp-bench");
+    assert!(
+        p.is_file(),
+        "{} missing: cargo build --release -p megatcp-bench",
+        p.display()
+    );
+    p
 }
 
 /// tcpdump writing `filter`'s packets on `iface` in namespace `ns` to `file`, until dropped
@@ -527,7 +541,7 @@ fn stop_in_pid_namespace(server: Proc) -> std::process::ExitStatus {
 #[test]
 fn interop_timestamps_both_ways_isns_and_tsvals_differ_across_restarts() {
     let Some(_testbed) =
-        fresh_testbed("interop_timestamps_both_ways_isns_and_tsvals_differ_across_restarts")
+        testbed::fresh("interop_timestamps_both_ways_isns_and_tsvals_differ_across_restarts")
     else {
         return;
     };
@@ -733,7 +747,7 @@ fn kernel_time_wait(ns: &str) -> usize {
 #[test]
 fn interop_linux_client_fin_closes_to_an_afxdp_server_that_closes_first() {
     let Some(_testbed) =
-        fresh_testbed("interop_linux_client_fin_closes_to_an_afxdp_server_that_closes_first")
+        testbed::fresh("interop_linux_client_fin_closes_to_an_afxdp_server_that_closes_first")
     else {
         return;
     };
@@ -783,7 +797,7 @@ fn interop_linux_client_fin_closes_to_an_afxdp_server_that_closes_first() {
 
 #[test]
 fn interop_afxdp_client_fin_closes_to_a_linux_server() {
-    let Some(_testbed) = fresh_testbed("interop_afxdp_client_fin_closes_to_a_linux_server") else {
+    let Some(_testbed) = testbed::fresh("interop_afxdp_client_fin_closes_to_a_linux_server") else {
         return;
     };
     let server = kernel_echo_server();
@@ -820,7 +834,7 @@ fn interop_afxdp_client_fin_closes_to_a_linux_server() {
 
 #[test]
 fn interop_linux_client_served_under_a_syn_flood() {
-    let Some(_testbed) = fresh_testbed("interop_linux_client_served_under_a_syn_flood") else {
+    let Some(_testbed) = testbed::fresh("interop_linux_client_served_under_a_syn_flood") else {
         return;
     };
     let log = std::env::temp_dir().join(format!("megatcp-flood-{}.log", std::process::id()));
@@ -889,4 +903,391 @@ fn interop_linux_client_served_under_a_syn_flood() {
     let cookies = numbers_after(&text, "syn cookies ");
     let (accepted, sent) = (cookies[0], cookies[1]);
     assert!(sent >= 100_000 && accepted >= 1000, "{text}");
+}
+
+/// A file a process writes its stderr to, read back by the test.
+struct Log(PathBuf);
+
+impl Log {
+    fn new(name: &str) -> Log {
+        Log(std::env::temp_dir().join(format!("megatcp-{name}-{}.log", std::process::id())))
+    }
+
+    fn stdio(&self) -> Stdio {
+        Stdio::from(std::fs::File::create(&self.0).unwrap())
+    }
+
+    fn text(&self) -> String {
+        std::fs::read_to_string(&self.0).unwrap_or_default()
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Whether megatcp's XDP program is attached to the server's interface.
+fn xdp_attached() -> bool {
+    let link = sh(&["ip", "-n", "megatcp-srv", "link", "show", "mtcp-srv"]);
+    String::from_utf8_lossy(&link.stdout).contains("megatcp_xdp")
+}
+
+/// The host's own traffic on the server's interface, all at once: ping to the kernel's
+/// address, thousands of connections to the kernel's echo server (every byte checked),
+/// and, when `megatcp` is set, megatcp's server on its own address under load too.
+fn host_traffic_works(when: &str, megatcp: bool) {
+    let ping = std::thread::spawn(|| {
+        sh(&[
+            "ip",
+            "netns",
+            "exec",
+            "megatcp-cli",
+            "ping",
+            "-c",
+            "20",
+            "-i",
+            "0.1",
+            "-W",
+            "2",
+            SERVER_KERNEL,
+        ])
+    });
+    let ours = megatcp.then(|| {
+        std::thread::spawn(|| {
+            load(&[
+                "--connections",
+                "64",
+                "--msg-size",
+                "1..2048",
+                "--duration",
+                "2s",
+                "--warmup",
+                "0s",
+            ])
+        })
+    });
+    // A count, not a rate: 2,000 connections however busy the machine is (the window only
+    // bounds the run).
+    let kernel = load_to(
+        SERVER_KERNEL,
+        &[
+            "--connections",
+            "200",
+            "--txns-per-conn",
+            "1",
+            "--msg-size",
+            "1..4096",
+            "--max-txns",
+            "2000",
+            "--duration",
+            "60s",
+            "--warmup",
+            "0s",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("{when}: the kernel's echo server: {e}"));
+    assert_eq!(kernel["errors"]["verify"], 0, "{when}: {kernel}");
+    assert!(
+        kernel["connections"].as_u64().unwrap() >= 2000,
+        "{when}: fewer than 2,000 connections to the kernel: {kernel}"
+    );
+    let ping = ping.join().unwrap();
+    let text = String::from_utf8_lossy(&ping.stdout);
+    assert!(
+        ping.status.success() && text.contains(" 0% packet loss"),
+        "{when}: ping to the kernel's address: {text}"
+    );
+    if let Some(ours) = ours {
+        let r = ours
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{when}: megatcp's server: {e}"));
+        assert_eq!(r["errors"]["verify"], 0, "{when}: {r}");
+        assert!(r["transactions"].as_u64().unwrap() > 1000, "{when}: {r}");
+    }
+}
+
+#[test]
+fn the_host_keeps_its_own_address_beside_the_afxdp_server() {
+    let Some(_bed) = testbed::fresh("the_host_keeps_its_own_address_beside_the_afxdp_server")
+    else {
+        return;
+    };
+    let kernel = kernel_echo_server();
+    host_traffic_works("before megatcp", false);
+
+    let server = start_server();
+    assert!(xdp_attached(), "megatcp's XDP program is not attached");
+    host_traffic_works("while megatcp serves", true);
+
+    assert!(server.terminate().success());
+    assert!(!xdp_attached(), "the XDP program stayed after SIGTERM");
+    host_traffic_works("after SIGTERM", false);
+
+    // kill -9 leaves the program (and its rule) attached: the kernel still gets its frames.
+    let server = start_server();
+    server.signal("-KILL");
+    assert!(xdp_attached(), "kill -9 detached the program?");
+    host_traffic_works("after kill -9", false);
+
+    let log = Log::new("host-restart");
+    let server = start_server_on("0", log.stdio());
+    host_traffic_works("after kill -9 and a restart", true);
+    assert!(server.terminate().success());
+    assert!(
+        log.text().contains("still attached") && log.text().contains("replacing it"),
+        "{}",
+        log.text()
+    );
+    assert!(!xdp_attached());
+    drop(kernel);
+}
+
+#[test]
+fn two_afxdp_servers_on_two_addresses_of_one_interface() {
+    let Some(_bed) = testbed::fresh_with(
+        "two_afxdp_servers_on_two_addresses_of_one_interface",
+        &["--queues", "2"],
+    ) else {
+        return;
+    };
+    let (log_a, log_b) = (Log::new("two-a"), Log::new("two-b"));
+    let a = start_xdp_server(
+        &[],
+        "10.77.0.10",
+        &["--cores", "0", "--queues", "0"],
+        log_a.stdio(),
+    );
+    let b = start_xdp_server(
+        &[],
+        "10.77.0.11",
+        &["--cores", "1", "--queues", "1"],
+        log_b.stdio(),
+    );
+    // One AF_XDP client per server, each on the queue of its server: a veth delivers what an
+    // AF_XDP socket sends on queue q to queue q of the peer (on a NIC, `ethtool -N` rules
+    // steer each address to its process's queues).
+    let client = |queue: &'static str, ip: &'static str, target: &'static str| {
+        std::thread::spawn(move || {
+            run_load(
+                &[
+                    "--backend",
+                    "afxdp",
+                    "--iface",
+                    "mtcp-cli",
+                    "--ip",
+                    ip,
+                    "--queues",
+                    queue,
+                    "--cores",
+                    queue,
+                    "--connect",
+                    target,
+                ],
+                &[
+                    "--connections",
+                    "100",
+                    "--txns-per-conn",
+                    "1",
+                    "--msg-size",
+                    "1..4096",
+                    "--duration",
+                    "2s",
+                    "--warmup",
+                    "0s",
+                ],
+            )
+        })
+    };
+    let to_a = client("0", "10.77.0.20/24", "10.77.0.10:7");
+    let to_b = client("1", "10.77.0.21/24", "10.77.0.11:7");
+    for (name, r) in [("a", to_a), ("b", to_b)] {
+        let r = r
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("server {name}: {e}"));
+        assert_eq!(r["errors"]["verify"], 0, "{name}: {r}");
+        assert!(r["transactions"].as_u64().unwrap() > 1000, "{name}: {r}");
+    }
+    // The first to leave keeps the program for the other, which still serves.
+    assert!(a.terminate().success());
+    assert!(xdp_attached(), "the program went with the first server");
+    let r = run_load(
+        &[
+            "--backend",
+            "afxdp",
+            "--iface",
+            "mtcp-cli",
+            "--ip",
+            "10.77.0.21/24",
+            "--queues",
+            "1",
+            "--cores",
+            "1",
+            "--connect",
+            "10.77.0.11:7",
+        ],
+        &["--connections", "16", "--duration", "1s", "--warmup", "0s"],
+    )
+    .unwrap();
+    assert!(r["transactions"].as_u64().unwrap() > 0, "{r}");
+    assert!(b.terminate().success());
+    assert!(!xdp_attached(), "the last server left the program behind");
+    for log in [&log_a, &log_b] {
+        assert!(
+            log.text().contains("megatcp reads 1 (queue"),
+            "the queue count was not compared: {}",
+            log.text()
+        );
+    }
+}
+
+#[test]
+fn queue_counts_rss_and_mtu_are_checked_at_start() {
+    let Some(_bed) = testbed::fresh_with(
+        "queue_counts_rss_and_mtu_are_checked_at_start",
+        &["--queues", "2"],
+    ) else {
+        return;
+    };
+    let log = Log::new("queues");
+    let server = start_server_on("0", log.stdio());
+    assert!(server.terminate().success());
+    let text = log.text();
+    assert!(
+        text.contains("mtcp-srv receives on 2 queues but megatcp reads 1")
+            && text.contains("`ethtool -L mtcp-srv rx 1 tx 1`"),
+        "{text}"
+    );
+    // The RSS key: what `ethtool -x` shows, where the kernel exposes it; else the fallback.
+    let ethtool = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        "megatcp-srv",
+        "ethtool",
+        "-x",
+        "mtcp-srv",
+    ]);
+    if ethtool.status.success() {
+        let shown = String::from_utf8_lossy(&ethtool.stdout);
+        let key: String = shown
+            .lines()
+            .skip_while(|l| !l.starts_with("RSS hash key"))
+            .nth(1)
+            .unwrap_or_default()
+            .replace(':', "");
+        assert!(text.contains(&format!("RSS key {key}")), "{shown}\n{text}");
+    } else {
+        assert!(
+            text.contains("RSS key not available")
+                && text.contains("Operation not supported")
+                && text.contains("steer flows between them in software"),
+            "{text}"
+        );
+    }
+
+    // A queue the interface does not have, and an MTU above the interface's: refused, with
+    // what to do.
+    let refused = |args: &[&str]| {
+        let out = serve_command(&[], SERVER).args(args).output().unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = refused(&["--cores", "0", "--queues", "2"]);
+    assert!(
+        e.contains("asked to read queue 2") && e.contains("`ethtool -L mtcp-srv rx 3 tx 3`"),
+        "{e}"
+    );
+    let e = refused(&["--cores", "0", "--mtu", "9000"]);
+    assert!(
+        e.contains("above mtcp-srv's MTU 1500") && e.contains("mtu 9000"),
+        "{e}"
+    );
+    assert!(!xdp_attached());
+}
+
+#[test]
+fn jumbo_frames_carry_a_gibibyte_each_way() {
+    let Some(_bed) =
+        testbed::fresh_with("jumbo_frames_carry_a_gibibyte_each_way", &["--mtu", "9000"])
+    else {
+        return;
+    };
+    let log = Log::new("jumbo");
+    let server = start_server_with(&[], &["--cores", "0", "--mtu", "9000"], log.stdio());
+    gibibyte_each_way();
+    assert!(server.terminate().success());
+    let text = log.text();
+    assert!(
+        text.contains("MTU 9000 (interface 9000, MSS 8960)")
+            && text.contains("multi-buffer frames for MTU 9000"),
+        "{text}"
+    );
+    // Jumbo frames did carry the bytes: frames average well above a 1500-byte MTU's.
+    for dir in ["rx ", "tx "] {
+        let n = numbers_after(&text, dir);
+        assert!(n[1] >= 1 << 30, "{dir}bytes: {n:?}");
+        assert!(
+            n[1] / n[0] > 4000,
+            "{dir}{} frames / {} B: no jumbo frames",
+            n[0],
+            n[1]
+        );
+    }
+}
+
+#[test]
+fn a_veth_peer_leaving_checksums_to_offload_gets_a_hint() {
+    let Some(_bed) = testbed::fresh("a_veth_peer_leaving_checksums_to_offload_gets_a_hint") else {
+        return;
+    };
+    let log = Log::new("checksum-hint");
+    let server = Proc::new(
+        serve_command(&[], SERVER)
+            .args(["--cores", "0"])
+            .stdout(Stdio::null())
+            .stderr(log.stdio())
+            .spawn()
+            .unwrap(),
+    );
+    let end = Instant::now() + Duration::from_secs(20);
+    while !log.text().contains("AF_XDP on mtcp-srv") {
+        assert!(Instant::now() < end, "{}", log.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The client's kernel now leaves TCP checksums to an offload the veth never does.
+    let on = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        "megatcp-cli",
+        "ethtool",
+        "-K",
+        "mtcp-cli",
+        "tx",
+        "on",
+    ]);
+    assert!(on.status.success());
+    let r = load(&["--connections", "4", "--duration", "2s", "--warmup", "0s"]);
+    assert!(
+        r.as_ref().map_or(true, |r| r["transactions"] == 0),
+        "served despite bad checksums: {r:?}"
+    );
+    assert!(server.terminate().success());
+    let text = log.text();
+    let hints: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("failed their checksum"))
+        .collect();
+    // Rate-limited: one hint in these few seconds, with the count and what to run.
+    assert_eq!(hints.len(), 1, "{text}");
+    assert!(
+        hints[0].contains("mtcp-srv is a veth device")
+            && hints[0].contains("ethtool -K PEER tx off")
+            && hints[0].contains("received frame(s) failed their checksum"),
+        "{text}"
+    );
 }

@@ -302,6 +302,11 @@ fn bad_eal_arguments_a_missing_device_and_no_hugepages_fail_clearly() {
     );
     // No device at all.
     expect_failure(&with(&[]), "needs a device");
+    // Jumbo frames the port cannot take in one mbuf: refused, not sent.
+    expect_failure(
+        &with(&["--mtu", "9000", "--dpdk-args", "--vdev net_null0"]),
+        "is above what the DPDK port takes",
+    );
     // Hugepage memory asked for where none is reserved (no PCI device involved).
     if megatcp_launch::dpdk::free_hugepages() == 0 {
         expect_failure(

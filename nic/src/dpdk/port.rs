@@ -10,19 +10,8 @@ use megatcp_dpdk_sys as sys;
 use super::queue::BURST;
 use super::queue::{DpdkQueue, QueueError};
 use super::{Eal, rte_errno, strerror};
+use crate::rss::SYMMETRIC_KEY;
 use crate::{Capabilities, ChecksumOffloads, RssInfo};
-
-/// A symmetric Toeplitz key (0x6d5a repeated): both directions of a flow hash alike, so one
-/// core sees both. Cut to the device's key size.
-const SYMMETRIC_KEY: [u8; 52] = {
-    let mut k = [0u8; 52];
-    let mut i = 0;
-    while i < 52 {
-        k[i] = if i % 2 == 0 { 0x6d } else { 0x5a };
-        i += 1;
-    }
-    k
-};
 
 /// How to open a port.
 #[derive(Debug, Clone)]
@@ -332,6 +321,7 @@ impl DpdkPort {
             dev.caps.rss = Some(RssInfo {
                 key: Some(key),
                 symmetric: true,
+                table: Vec::new(),
             });
         }
         Ok(Arc::new(dev))

@@ -478,6 +478,10 @@ impl<Q: NicQueue> NicQueue for FaultyQueue<Q> {
     fn stats(&self) -> QueueStats {
         self.inner.stats()
     }
+
+    fn checksum_hint(&self) -> Option<&str> {
+        self.inner.checksum_hint()
+    }
 }
 
 #[cfg(test)]
