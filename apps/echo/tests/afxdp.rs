@@ -16,7 +16,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -367,18 +367,6 @@ fn linux_kernel_client_against_the_afxdp_server() {
         steered += nums[0] + nums[1];
     }
     assert!(steered > 0, "no frame was steered: {text}");
-}
-
-/// The `megatcp-bench` built next to this test's `megatcp-echo` (`cargo test --workspace`
-/// builds both, as `scripts/test` does).
-fn bench_bin() -> PathBuf {
-    let p = Path::new(BIN).with_file_name("megatcp-bench");
-    assert!(
-        p.is_file(),
-        "{} missing: cargo build --release -p megatcp-bench",
-        p.display()
-    );
-    p
 }
 
 /// tcpdump writing `filter`'s packets on `iface` in namespace `ns` to `file`, until dropped
