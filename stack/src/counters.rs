@@ -189,6 +189,9 @@ pub struct Counters {
     /// TIME-WAIT records ended by an RST at exactly their sequence number (a restarted
     /// client's answer to the record's ACK for its SYN).
     pub tcp_time_wait_reset: u64,
+    /// Active opens whose SYN was answered by an ACK that did not acknowledge it (the peer
+    /// held the 4-tuple in TIME-WAIT): answered with an RST and started over at once.
+    pub tcp_syn_restarted: u64,
     /// Active opens that reused a 4-tuple in TIME-WAIT (timestamps on).
     pub tcp_time_wait_reused: u64,
     /// SYN-ACKs sent with a SYN cookie (the listener's backlog was full).

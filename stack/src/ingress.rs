@@ -265,6 +265,11 @@ impl Stack {
         {
             return drop(reason(&mut self.eg.counters.drops));
         }
+        if state == TcpState::SynSent
+            && let Some(rx) = self.restart_syn(index, seg)
+        {
+            return rx;
+        }
         let Some(flow) = self.flows.slot_mut(index) else {
             return drop(&mut self.eg.counters.drops.tcp_no_socket);
         };

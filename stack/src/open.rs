@@ -6,12 +6,14 @@ use core::net::{Ipv4Addr, SocketAddrV4};
 
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::tcp;
-use smoltcp::wire::{IpAddress, IpListenEndpoint};
+use smoltcp::wire::{IpAddress, IpListenEndpoint, TcpControl};
 
 use crate::clock::SocketClock;
+use crate::craft;
 use crate::flow::{self, Flow, FourTuple, Phase};
+use crate::ingress::Rx;
 use crate::timewait::{self, TwRecord};
-use crate::xlate::Xlate;
+use crate::xlate::{self, SegInfo, Xlate};
 use crate::{
     BufferSizeError, CongestionControl, ConnId, ConnectError, HandleError, Instant, ListenError,
     ListenerId, Stack, TcpConfig, mark_dirty, tsval,
@@ -205,6 +207,52 @@ impl Stack {
         let id = self.insert_flow(tuple, iface, sock, Phase::Connecting, isn);
         self.eg.counters.conns_opened += 1;
         Ok(id)
+    }
+
+    /// For a connection in SYN-SENT (slot `index`) that received `seg`: when `seg` is a bare
+    /// ACK that does not acknowledge our SYN, the peer holds the 4-tuple in TIME-WAIT (our
+    /// SYN's timestamp or sequence number looked old to it, RFC 6191) or in a stale
+    /// connection. RFC 9293's answer is an RST at the ACK's number, which ends such a record
+    /// (at Linux by default, and at this stack); then, rather than wait for the SYN's
+    /// retransmission timeout (200 ms here, 1 s at Linux), the connection starts over at
+    /// once with an ISN past the old connection's. Once per connection: a peer that keeps
+    /// answering so gets smoltcp's ordinary treatment. `None` when this does not apply.
+    pub(crate) fn restart_syn(&mut self, index: u32, seg: &SegInfo) -> Option<Rx> {
+        let flow = self.flows.slot_mut(index)?;
+        let ack = seg.ack?;
+        if flow.x.syn_restarted
+            || seg.flags & (xlate::SYN | xlate::RST) != 0
+            || flow.x.snd_max.is_none_or(|sent| sent == ack)
+        {
+            return None;
+        }
+        let rst = craft::segment(&flow.tuple, TcpControl::Rst, ack, None);
+        let (local, remote, iface) = (flow.tuple.local, flow.tuple.remote, flow.iface);
+        let sock = flow.socket_mut();
+        sock.abort();
+        let again = sock.connect(
+            self.ifaces[iface].context(),
+            (IpAddress::Ipv4(*remote.ip()), remote.port()),
+            IpListenEndpoint {
+                addr: Some(IpAddress::Ipv4(*local.ip())),
+                port: local.port(),
+            },
+        );
+        if again.is_err() {
+            // Cannot happen for a socket just aborted; leave it to its own timers.
+            return None;
+        }
+        flow.x = Xlate {
+            want_isn: Some(ack.wrapping_add(REUSE_ISN_GAP)),
+            ts_off: flow.x.ts_off,
+            syn_restarted: true,
+            ..Xlate::default()
+        };
+        let id = flow.id(index);
+        mark_dirty(&mut self.dirty, flow, id);
+        self.eg.send_tcp(&flow.tuple, &rst);
+        self.eg.counters.tcp_syn_restarted += 1;
+        Some(Rx::Delivered)
     }
 
     /// The local address to open a connection to `remote` from: the first one on its subnet,

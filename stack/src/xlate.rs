@@ -67,6 +67,8 @@ pub(crate) struct Xlate {
     pub(crate) probe: Probe,
     /// The last segment sent was a retransmission.
     pub(crate) last_retransmit: bool,
+    /// The active open was started over once (its SYN was answered by a stray ACK).
+    pub(crate) syn_restarted: bool,
 }
 
 /// What an egress pass learned from one segment.

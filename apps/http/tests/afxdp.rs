@@ -96,14 +96,12 @@ fn clients_against_the_afxdp_server() {
         vec!["--backend", "epoll"],
         afxdp(&[]),
         vec!["--backend", "epoll", "--close"],
-        // The RST-closing run goes before the FIN-closing one: after FIN closes the server
-        // holds every client port in TIME-WAIT for 5 s, and a new client process (new
-        // timestamp offsets) finds half of its SYNs answered with the record's ACK; its RST
-        // ends the record and the SYN goes again after the initial RTO (200 ms), as between
-        // Linux peers (1 s there). That regime is tested in the stack's own tests
-        // (`a_restarted_client_opens_every_port_the_server_holds_in_time_wait`).
-        afxdp(&["--close", "--close-rst"]),
         afxdp(&["--close"]),
+        // After the FIN-closing run the server holds every client port in TIME-WAIT (5 s):
+        // this new client process (new timestamp offsets) finds about half of its SYNs
+        // answered with a record's ACK, ends the record with an RST and starts over at once
+        // (before the client did, every such connection waited for a 200 ms RTO).
+        afxdp(&["--close", "--close-rst"]),
         afxdp(&["--path", "/data/65536.bin", "--expect-file", big]),
     ] {
         let r = load_in_client_ns(&args);
