@@ -215,7 +215,7 @@ impl Stack {
     /// connection. RFC 9293's answer is an RST at the ACK's number, which ends such a record
     /// (at Linux by default, and at this stack); then, rather than wait for the SYN's
     /// retransmission timeout (200 ms here, 1 s at Linux), the connection starts over at
-    /// once with an ISN past the old connection's. Once per connection: a peer that keeps
+    /// once with a fresh ISN. Once per connection: a peer that keeps
     /// answering so gets smoltcp's ordinary treatment. `None` when this does not apply.
     pub(crate) fn restart_syn(&mut self, index: u32, seg: &SegInfo) -> Option<Rx> {
         let flow = self.flows.slot_mut(index)?;
@@ -242,8 +242,11 @@ impl Stack {
             // Cannot happen for a socket just aborted; leave it to its own timers.
             return None;
         }
+        // A fresh RFC 6528 ISN: the old record or connection is gone after the RST, and an
+        // ISN derived from the ACK would let a forged ACK choose it.
+        let isn = self.keys.tuple_secrets(&flow.tuple).isn(self.now);
         flow.x = Xlate {
-            want_isn: Some(ack.wrapping_add(REUSE_ISN_GAP)),
+            want_isn: Some(isn),
             ts_off: flow.x.ts_off,
             syn_restarted: true,
             ..Xlate::default()
