@@ -12,35 +12,13 @@ use megatcp_channel::{Backend, Command, Completion, Ledger};
 use megatcp_nic::NicQueue;
 use megatcp_stack::{Instant, Stack, StackConfig};
 
-use crate::capture::{Capture, CaptureControl};
+use crate::capture::{self, Capture, CaptureControl};
 use crate::hint::ChecksumHint;
-use crate::monitor::{ConnInfo, CoreMonitor, Field};
+use crate::idle::{IdlePolicy, LoopStats, TurnClock, idle_sleep};
+use crate::monitor::CoreMonitor;
+use crate::publish::{Publisher, Sources};
 use crate::stack_io::{BypassLedger, StackIo, on_events};
 use crate::steer::{Route, Steer, SteerStats};
-
-/// What a core does when a poll finds nothing to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdlePolicy {
-    /// Spin: lowest latency, one core at 100 %.
-    BusyPoll,
-    /// Spin `spins` empty iterations, then sleep up to `max_sleep` at a time (bounded by the
-    /// stack's next deadline and the dispatch timeout).
-    Backoff {
-        /// Empty iterations before sleeping.
-        spins: u32,
-        /// Longest single sleep.
-        max_sleep: StdDuration,
-    },
-}
-
-impl Default for IdlePolicy {
-    fn default() -> Self {
-        IdlePolicy::Backoff {
-            spins: 2000,
-            max_sleep: StdDuration::from_micros(200),
-        }
-    }
-}
 
 /// Why a [`Bypass`] could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -53,56 +31,18 @@ pub enum BypassError {
     Random(getrandom::Error),
 }
 
-/// Counters of the engine loop of one core.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LoopStats {
-    /// Loop iterations.
-    pub iterations: u64,
-    /// Iterations that received no frame.
-    pub idle_iterations: u64,
-    /// Sleeps taken by the idle policy.
-    pub sleeps: u64,
-    /// NIC transmit flushes (batches).
-    pub tx_batches: u64,
-    /// Frames the NIC refused (ring full); they stayed queued in the stack.
-    pub tx_ring_full: u64,
-    /// Iterations that did work: received or sent frames, or produced completions.
-    pub busy_iterations: u64,
-    /// Nanoseconds from the start of a busy iteration to the start of the next one (the
-    /// application's handling of its completions included).
-    pub busy_ns: u64,
-    /// Nanoseconds from the start of an empty iteration to the start of the next one
-    /// (idle polling and sleeps).
-    pub idle_ns: u64,
-}
-
-impl LoopStats {
-    /// The share of the time (0..=1) spent busy, `None` before any time was counted.
-    pub fn busy_fraction(&self) -> Option<f64> {
-        let all = self.busy_ns + self.idle_ns;
-        (all > 0).then(|| self.busy_ns as f64 / all as f64)
-    }
-}
-
-/// How often a core publishes its counters to its monitor.
-const PUBLISH_EVERY: StdDuration = StdDuration::from_millis(1);
-
 /// The bypass backend: one NIC queue + one stack, owned by one core's thread (not `Send`).
 pub struct Bypass<Q: NicQueue> {
     nic: Q,
     ledger: BypassLedger,
     io: StackIo,
-    /// When the last turn read the clock (one read per turn: clock reads are not free).
-    clock: StdInstant,
-    /// Whether the last turn did work (its time, until this turn, counts as busy).
-    last_busy: bool,
-    /// When the counters go to the monitor next.
-    next_publish: StdInstant,
+    /// One clock read per turn (clock reads are not free), busy and idle time.
+    clock: TurnClock,
     stop: Arc<AtomicBool>,
     idle: IdlePolicy,
     rx_budget: usize,
     stats: LoopStats,
-    monitor: Option<(Arc<Vec<CoreMonitor>>, usize)>,
+    publisher: Publisher,
     /// Packet capture on demand (`--pcap`).
     capture: Option<Capture>,
     /// Rings to and from the other cores, when there are several.
@@ -133,14 +73,12 @@ impl<Q: NicQueue> Bypass<Q> {
             nic,
             ledger: Ledger::new(),
             io: StackIo::new(stack, start),
-            clock: start,
-            last_busy: false,
-            next_publish: start,
+            clock: TurnClock::new(start),
             stop,
             idle,
             rx_budget: 64,
             stats: LoopStats::default(),
-            monitor: None,
+            publisher: Publisher::new(start),
             capture: None,
             steer: None,
             checksum_hint,
@@ -170,7 +108,7 @@ impl<Q: NicQueue> Bypass<Q> {
 
     /// Publishes counters to `monitors[index]` from now on (about every millisecond).
     pub fn set_monitor(&mut self, monitors: Arc<Vec<CoreMonitor>>, index: usize) {
-        self.monitor = Some((monitors, index));
+        self.publisher.set(monitors, index);
     }
 
     /// Captures this core's traffic to `ctrl`'s directory while `ctrl` says so, in files
@@ -208,89 +146,13 @@ impl<Q: NicQueue> Bypass<Q> {
 
     /// Publishes the counters to the monitor now (and the connection list, if asked).
     pub fn publish(&self) {
-        let Some(m) = self.monitor.as_ref().and_then(|(m, i)| m.get(*i)) else {
-            return;
-        };
-        let stack = &self.io.stack;
-        let (c, s, l, n) = (
-            stack.counters(),
-            stack.stats(),
-            self.stats,
-            self.nic.stats(),
-        );
-        let steer = self.steer_stats();
-        let values = [
-            (Field::rx_frames, c.rx_frames),
-            (Field::rx_bytes, c.rx_bytes),
-            (Field::tx_frames, c.tx_frames),
-            (Field::tx_bytes, c.tx_bytes),
-            (Field::drops, c.drops.total()),
-            (Field::conns_accepted, c.conns_accepted),
-            (Field::conns_opened, c.conns_opened),
-            (Field::conns_closed, c.conns_closed),
-            (Field::conns_reset, c.conns_reset),
-            (Field::conns_connect_failed, c.conns_connect_failed),
-            (Field::retransmits, c.tcp_retransmits),
-            (Field::tail_probes, c.tail_probes),
-            (Field::rst_sent, c.tcp_rst_sent),
-            (Field::syn_cookies_sent, c.syn_cookies_sent),
-            (Field::challenge_acks_sent, c.challenge_acks_sent),
-            (Field::time_wait_entered, c.tcp_time_wait_entered),
-            (Field::flows, s.flows as u64),
-            (Field::time_wait, s.time_wait as u64),
-            (Field::queued_frames, s.queued_frames as u64),
-            (Field::timer_entries, s.timer_entries as u64),
-            (Field::queued_events, s.queued_events as u64),
-            (Field::arp_entries, s.arp_entries as u64),
-            (Field::flow_table_bytes, s.flow_table_bytes as u64),
-            (Field::time_wait_bytes, s.time_wait_bytes as u64),
-            (Field::pooled_frame_bytes, s.pooled_frame_bytes as u64),
-            (Field::pooled_socket_bytes, s.pooled_socket_bytes as u64),
-            (Field::turns, l.iterations),
-            (Field::busy_turns, l.busy_iterations),
-            (Field::busy_ns, l.busy_ns),
-            (Field::idle_ns, l.idle_ns),
-            (Field::sleeps, l.sleeps),
-            (Field::tx_batches, l.tx_batches),
-            (Field::tx_ring_full, l.tx_ring_full),
-            (Field::nic_rx_frames, n.rx_frames),
-            (Field::nic_tx_frames, n.tx_frames),
-            (Field::nic_tx_full, n.tx_full),
-            (Field::nic_dropped, n.dropped),
-            (Field::steered_out, steer.steered_out),
-            (Field::steered_in, steer.steered_in),
-            (Field::steer_dropped, steer.dropped),
-            (
-                Field::capture_frames,
-                self.capture.as_ref().map_or(0, |c| c.frames),
-            ),
-        ];
-        debug_assert_eq!(values.len(), Field::ALL.len());
-        for (f, v) in values {
-            m.set(f, v);
-        }
-        m.set_drops(&c.drops);
-        if m.connections_wanted() {
-            m.put_connections(self.connections());
-        }
-    }
-
-    /// Every connection of the stack, for listings.
-    fn connections(&self) -> Vec<ConnInfo> {
-        let stack = &self.io.stack;
-        stack
-            .connections()
-            .into_iter()
-            .filter_map(|id| {
-                Some(ConnInfo {
-                    local: stack.local_addr(id).ok()?,
-                    remote: stack.peer_addr(id).ok()?,
-                    state: stack.state(id).ok()?.to_string(),
-                    recv_queue: stack.recv_queue(id).unwrap_or(0),
-                    send_queue: stack.send_queue(id).unwrap_or(0),
-                })
-            })
-            .collect()
+        self.publisher.publish(Sources {
+            stack: &self.io.stack,
+            engine: self.stats,
+            nic: self.nic.stats(),
+            steer: self.steer_stats(),
+            capture_frames: self.capture.as_ref().map_or(0, |c| c.frames),
+        });
     }
 
     /// Live handles (connections and listeners).
@@ -300,18 +162,9 @@ impl<Q: NicQueue> Bypass<Q> {
 
     /// One engine iteration; returns the frames received.
     fn turn(&mut self, out: &mut Vec<Completion>) -> usize {
-        // Busy-time accounting rides on the turn's one clock read: the time since the last
-        // turn started is that turn's, busy or idle as it was.
-        let clock = StdInstant::now();
-        let spent = clock.saturating_duration_since(self.clock).as_nanos() as u64;
-        if self.last_busy {
-            self.stats.busy_ns += spent;
-        } else {
-            self.stats.idle_ns += spent;
-        }
-        self.clock = clock;
+        let clock = self.clock.tick(&mut self.stats);
         let before = out.len();
-        let now = self.io.at(self.clock);
+        let now = self.io.at(clock);
         // Output first: what the commands just submitted and the previous input owe leaves
         // now, in one NIC batch. Input is only taken after, and its output waits for the
         // next turn, which comes after the application has seen the completions: a reply
@@ -319,28 +172,8 @@ impl<Q: NicQueue> Bypass<Q> {
         // leaves in the same segment as the ACK, not one packet after it.
         self.io.stack.poll(now);
         on_events(&mut self.ledger, &mut self.io, out);
-        let nic = &mut self.nic;
-        let mut refused = 0u64;
-        let capture = self.capture.as_mut().filter(|c| c.on());
-        // Frames are written straight into the NIC's transmit buffers.
-        let sent = match capture {
-            None => self.io.stack.transmit_into(&mut |fill| {
-                let ok = nic.tx_frame(fill).is_ok();
-                refused += u64::from(!ok);
-                ok
-            }),
-            Some(cap) => self.io.stack.transmit_into(&mut |fill| {
-                let ok = nic
-                    .tx_frame(&mut |buf| {
-                        let n = fill(buf);
-                        cap.record(buf.get(..n).unwrap_or(&[]));
-                        n
-                    })
-                    .is_ok();
-                refused += u64::from(!ok);
-                ok
-            }),
-        };
+        let (sent, refused) =
+            capture::transmit(&mut self.io.stack, &mut self.nic, self.capture.as_mut());
         if sent > 0 {
             self.nic.tx_flush();
             self.stats.tx_batches += 1;
@@ -359,36 +192,36 @@ impl<Q: NicQueue> Bypass<Q> {
                 Route::To(core) => s.send(core, data),
             },
         };
-        let mut n = match self.capture.as_mut().filter(|c| c.on()) {
-            None => self.nic.rx_burst(self.rx_budget, &mut |f| deliver(f.data)),
-            Some(cap) => self.nic.rx_burst(self.rx_budget, &mut |f| {
-                cap.record(f.data);
-                deliver(f.data)
-            }),
-        };
+        let mut n = capture::receive(
+            &mut self.nic,
+            self.rx_budget,
+            self.capture.as_mut(),
+            &mut deliver,
+        );
         if let Some(s) = steer {
             n += s.receive(&mut |frame| stack.receive(now, frame));
         }
         on_events(&mut self.ledger, &mut self.io, out);
-        self.stats.iterations += 1;
-        self.last_busy = n > 0 || sent > 0 || out.len() > before;
-        self.stats.busy_iterations += u64::from(self.last_busy);
-        if self.clock >= self.next_publish {
-            self.next_publish = self.clock + PUBLISH_EVERY;
-            if let Some(c) = self.capture.as_mut() {
-                c.follow();
-            }
-            self.publish();
-            if let Some(h) = &mut self.checksum_hint
-                && let Some(text) = h.check(
-                    ChecksumHint::bad_frames(&self.io.stack.counters()),
-                    self.clock,
-                )
-            {
-                tracing::warn!("queue {}: {text}", self.nic.queue_id());
-            }
+        let busy = n > 0 || sent > 0 || out.len() > before;
+        self.clock.end(busy, &mut self.stats);
+        if self.publisher.due(clock) {
+            self.every_period(clock);
         }
         n
+    }
+
+    /// What a core does about once a millisecond: follow the capture control, publish the
+    /// counters, and say (rarely) why received frames fail their checksum.
+    fn every_period(&mut self, clock: StdInstant) {
+        if let Some(c) = self.capture.as_mut() {
+            c.follow();
+        }
+        self.publish();
+        if let Some(h) = &mut self.checksum_hint
+            && let Some(text) = h.check(ChecksumHint::bad_frames(&self.io.stack.counters()), clock)
+        {
+            tracing::warn!("queue {}: {text}", self.nic.queue_id());
+        }
     }
 
     /// Closes every handle (graceful shutdown) and runs the stack until connections have
@@ -412,26 +245,6 @@ impl<Q: NicQueue> Bypass<Q> {
             std::thread::sleep(StdDuration::from_micros(100));
         }
     }
-
-    /// How long an idle poll may sleep: at most `max_sleep`, what is left of the timeout,
-    /// and the time to the stack's next deadline.
-    fn idle_sleep(
-        &self,
-        max_sleep: StdDuration,
-        timeout: Option<StdDuration>,
-        start: StdInstant,
-    ) -> StdDuration {
-        let mut sleep = max_sleep;
-        if let Some(t) = timeout {
-            sleep = sleep.min(t.saturating_sub(self.clock.saturating_duration_since(start)));
-        }
-        if let Some(at) = self.io.stack.poll_at() {
-            let now = self.io.at(StdInstant::now());
-            let until = (at - now.min(at)).total_micros();
-            sleep = sleep.min(StdDuration::from_micros(until));
-        }
-        sleep
-    }
 }
 
 impl<Q: NicQueue> Backend for Bypass<Q> {
@@ -444,14 +257,15 @@ impl<Q: NicQueue> Backend for Bypass<Q> {
     fn poll(&mut self, timeout: Option<StdDuration>, out: &mut Vec<Completion>) {
         // The timeout counts from the last turn's clock reading (the application's time
         // since then counts too): no clock read of its own.
-        let start = self.clock;
+        let start = self.clock.now();
         let mut empty_turns = 0u32;
         loop {
             let got = self.turn(out);
             if !out.is_empty() || self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            if timeout.is_some_and(|t| self.clock.saturating_duration_since(start) >= t) {
+            let elapsed = self.clock.now().saturating_duration_since(start);
+            if timeout.is_some_and(|t| elapsed >= t) {
                 return;
             }
             if got > 0 {
@@ -463,7 +277,8 @@ impl<Q: NicQueue> Backend for Bypass<Q> {
             if let IdlePolicy::Backoff { spins, max_sleep } = self.idle
                 && empty_turns > spins
             {
-                let sleep = self.idle_sleep(max_sleep, timeout, start);
+                let stack_now = self.io.at(StdInstant::now());
+                let sleep = idle_sleep(max_sleep, timeout, elapsed, &self.io.stack, stack_now);
                 if !sleep.is_zero() {
                     self.stats.sleeps += 1;
                     std::thread::sleep(sleep);

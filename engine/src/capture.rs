@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
+use megatcp_nic::NicQueue;
 use megatcp_nic::pcap::PcapWriter;
+use megatcp_stack::Stack;
 
 /// Turns the cores' captures on and off (see the module docs).
 #[derive(Debug)]
@@ -144,6 +146,53 @@ impl Capture {
                 Err(e) => tracing::warn!(core = self.core, "capture incomplete: {e}"),
             }
         }
+    }
+}
+
+/// Sends the stack's queued frames straight into `nic`'s transmit buffers, recording each
+/// one while `capture` is on. Returns the frames sent and the frames the NIC refused (they
+/// stay queued in the stack).
+pub(crate) fn transmit<Q: NicQueue>(
+    stack: &mut Stack,
+    nic: &mut Q,
+    capture: Option<&mut Capture>,
+) -> (usize, u64) {
+    let mut refused = 0u64;
+    let sent = match capture.filter(|c| c.on()) {
+        None => stack.transmit_into(&mut |fill| {
+            let ok = nic.tx_frame(fill).is_ok();
+            refused += u64::from(!ok);
+            ok
+        }),
+        Some(cap) => stack.transmit_into(&mut |fill| {
+            let ok = nic
+                .tx_frame(&mut |buf| {
+                    let n = fill(buf);
+                    cap.record(buf.get(..n).unwrap_or(&[]));
+                    n
+                })
+                .is_ok();
+            refused += u64::from(!ok);
+            ok
+        }),
+    };
+    (sent, refused)
+}
+
+/// Receives up to `budget` frames from `nic` into `deliver`, recording each one while
+/// `capture` is on. Returns the frames received.
+pub(crate) fn receive<Q: NicQueue>(
+    nic: &mut Q,
+    budget: usize,
+    capture: Option<&mut Capture>,
+    deliver: &mut impl FnMut(&[u8]),
+) -> usize {
+    match capture.filter(|c| c.on()) {
+        None => nic.rx_burst(budget, &mut |f| deliver(f.data)),
+        Some(cap) => nic.rx_burst(budget, &mut |f| {
+            cap.record(f.data);
+            deliver(f.data)
+        }),
     }
 }
 

@@ -22,13 +22,16 @@
 mod bypass;
 mod capture;
 mod hint;
+mod idle;
 pub mod monitor;
+mod publish;
 mod runtime;
 mod stack_io;
 mod steer;
 
-pub use bypass::{Bypass, BypassError, IdlePolicy, LoopStats};
+pub use bypass::{Bypass, BypassError};
 pub use capture::CaptureControl;
+pub use idle::{IdlePolicy, LoopStats};
 pub use monitor::{ConnInfo, CoreMonitor, Snapshot};
 pub use runtime::{CoreCtx, CoreReport, EngineError, Runtime};
 pub use steer::SteerStats;

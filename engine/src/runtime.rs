@@ -13,7 +13,8 @@ use megatcp_stack::{Counters, StackConfig};
 use crate::capture::CaptureControl;
 use crate::monitor::CoreMonitor;
 
-use crate::bypass::{Bypass, IdlePolicy, LoopStats};
+use crate::bypass::Bypass;
+use crate::idle::{IdlePolicy, LoopStats};
 
 /// Why the runtime could not run.
 #[derive(Debug, thiserror::Error)]

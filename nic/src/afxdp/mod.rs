@@ -29,6 +29,7 @@ use xsk_rs::{CompQueue, FillQueue, FrameDesc, RxQueue, Socket, TxQueue, Umem};
 use crate::{Capabilities, ChecksumOffloads, NicQueue, QueueStats, RssInfo, RxFrame, TxError};
 
 pub mod program;
+mod users;
 
 pub use program::{Mode, Program, ProgramError, Steering};
 

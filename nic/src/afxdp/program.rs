@@ -20,11 +20,12 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::ops::RangeInclusive;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use libxdp_sys as xdp;
+
+use super::users::{lock_base, lock_file, open_lock};
 
 /// The program, compiled from `filter.bpf.c` by the build script.
 static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/megatcp_xdp.o"));
@@ -32,8 +33,6 @@ static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/megatcp_xdp.o")
 const NAME: &str = "megatcp_xdp";
 /// libxdp's default AF_XDP program (what older megatcp versions and DPDK's af_xdp PMD load).
 const LIBXDP_DEFAULT: &str = "xsk_def_prog";
-/// Where the locks live.
-const RUN_DIR: &str = "/run/megatcp";
 /// Queues the maps hold (`MAX_QUEUES` in `filter.bpf.c`).
 pub const MAX_QUEUES: u32 = 256;
 
@@ -451,57 +450,6 @@ fn ifindex(iface: &str) -> Result<i32, ProgramError> {
         return Err(ProgramError::NoInterface(iface.to_string()));
     }
     i32::try_from(index).map_err(|_| ProgramError::NoInterface(iface.to_string()))
-}
-
-/// `/run/megatcp/xdp-NETNS-IFINDEX` (interface indexes are per network namespace).
-fn lock_base(ifindex: i32) -> Result<PathBuf, ProgramError> {
-    let ns = std::fs::metadata("/proc/self/ns/net").map_err(|source| ProgramError::Lock {
-        path: "/proc/self/ns/net".into(),
-        source,
-    })?;
-    std::fs::create_dir_all(RUN_DIR).map_err(|source| ProgramError::Lock {
-        path: RUN_DIR.into(),
-        source,
-    })?;
-    Ok(Path::new(RUN_DIR).join(format!("xdp-{}-{ifindex}", ns.ino())))
-}
-
-fn open_lock(path: &Path) -> Result<File, ProgramError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|source| ProgramError::Lock {
-            path: path.to_path_buf(),
-            source,
-        })
-}
-
-/// Opens `path` and takes `how` (`LOCK_EX`, `LOCK_SH`) on it, waiting for it; released
-/// when the file is dropped. The last user removes the lock files, so a lock taken on a
-/// file that is no longer at `path` is dropped and taken again on the new one.
-fn lock_file(path: &Path, how: i32) -> Result<File, ProgramError> {
-    let err = |source| ProgramError::Lock {
-        path: path.to_path_buf(),
-        source,
-    };
-    loop {
-        let file = open_lock(path)?;
-        // SAFETY: `file` is an open file.
-        if unsafe { libc::flock(file.as_raw_fd(), how) } != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == std::io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(err(e));
-        }
-        let held = file.metadata().map_err(err)?.ino();
-        match std::fs::metadata(path) {
-            Ok(m) if m.ino() == held => return Ok(file),
-            _ => continue,
-        }
-    }
 }
 
 fn libxdp_error(ptr: *const libc::c_void) -> Option<String> {
