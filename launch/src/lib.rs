@@ -55,6 +55,7 @@ pub mod dpdk;
 pub mod duration;
 mod kernel;
 pub mod latency;
+pub mod load;
 pub mod logging;
 pub mod nic;
 pub mod ops;
@@ -144,6 +145,59 @@ impl From<LaunchError> for Failure {
         match exit_code(&e) {
             2 => Failure::Usage(e.to_string()),
             _ => Failure::Runtime(e.to_string()),
+        }
+    }
+}
+
+/// Fails when any core's application failed or did not finish, saying which (each line
+/// after `name: `).
+pub fn cores_failed<T, E: std::fmt::Display>(
+    name: &str,
+    cores: &[CoreOutcome<Result<T, E>>],
+) -> Result<(), Failure> {
+    let mut failed = 0;
+    for c in cores {
+        match &c.output {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                failed += 1;
+                eprintln!("{name}: core {}: {e}", c.index);
+            }
+            None => {
+                failed += 1;
+                eprintln!("{name}: core {}: did not finish", c.index);
+            }
+        }
+    }
+    if failed > 0 {
+        Err(Failure::Runtime(format!("{failed} cores failed")))
+    } else {
+        Ok(())
+    }
+}
+
+/// The exit status at the end of a binary's `main`, for a command that returns the errors
+/// it counted or fails: 0 without errors; 1 with counted errors (said as `name: N
+/// errors`); a failure's [`Failure::code`] with its message, after `name: ` when
+/// `prefix_failures` (memcached's own messages stand alone).
+pub fn exit_status(
+    name: &str,
+    result: Result<u64, Failure>,
+    prefix_failures: bool,
+) -> std::process::ExitCode {
+    match result {
+        Ok(0) => std::process::ExitCode::SUCCESS,
+        Ok(errors) => {
+            eprintln!("{name}: {errors} errors");
+            std::process::ExitCode::from(1)
+        }
+        Err(e) if prefix_failures => {
+            eprintln!("{name}: {}", e.message());
+            std::process::ExitCode::from(e.code())
+        }
+        Err(e) => {
+            eprintln!("{}", e.message());
+            std::process::ExitCode::from(e.code())
         }
     }
 }
@@ -319,6 +373,11 @@ impl<'a> Launch<'a> {
             uring: UringConfig::default(),
             ops: None,
         }
+    }
+
+    /// How many cores the run has.
+    pub fn cores(&self) -> usize {
+        self.args.cores.0.len()
     }
 
     /// Whether to pin each core's thread to its CPU (default true).

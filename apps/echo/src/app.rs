@@ -49,6 +49,14 @@ impl App for LoadApp {
     type Output = LoadReport;
 
     fn run<B: Backend>(&self, ctx: CoreCtx, ch: &mut Channel<B>) -> LoadReport {
-        run_load(ch, self.base.share(self.cores, ctx.index))
+        megatcp_launch::load::Load::run_share(&self.base, ch, self.cores, ctx.index)
+    }
+}
+
+impl megatcp_launch::load::Load for LoadOpts {
+    type Report = LoadReport;
+
+    fn run_share<B: Backend>(&self, ch: &mut Channel<B>, cores: usize, core: usize) -> LoadReport {
+        run_load(ch, self.share(cores, core))
     }
 }

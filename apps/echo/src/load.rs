@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use megatcp_channel::{Backend, Channel, Completion, Handle};
 use megatcp_launch::latency::Latency;
+use megatcp_launch::load::{CLOSE, CONNECT, READ, WRITE, cookie, split};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -234,19 +235,6 @@ struct Slot {
     /// When the connection's `connect` was issued.
     connecting: Instant,
     txns: u64,
-}
-
-const CONNECT: u64 = 0;
-const WRITE: u64 = 1;
-const READ: u64 = 2;
-const CLOSE: u64 = 3;
-
-fn cookie(slot: usize, kind: u64) -> u64 {
-    ((slot as u64) << 4) | kind
-}
-
-fn split(cookie: u64) -> (usize, u64) {
-    ((cookie >> 4) as usize, cookie & 0xf)
 }
 
 struct Gen {
@@ -566,10 +554,5 @@ mod tests {
         assert!("0".parse::<MsgSize>().is_err());
         assert!("9..3".parse::<MsgSize>().is_err());
         assert!("x".parse::<MsgSize>().is_err());
-    }
-
-    #[test]
-    fn cookies_round_trip() {
-        assert_eq!(split(cookie(12345, READ)), (12345, READ));
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use megatcp_echo::pair::{FaultConfig, PairOpts, run_pair};
-use megatcp_echo::{LoadApp, LoadOpts, LoadReport, MsgSize, Protocol, ServeApp, ServeOpts};
+use megatcp_echo::{LoadOpts, LoadReport, MsgSize, Protocol, ServeApp, ServeOpts};
 use megatcp_launch::{BackendArgs, Cores, Failure, Launch, OpsArgs};
 
 #[derive(Parser)]
@@ -127,26 +127,16 @@ fn serve_cmd(
     let cores = Launch::new(&backend)
         .ops(ops, "megatcp-echo serve")
         .run(&app)?;
-    let mut failed = 0;
     for c in &cores {
         eprintln!("{}", c.report);
-        match &c.output {
-            Some(Ok(s)) => eprintln!(
+        if let Some(Ok(s)) = &c.output {
+            eprintln!(
                 "core {}: accepted {} echoed {} B resets {} errors {}",
                 c.index, s.accepted, s.bytes, s.resets, s.errors
-            ),
-            Some(Err(e)) => {
-                failed += 1;
-                eprintln!("core {}: {e}", c.index);
-            }
-            None => failed += 1,
+            );
         }
     }
-    if failed > 0 {
-        Err(Failure::Runtime(format!("{failed} cores failed")))
-    } else {
-        Ok(0)
-    }
+    megatcp_launch::cores_failed("megatcp-echo", &cores).map(|()| 0)
 }
 
 fn load_cmd(
@@ -154,15 +144,8 @@ fn load_cmd(
     connect: SocketAddrV4,
     load: &LoadArgs,
 ) -> Result<LoadReport, Failure> {
-    let app = LoadApp {
-        base: load.opts(connect),
-        cores: backend.cores.0.len(),
-    };
-    let cores = megatcp_launch::run(&backend, &app)?;
-    for c in &cores {
-        eprintln!("{}", c.report);
-    }
-    let reports: Vec<LoadReport> = cores.into_iter().filter_map(|c| c.output).collect();
+    let base = load.opts(connect);
+    let reports = megatcp_launch::load::run_shares(Launch::new(&backend), &base, true)?;
     LoadReport::merge(&reports).ok_or_else(|| Failure::Runtime("no core produced a report".into()))
 }
 
@@ -273,15 +256,5 @@ fn main() -> ExitCode {
             })
         }
     };
-    match result {
-        Ok(0) => ExitCode::SUCCESS,
-        Ok(errors) => {
-            eprintln!("megatcp-echo: {errors} errors");
-            ExitCode::from(1)
-        }
-        Err(e) => {
-            eprintln!("megatcp-echo: {}", e.message());
-            ExitCode::from(e.code())
-        }
-    }
+    megatcp_launch::exit_status("megatcp-echo", result, true)
 }

@@ -17,8 +17,12 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use megatcp_channel::{Backend, Channel, Completion, Handle};
+use megatcp_channel::{Backend, Channel, Handle};
 use megatcp_launch::latency::Latency;
+use megatcp_launch::load::{
+    CLOSE, CONNECT, Conns, Load, Phase, READ, WRITE, cookie, drive, run_shares,
+};
+use megatcp_launch::{Failure, Launch};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -177,15 +181,6 @@ struct Conn {
     server_closes: bool,
 }
 
-const CONNECT: u64 = 0;
-const WRITE: u64 = 1;
-const READ: u64 = 2;
-const CLOSE: u64 = 3;
-
-fn cookie(slot: usize, kind: u64) -> u64 {
-    ((slot as u64) << 4) | kind
-}
-
 /// Parses a response head; `Ok(None)` while incomplete. The head must say 200 and the
 /// expected length.
 fn parse_head(b: &[u8], want_len: usize) -> Result<Option<(usize, bool)>, bool> {
@@ -223,8 +218,7 @@ struct Gen<'a> {
     conns: Vec<Conn>,
     request: Vec<u8>,
     report: LoadReport,
-    measuring: bool,
-    stopping: bool,
+    phase: Phase,
 }
 
 impl Gen<'_> {
@@ -239,7 +233,7 @@ impl Gen<'_> {
         };
         let Some(h) = c.handle else { return };
         let n = depth.saturating_sub(c.inflight.len());
-        if n == 0 || self.stopping {
+        if n == 0 || self.phase.stopping {
             return;
         }
         let now = Instant::now();
@@ -316,7 +310,7 @@ impl Gen<'_> {
             if c.rx == Rx::Body(want) {
                 c.rx = Rx::Head;
                 let started = c.inflight.pop_front();
-                if self.measuring {
+                if self.phase.measuring {
                     self.report.requests += 1;
                     self.report.body_bytes += want as u64;
                     if let Some(t) = started {
@@ -324,7 +318,7 @@ impl Gen<'_> {
                     }
                 }
                 if !self.opts.keep_alive {
-                    if self.measuring {
+                    if self.phase.measuring {
                         self.report.connections += 1;
                     }
                     finished_conn = true;
@@ -362,13 +356,50 @@ impl Gen<'_> {
             c.head.clear();
             c.rx = Rx::Head;
         }
-        if !self.stopping {
+        if !self.phase.stopping {
             ch.connect(self.opts.target, cookie(s, CONNECT));
         }
+    }
+}
+
+impl Conns for Gen<'_> {
+    fn phase(&mut self) -> &mut Phase {
+        &mut self.phase
+    }
+
+    fn connected<B: Backend>(&mut self, ch: &mut Channel<B>, slot: usize, handle: Handle) {
+        if let Some(c) = self.conns.get_mut(slot) {
+            c.handle = Some(handle);
+        }
+        self.fill(ch, slot);
+    }
+
+    fn read<B: Backend>(&mut self, ch: &mut Channel<B>, slot: usize, data: &[u8]) {
+        self.on_read(ch, slot, data);
     }
 
     fn slot_of(&self, h: Handle) -> Option<usize> {
         self.conns.iter().position(|c| c.handle == Some(h))
+    }
+
+    fn ended<B: Backend>(&mut self, ch: &mut Channel<B>, slot: usize) {
+        self.report.errors.closed += 1;
+        if let Some(c) = self.conns.get_mut(slot) {
+            c.handle = None;
+        }
+        self.replace(ch, slot, false);
+    }
+
+    fn connect_failed(&mut self, _: usize) {
+        self.report.errors.connect += 1;
+    }
+
+    fn close_all<B: Backend>(&mut self, ch: &mut Channel<B>) {
+        for c in &mut self.conns {
+            if let Some(h) = c.handle.take() {
+                ch.abort(h, CLOSE);
+            }
+        }
     }
 }
 
@@ -403,81 +434,10 @@ pub fn run_load<B: Backend>(ch: &mut Channel<B>, opts: &LoadOpts) -> LoadReport 
             .collect(),
         request: request_for(opts),
         report: LoadReport::new(),
-        measuring: false,
-        stopping: false,
+        phase: Phase::default(),
     };
-    for s in 0..g.conns.len() {
-        ch.connect(opts.target, cookie(s, CONNECT));
-    }
-    let start = Instant::now();
-    let mut measure_start = start;
-    let give_up = start + opts.duration + opts.warmup + Duration::from_secs(60);
-    loop {
-        let now = Instant::now();
-        if ch.is_stopping() || now > give_up {
-            break;
-        }
-        if !g.measuring && now >= start + opts.warmup {
-            g.measuring = true;
-            measure_start = now;
-        }
-        if g.measuring && now.duration_since(measure_start) >= opts.duration {
-            g.report.seconds = now.duration_since(measure_start).as_secs_f64();
-            g.stopping = true;
-            break;
-        }
-        let mut batch = ch.dispatch(Some(Duration::from_millis(5)));
-        for comp in batch.drain(..) {
-            match comp {
-                Completion::Connected { handle, cookie } => {
-                    let s = (cookie >> 4) as usize;
-                    if let Some(c) = g.conns.get_mut(s) {
-                        c.handle = Some(handle);
-                    }
-                    ch.read(handle, self::cookie(s, READ));
-                    g.fill(ch, s);
-                }
-                Completion::Read { data, cookie, .. } => {
-                    g.on_read(ch, (cookie >> 4) as usize, &data);
-                }
-                Completion::Eof { handle, .. } | Completion::Reset { handle } => {
-                    if let Some(s) = g.slot_of(handle) {
-                        g.report.errors.closed += 1;
-                        if let Some(c) = g.conns.get_mut(s) {
-                            c.handle = None;
-                        }
-                        if let Completion::Eof { .. } = comp {
-                            ch.close(handle, cookie(s, CLOSE));
-                        }
-                        g.replace(ch, s, false);
-                    }
-                }
-                Completion::Error { cookie, .. } if cookie & 0xf == CONNECT => {
-                    g.report.errors.connect += 1;
-                    if g.report.errors.connect > 10 * opts.connections as u64 + 1000 {
-                        g.stopping = true;
-                    } else {
-                        std::thread::sleep(Duration::from_millis(1));
-                        ch.connect(opts.target, cookie);
-                    }
-                }
-                _ => {}
-            }
-        }
-        ch.recycle(batch);
-        if g.stopping {
-            break;
-        }
-    }
-    if g.report.seconds == 0.0 && g.measuring {
-        g.report.seconds = measure_start.elapsed().as_secs_f64();
-    }
-    for c in &mut g.conns {
-        if let Some(h) = c.handle.take() {
-            ch.abort(h, CLOSE);
-        }
-    }
-    let _ = ch.dispatch(Some(Duration::from_millis(10)));
+    let n = g.conns.len();
+    g.report.seconds = drive(ch, &mut g, opts.target, n, opts.warmup, opts.duration);
     g.report.finish();
     g.report
 }
@@ -512,47 +472,38 @@ pub struct LoadArgs {
     /// Requests in flight per keep-alive connection (pipelining depth).
     #[arg(long, default_value_t = 1)]
     pub depth: usize,
-    /// Measured duration, seconds.
-    #[arg(long, default_value_t = 5.0)]
-    pub duration: f64,
-    /// Warm-up, seconds.
-    #[arg(long, default_value_t = 0.5)]
-    pub warmup: f64,
+    /// Measured duration (`5s`, `1.5s`, `2m`; a bare number is seconds).
+    #[arg(long, default_value = "5s", value_parser = megatcp_launch::duration::parse)]
+    pub duration: Duration,
+    /// Warm-up.
+    #[arg(long, default_value = "500ms", value_parser = megatcp_launch::duration::parse)]
+    pub warmup: Duration,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
-/// One core's share of the load.
-struct LoadApp {
-    base: LoadOpts,
-    cores: usize,
-}
+impl Load for LoadOpts {
+    type Report = LoadReport;
 
-impl megatcp_launch::App for LoadApp {
-    type Output = LoadReport;
-
-    fn run<B: Backend>(&self, ctx: megatcp_launch::CoreCtx, ch: &mut Channel<B>) -> LoadReport {
-        run_load(ch, &self.base.share(self.cores, ctx.index))
+    fn run_share<B: Backend>(&self, ch: &mut Channel<B>, cores: usize, core: usize) -> LoadReport {
+        run_load(ch, &self.share(cores, core))
     }
 }
 
 /// Runs the load of `args` on its backend and cores; the merged report.
-pub fn run_cli(args: &LoadArgs) -> Result<LoadReport, String> {
-    let secs = |v: f64, what: &str| {
-        Duration::try_from_secs_f64(v).map_err(|e| format!("bad --{what} {v}: {e}"))
-    };
+pub fn run_cli(args: &LoadArgs) -> Result<LoadReport, Failure> {
     let expect: Arc<[u8]> = match &args.expect_file {
         Some(p) => std::fs::read(p)
-            .map_err(|e| format!("{}: {e}", p.display()))?
+            .map_err(|e| Failure::Runtime(format!("{}: {e}", p.display())))?
             .into(),
         None => crate::files::hello_body(args.expect_hello).into(),
     };
     if !args.path.starts_with('/') || args.path.bytes().any(|b| b <= b' ') {
-        return Err(format!(
+        return Err(Failure::Usage(format!(
             "--path {:?}: must start with / and hold no spaces",
             args.path
-        ));
+        )));
     }
     let base = LoadOpts {
         target: args.connect,
@@ -562,16 +513,11 @@ pub fn run_cli(args: &LoadArgs) -> Result<LoadReport, String> {
         keep_alive: !args.close,
         close_rst: args.close_rst,
         depth: args.depth.max(1),
-        duration: secs(args.duration, "duration")?,
-        warmup: secs(args.warmup, "warmup")?,
+        duration: args.duration,
+        warmup: args.warmup,
     };
-    let app = LoadApp {
-        base,
-        cores: args.backend.cores.0.len(),
-    };
-    let cores = megatcp_launch::run(&args.backend, &app).map_err(|e| e.to_string())?;
-    let reports: Vec<LoadReport> = cores.into_iter().filter_map(|c| c.output).collect();
-    LoadReport::merge(&reports).ok_or_else(|| "no core produced a report".into())
+    let reports = run_shares(Launch::new(&args.backend), &base, false)?;
+    LoadReport::merge(&reports).ok_or_else(|| Failure::Runtime("no core produced a report".into()))
 }
 
 #[cfg(test)]

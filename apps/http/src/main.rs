@@ -10,16 +10,16 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use megatcp_channel::{Backend, Channel, ChannelError};
-use megatcp_http::files::{Files, Limits as FileLimits};
+use megatcp_http::files::{Files, Limits as FileLimits, LoadError};
 use megatcp_http::load::{LoadArgs, run_cli};
 use megatcp_http::server::{AccessLog, ServerConfig, ServerStats, serve};
 use megatcp_http::session::Limits;
-use megatcp_launch::{App, BackendArgs, CoreCtx};
+use megatcp_launch::duration::parse as duration;
+use megatcp_launch::{App, BackendArgs, CoreCtx, Failure, Launch, OpsArgs};
 
 #[derive(Parser)]
 #[command(
     name = "megatcp-http",
-    version,
     about = "Static HTTP/1.1 server (and load generator) on megatcp",
     args_conflicts_with_subcommands = true
 )]
@@ -40,6 +40,8 @@ enum Cmd {
 struct ServeArgs {
     #[command(flatten)]
     backend: BackendArgs,
+    #[command(flatten)]
+    ops: OpsArgs,
     /// Directory to serve (read into memory at start). Without it only `/hello` is served.
     #[arg(long)]
     root: Option<PathBuf>,
@@ -61,21 +63,21 @@ struct ServeArgs {
     /// Append an access log to this file (written by its own thread, off the data path).
     #[arg(long)]
     access_log: Option<PathBuf>,
-    /// Print each core's counters every this many seconds.
-    #[arg(long)]
-    stats: Option<f64>,
+    /// Print each core's HTTP counters at this interval (e.g. `1s`).
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    stats: Option<Duration>,
     /// Most open connections (all cores together).
     #[arg(long, default_value_t = 100_000)]
     max_conns: usize,
     /// Listen backlog (per core).
     #[arg(long, default_value_t = 4096)]
     backlog: u32,
-    /// Seconds for a request to arrive whole (slow clients are closed).
-    #[arg(long, default_value_t = 10.0)]
-    header_timeout: f64,
-    /// Seconds an idle keep-alive connection stays open.
-    #[arg(long, default_value_t = 60.0)]
-    idle_timeout: f64,
+    /// Time for a request to arrive whole (slow clients are closed).
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    header_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    #[arg(long, default_value = "60s", value_parser = duration)]
+    idle_timeout: Duration,
     /// Largest request head (request line and headers), bytes.
     #[arg(long, default_value_t = 16 * 1024)]
     max_header_bytes: usize,
@@ -110,13 +112,7 @@ impl App for ServeApp<'_> {
     }
 }
 
-fn millis(secs: f64, what: &str) -> Result<u64, String> {
-    Duration::try_from_secs_f64(secs)
-        .map(|d| d.as_millis() as u64)
-        .map_err(|e| format!("bad --{what} {secs}: {e}"))
-}
-
-fn serve_cmd(a: ServeArgs) -> Result<(), String> {
+fn serve_cmd(a: ServeArgs) -> Result<u64, Failure> {
     let mut files = match &a.root {
         Some(root) => Files::load(
             root,
@@ -125,7 +121,11 @@ fn serve_cmd(a: ServeArgs) -> Result<(), String> {
                 max_files: a.max_files,
             },
         )
-        .map_err(|e| e.to_string())?,
+        .map_err(|e| match e {
+            // The tree does not fit the bounds the flags set: a usage error.
+            LoadError::Io { .. } => Failure::Runtime(e.to_string()),
+            _ => Failure::Usage(e.to_string()),
+        })?,
         None => Files::empty(),
     };
     if !a.no_hello {
@@ -144,19 +144,17 @@ fn serve_cmd(a: ServeArgs) -> Result<(), String> {
             max_headers: a.max_headers.clamp(1, megatcp_http::session::MAX_HEADERS),
             max_uri: a.max_uri.max(1),
             max_body: a.max_body,
-            header_timeout_ms: millis(a.header_timeout, "header-timeout")?,
-            idle_timeout_ms: millis(a.idle_timeout, "idle-timeout")?,
+            header_timeout_ms: a.header_timeout.as_millis() as u64,
+            idle_timeout_ms: a.idle_timeout.as_millis() as u64,
             max_requests: a.max_requests,
             ..Limits::default()
         },
-        stats_every: a
-            .stats
-            .map(Duration::try_from_secs_f64)
-            .transpose()
-            .map_err(|e| format!("bad --stats: {e}"))?,
+        stats_every: a.stats,
     };
     let log = match &a.access_log {
-        Some(p) => Some(AccessLog::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        Some(p) => Some(
+            AccessLog::open(p).map_err(|e| Failure::Runtime(format!("{}: {e}", p.display())))?,
+        ),
         None => None,
     };
     eprintln!(
@@ -172,52 +170,35 @@ fn serve_cmd(a: ServeArgs) -> Result<(), String> {
         cfg: &cfg,
         log: log.as_ref(),
     };
-    let outcome = megatcp_launch::run(&a.backend, &app).map_err(|e| e.to_string());
+    let outcome = Launch::new(&a.backend)
+        .ops(&a.ops, "megatcp-http")
+        .run(&app);
     if let Some(log) = log {
-        log.finish().map_err(|e| format!("access log: {e}"))?;
+        log.finish()
+            .map_err(|e| Failure::Runtime(format!("access log: {e}")))?;
     }
-    let mut failed = 0;
-    for c in &outcome? {
-        if a.verbose > 0 {
+    let cores = outcome?;
+    if a.verbose > 0 {
+        for c in &cores {
             eprintln!("{}", c.report);
-        }
-        match &c.output {
-            Some(Ok(s)) if a.verbose > 0 => eprintln!("megatcp-http: core {}: {s}", c.index),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
-                failed += 1;
-                eprintln!("megatcp-http: core {}: {e}", c.index);
+            if let Some(Ok(s)) = &c.output {
+                eprintln!("megatcp-http: core {}: {s}", c.index);
             }
-            None => failed += 1,
         }
     }
-    if failed > 0 {
-        Err(format!("{failed} cores failed"))
-    } else {
-        Ok(())
-    }
+    megatcp_launch::cores_failed("megatcp-http", &cores).map(|()| 0)
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let (cli, _) = megatcp_launch::parse_args::<Cli>();
     // Notices of the backends (AF_XDP mode, fallbacks, hints); RUST_LOG overrides.
     megatcp_launch::logging::init("info");
     let result = match cli.cmd {
-        None => serve_cmd(cli.serve).map(|()| 0),
+        None => serve_cmd(cli.serve),
         Some(Cmd::Load(a)) => run_cli(&a).map(|r| {
             megatcp_launch::report::print(&r, a.json);
             r.errors.total()
         }),
     };
-    match result {
-        Ok(0) => ExitCode::SUCCESS,
-        Ok(errors) => {
-            eprintln!("megatcp-http: {errors} errors");
-            ExitCode::from(1)
-        }
-        Err(e) => {
-            eprintln!("megatcp-http: {e}");
-            ExitCode::from(2)
-        }
-    }
+    megatcp_launch::exit_status("megatcp-http", result, true)
 }

@@ -16,6 +16,8 @@ use common::*;
 use megatcp_test_support::testbed::{self, Testbed};
 
 const SERVER: &str = "10.77.0.10";
+/// The server's metrics port, inside the server's namespace.
+const METRICS: u16 = 9181;
 
 /// Our load generator in the client namespace against the server, 2 s: its report, with
 /// every response verified.
@@ -47,6 +49,8 @@ fn clients_against_the_afxdp_server() {
         .arg(&root)
         .args(["--backend", "afxdp", "--iface", "mtcp-srv", "--cores", "0"])
         .args(["--ip", &format!("{SERVER}/24")])
+        // The operating flags, as every megatcp server takes them.
+        .args(["--metrics", &format!("127.0.0.1:{METRICS}")])
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
@@ -107,6 +111,26 @@ fn clients_against_the_afxdp_server() {
         let r = load_in_client_ns(&args);
         eprintln!("load {args:?}: {} requests/s", r["requests_per_sec"]);
     }
+    // Operating it: megatcp-stat reads the running server's counters, and its metrics
+    // (served inside its namespace) count the frames it received.
+    let view = Command::new(megatcp_test_support::sibling_bin(HTTP, "megatcp-stat"))
+        .args(["show", &server.id().to_string()])
+        .output()
+        .unwrap();
+    let view: serde_json::Value = serde_json::from_slice(&view.stdout).unwrap();
+    assert_eq!(view["program"], "megatcp-http", "{view}");
+    let metrics = cmd_in(Some("megatcp-srv"), "curl")
+        .args(["-sf", "-m", "2", &format!("http://127.0.0.1:{METRICS}/metrics")])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout).to_string();
+    let rx: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("megatcp_rx_frames_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no megatcp_rx_frames_total in the metrics:\n{metrics}"));
+    assert!(rx > 1000.0, "{metrics}");
     // A clean stop on SIGTERM.
     let status = server.terminate();
     assert!(status.success(), "exit status {status}");

@@ -16,8 +16,12 @@ use core::net::SocketAddrV4;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use megatcp_channel::{Backend, Channel, Completion, Handle};
+use megatcp_channel::{Backend, Channel, Handle};
+use megatcp_launch::Launch;
 use megatcp_launch::latency::Latency;
+use megatcp_launch::load::{
+    CLOSE, CONNECT, Conns, Load, Phase, READ, WRITE, cookie, drive, run_shares,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -226,15 +230,6 @@ struct Conn {
     preload_next: u64,
 }
 
-const CONNECT: u64 = 0;
-const WRITE: u64 = 1;
-const READ: u64 = 2;
-const CLOSE: u64 = 3;
-
-fn cookie(slot: usize, kind: u64) -> u64 {
-    ((slot as u64) << 4) | kind
-}
-
 /// One parsed response: how many bytes, and for a get, the value (or a miss).
 enum Parsed<'a> {
     Incomplete,
@@ -306,8 +301,7 @@ struct Gen<'a> {
     conns: Vec<Conn>,
     rng: ChaCha8Rng,
     report: LoadReport,
-    measuring: bool,
-    stopping: bool,
+    phase: Phase,
 }
 
 impl Gen<'_> {
@@ -334,7 +328,7 @@ impl Gen<'_> {
         let (core, cores) = self.opts.core;
         loop {
             let Some(c) = self.conns.get(s) else { return };
-            if c.inflight.len() >= self.opts.depth.max(1) || self.stopping {
+            if c.inflight.len() >= self.opts.depth.max(1) || self.phase.stopping {
                 break;
             }
             if self.opts.preload && c.preload_next < self.opts.keys {
@@ -415,7 +409,7 @@ impl Gen<'_> {
             if let Some(c) = self.conns.get_mut(s) {
                 c.inflight.pop_front();
             }
-            if self.measuring {
+            if self.phase.measuring {
                 self.report.ops += 1;
                 match hit {
                     Some(h) => {
@@ -450,13 +444,57 @@ impl Gen<'_> {
             c.inflight.clear();
             c.rx.clear();
         }
-        if !self.stopping {
+        if !self.phase.stopping {
             ch.connect(self.opts.target, cookie(s, CONNECT));
         }
+    }
+}
+
+impl Conns for Gen<'_> {
+    fn phase(&mut self) -> &mut Phase {
+        &mut self.phase
+    }
+
+    /// The warm-up starts once every connection is open and the keys are stored.
+    fn ready(&self) -> bool {
+        let preloading =
+            self.opts.preload && self.conns.iter().any(|c| c.preload_next < self.opts.keys);
+        !preloading && self.conns.iter().all(|c| c.handle.is_some())
+    }
+
+    fn connected<B: Backend>(&mut self, ch: &mut Channel<B>, slot: usize, handle: Handle) {
+        if let Some(c) = self.conns.get_mut(slot) {
+            c.handle = Some(handle);
+        }
+        self.refill(ch, slot);
+    }
+
+    fn read<B: Backend>(&mut self, ch: &mut Channel<B>, slot: usize, data: &[u8]) {
+        self.on_read(ch, slot, data);
     }
 
     fn slot_of(&self, h: Handle) -> Option<usize> {
         self.conns.iter().position(|c| c.handle == Some(h))
+    }
+
+    fn ended<B: Backend>(&mut self, ch: &mut Channel<B>, slot: usize) {
+        self.report.errors.closed += 1;
+        if let Some(c) = self.conns.get_mut(slot) {
+            c.handle = None;
+        }
+        self.replace(ch, slot);
+    }
+
+    fn connect_failed(&mut self, _: usize) {
+        self.report.errors.connect += 1;
+    }
+
+    fn close_all<B: Backend>(&mut self, ch: &mut Channel<B>) {
+        for c in &mut self.conns {
+            if let Some(h) = c.handle.take() {
+                ch.close(h, CLOSE);
+            }
+        }
     }
 }
 
@@ -476,95 +514,10 @@ pub fn run_load<B: Backend>(ch: &mut Channel<B>, opts: &LoadOpts) -> LoadReport 
             .collect(),
         rng: ChaCha8Rng::seed_from_u64(opts.seed),
         report: LoadReport::new(),
-        measuring: false,
-        stopping: false,
+        phase: Phase::default(),
     };
-    for s in 0..g.conns.len() {
-        ch.connect(opts.target, cookie(s, CONNECT));
-    }
-    let mut phase_start: Option<Instant> = None;
-    let mut measure_start = Instant::now();
-    let give_up = Instant::now() + opts.duration + opts.warmup + Duration::from_secs(60);
-    loop {
-        if ch.is_stopping() || Instant::now() > give_up {
-            break;
-        }
-        let preloading = opts.preload && g.conns.iter().any(|c| c.preload_next < opts.keys);
-        let connected = g.conns.iter().all(|c| c.handle.is_some());
-        if !preloading && connected && phase_start.is_none() {
-            phase_start = Some(Instant::now());
-        }
-        if let Some(p) = phase_start {
-            let el = p.elapsed();
-            if !g.measuring && el >= opts.warmup {
-                g.measuring = true;
-                measure_start = Instant::now();
-            }
-            if g.measuring && measure_start.elapsed() >= opts.duration {
-                g.report.seconds = measure_start.elapsed().as_secs_f64();
-                g.stopping = true;
-                break;
-            }
-        }
-        let mut batch = ch.dispatch(Some(Duration::from_millis(5)));
-        for c in batch.drain(..) {
-            match c {
-                Completion::Connected { handle, cookie } => {
-                    let s = (cookie >> 4) as usize;
-                    if let Some(c) = g.conns.get_mut(s) {
-                        c.handle = Some(handle);
-                    }
-                    ch.read(handle, self::cookie(s, READ));
-                    g.refill(ch, s);
-                }
-                Completion::Read { data, cookie, .. } => {
-                    g.on_read(ch, (cookie >> 4) as usize, &data);
-                }
-                Completion::Eof { handle, .. } | Completion::Reset { handle } => {
-                    if let Some(s) = g.slot_of(handle) {
-                        g.report.errors.closed += 1;
-                        if let Some(c) = g.conns.get_mut(s) {
-                            c.handle = None;
-                        }
-                        if let Completion::Eof { .. } = c {
-                            ch.close(handle, cookie(s, CLOSE));
-                        }
-                        g.replace(ch, s);
-                    }
-                }
-                Completion::Error { cookie, .. } => {
-                    let (s, kind) = ((cookie >> 4) as usize, cookie & 0xf);
-                    match kind {
-                        CONNECT => {
-                            g.report.errors.connect += 1;
-                            if g.report.errors.connect > 10 * opts.connections as u64 + 100 {
-                                g.stopping = true;
-                            } else {
-                                std::thread::sleep(Duration::from_millis(10));
-                                ch.connect(opts.target, self::cookie(s, CONNECT));
-                            }
-                        }
-                        CLOSE => {}
-                        _ => {}
-                    }
-                }
-                _ => {}
-            }
-        }
-        ch.recycle(batch);
-        if g.stopping {
-            break;
-        }
-    }
-    if g.report.seconds == 0.0 && g.measuring {
-        g.report.seconds = measure_start.elapsed().as_secs_f64();
-    }
-    for c in &mut g.conns {
-        if let Some(h) = c.handle.take() {
-            ch.close(h, CLOSE);
-        }
-    }
-    let _ = ch.dispatch(Some(Duration::from_millis(10)));
+    let n = g.conns.len();
+    g.report.seconds = drive(ch, &mut g, opts.target, n, opts.warmup, opts.duration);
     g.report.finish();
     g.report
 }
@@ -654,17 +607,11 @@ pub struct LoadArgs {
     pub json: bool,
 }
 
-/// One core's share of the load.
-struct LoadApp {
-    base: LoadOpts,
-    cores: usize,
-}
+impl Load for LoadOpts {
+    type Report = LoadReport;
 
-impl megatcp_launch::App for LoadApp {
-    type Output = LoadReport;
-
-    fn run<B: Backend>(&self, ctx: megatcp_launch::CoreCtx, ch: &mut Channel<B>) -> LoadReport {
-        run_load(ch, &self.base.share(self.cores, ctx.index))
+    fn run_share<B: Backend>(&self, ch: &mut Channel<B>, cores: usize, core: usize) -> LoadReport {
+        run_load(ch, &self.share(cores, core))
     }
 }
 
@@ -689,12 +636,7 @@ pub fn run_cli(args: &LoadArgs) -> Result<LoadReport, megatcp_launch::Failure> {
         preload: !args.no_preload,
         ..LoadOpts::default()
     };
-    let app = LoadApp {
-        base,
-        cores: args.backend.cores.0.len(),
-    };
-    let cores = megatcp_launch::run(&args.backend, &app)?;
-    let reports: Vec<LoadReport> = cores.into_iter().filter_map(|c| c.output).collect();
+    let reports = run_shares(Launch::new(&args.backend), &base, false)?;
     LoadReport::merge(&reports).ok_or_else(|| Failure::Runtime("no core produced a report".into()))
 }
 

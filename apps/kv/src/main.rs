@@ -210,25 +210,12 @@ fn serve_cmd(mut a: ServeArgs, threads_given: bool, cores_given: bool) -> Result
     let cores = launch.run(&ServeApp { kv: &kv });
     ready.finish();
     let cores = cores?;
-    let mut failed = 0;
-    for c in &cores {
-        if a.verbose >= 2 {
+    if a.verbose >= 2 {
+        for c in &cores {
             eprintln!("{}", c.report);
         }
-        match &c.output {
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
-                failed += 1;
-                eprintln!("megatcp-kv: core {}: {e}", c.index);
-            }
-            None => failed += 1,
-        }
     }
-    if failed > 0 {
-        Err(Failure::Runtime(format!("{failed} cores failed")))
-    } else {
-        Ok(())
-    }
+    megatcp_launch::cores_failed("megatcp-kv", &cores)
 }
 
 fn main() -> ExitCode {
@@ -250,15 +237,5 @@ fn main() -> ExitCode {
             r.errors.total()
         }),
     };
-    match result {
-        Ok(0) => ExitCode::SUCCESS,
-        Ok(errors) => {
-            eprintln!("megatcp-kv: {errors} errors");
-            ExitCode::from(1)
-        }
-        Err(e) => {
-            eprintln!("{}", e.message());
-            ExitCode::from(e.code())
-        }
-    }
+    megatcp_launch::exit_status("megatcp-kv", result, false)
 }
