@@ -28,7 +28,8 @@ fn main() {
         ),
         Err(e) => panic!(
             "cannot run {clang} to build the XDP program ({e}): install clang \
-             (apt-get install clang), or build without the `afxdp` feature"
+             (apt-get install clang, or scripts/install-deps as root), or build without the \
+             AF_XDP backend: cargo build --no-default-features [--features dpdk]"
         ),
     }
 }

@@ -499,7 +499,7 @@ fn run_afxdp<A: App>(
 ) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
     Err(LaunchError::NotBuilt {
         backend: BackendKind::Afxdp,
-        hint: "build with `--features afxdp` (e.g. cargo build --release -p megatcp-echo --features afxdp)",
+        hint: "it is a default feature: install its build dependencies (scripts/install-deps: clang, libelf, zlib) and rebuild with them (cargo build --release), or add `--features afxdp`",
     })
 }
 
@@ -520,7 +520,7 @@ fn run_dpdk<A: App>(
 ) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError> {
     Err(LaunchError::NotBuilt {
         backend: BackendKind::Dpdk,
-        hint: "build with `--features dpdk` (e.g. cargo build --release -p megatcp-echo --features dpdk)",
+        hint: "it is a default feature: install libdpdk-dev (scripts/install-deps) and rebuild with it (cargo build --release), or add `--features dpdk`",
     })
 }
 

@@ -22,7 +22,7 @@ fn main() {
             panic!(
                 "DPDK not found ({e}). Install it: `apt-get install libdpdk-dev libclang-dev \
                  clang pkg-config` (or run scripts/install-deps as root), or build without \
-                 the `dpdk` feature."
+                 the DPDK backend: cargo build --no-default-features [--features afxdp]."
             );
         }
         Err(_) => {

@@ -120,7 +120,12 @@ fn clients_against_the_afxdp_server() {
     let view: serde_json::Value = serde_json::from_slice(&view.stdout).unwrap();
     assert_eq!(view["program"], "megatcp-http", "{view}");
     let metrics = cmd_in(Some("megatcp-srv"), "curl")
-        .args(["-sf", "-m", "2", &format!("http://127.0.0.1:{METRICS}/metrics")])
+        .args([
+            "-sf",
+            "-m",
+            "2",
+            &format!("http://127.0.0.1:{METRICS}/metrics"),
+        ])
         .output()
         .unwrap();
     let metrics = String::from_utf8_lossy(&metrics.stdout).to_string();
