@@ -162,23 +162,45 @@ pub fn drive<B: Backend, C: Conns>(
     seconds
 }
 
+/// What one core's share of a load reports; the cores' reports add up into one
+/// ([`merge`]).
+pub trait Report: Clone + Send {
+    /// Adds another core's counts (the measured window becomes the longer of the two).
+    fn add(&mut self, other: &Self);
+
+    /// Derives the rates and percentiles from the counts.
+    fn finish(&mut self);
+}
+
+/// The reports of several cores added up, rates and percentiles derived; `None` without
+/// any report.
+pub fn merge<R: Report>(reports: &[R]) -> Option<R> {
+    let (first, rest) = reports.split_first()?;
+    let mut r = first.clone();
+    for o in rest {
+        r.add(o);
+    }
+    r.finish();
+    Some(r)
+}
+
 /// A load that runs one share on each core.
 pub trait Load: Sync {
     /// What one core's share reports.
-    type Report: Send;
+    type Report: Report;
 
     /// Runs core `core`'s share, of `cores` in all, on `ch`.
     fn run_share<B: Backend>(&self, ch: &mut Channel<B>, cores: usize, core: usize)
     -> Self::Report;
 }
 
-/// Runs `load` on every core of `launch` (each its share), and returns the reports of the
-/// cores that finished; with `verbose`, each core's counters are printed.
+/// Runs `load` on every core of `launch` (each its share), and returns the [`merge`] of the
+/// reports of the cores that finished; with `verbose`, each core's counters are printed.
 pub fn run_shares<L: Load>(
     launch: Launch<'_>,
     load: &L,
     verbose: bool,
-) -> Result<Vec<L::Report>, Failure> {
+) -> Result<L::Report, Failure> {
     struct Shares<'a, L> {
         load: &'a L,
         cores: usize,
@@ -198,10 +220,7 @@ pub fn run_shares<L: Load>(
         }
     }
     let reports: Vec<L::Report> = outcomes.into_iter().filter_map(|c| c.output).collect();
-    if reports.is_empty() {
-        return Err(Failure::Runtime("no core produced a report".into()));
-    }
-    Ok(reports)
+    merge(&reports).ok_or_else(|| Failure::Runtime("no core produced a report".into()))
 }
 
 #[cfg(test)]

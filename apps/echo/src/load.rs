@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use megatcp_channel::{Backend, Channel, Completion, Handle};
 use megatcp_launch::latency::Latency;
-use megatcp_launch::load::{CLOSE, CONNECT, READ, WRITE, cookie, split};
+use megatcp_launch::load::{CLOSE, CONNECT, READ, Report, WRITE, cookie, split};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -147,30 +147,30 @@ pub struct LoadReport {
 }
 
 impl LoadReport {
+    /// Merges the reports of several cores (counts add; the window is the longest).
+    pub fn merge(reports: &[LoadReport]) -> Option<LoadReport> {
+        megatcp_launch::load::merge(reports)
+    }
+}
+
+impl Report for LoadReport {
+    fn add(&mut self, o: &Self) {
+        self.transactions += o.transactions;
+        self.connections += o.connections;
+        self.bytes += o.bytes;
+        self.seconds = self.seconds.max(o.seconds);
+        self.errors.add(&o.errors);
+        self.queued_requests += o.queued_requests;
+        self.latency.merge(&o.latency);
+        self.connect.merge(&o.connect);
+    }
+
     fn finish(&mut self) {
         self.latency.finish();
         self.connect.finish();
         let s = self.seconds.max(1e-9);
         self.txns_per_sec = self.transactions as f64 / s;
         self.conns_per_sec = self.connections as f64 / s;
-    }
-
-    /// Merges the reports of several cores (counts add; the window is the longest).
-    pub fn merge(reports: &[LoadReport]) -> Option<LoadReport> {
-        let mut it = reports.iter();
-        let mut r = it.next()?.clone();
-        for o in it {
-            r.transactions += o.transactions;
-            r.connections += o.connections;
-            r.bytes += o.bytes;
-            r.seconds = r.seconds.max(o.seconds);
-            r.errors.add(&o.errors);
-            r.queued_requests += o.queued_requests;
-            r.latency.merge(&o.latency);
-            r.connect.merge(&o.connect);
-        }
-        r.finish();
-        Some(r)
     }
 }
 

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use megatcp_channel::{Backend, Channel, Handle};
 use megatcp_launch::latency::Latency;
 use megatcp_launch::load::{
-    CLOSE, CONNECT, Conns, Load, Phase, READ, WRITE, cookie, drive, run_shares,
+    CLOSE, CONNECT, Conns, Load, Phase, READ, Report, WRITE, cookie, drive, run_shares,
 };
 use megatcp_launch::{Failure, Launch};
 
@@ -113,30 +113,30 @@ impl LoadReport {
         }
     }
 
+    /// Merges the reports of several cores (counts add; the window is the longest).
+    pub fn merge(reports: &[LoadReport]) -> Option<LoadReport> {
+        megatcp_launch::load::merge(reports)
+    }
+}
+
+impl Report for LoadReport {
+    fn add(&mut self, o: &Self) {
+        self.requests += o.requests;
+        self.connections += o.connections;
+        self.body_bytes += o.body_bytes;
+        self.seconds = self.seconds.max(o.seconds);
+        self.errors.verify += o.errors.verify;
+        self.errors.status += o.errors.status;
+        self.errors.connect += o.errors.connect;
+        self.errors.closed += o.errors.closed;
+        self.latency.merge(&o.latency);
+    }
+
     fn finish(&mut self) {
         self.latency.finish();
         let s = self.seconds.max(1e-9);
         self.requests_per_sec = self.requests as f64 / s;
         self.conns_per_sec = self.connections as f64 / s;
-    }
-
-    /// Merges the reports of several cores (counts add; the window is the longest).
-    pub fn merge(reports: &[LoadReport]) -> Option<LoadReport> {
-        let mut it = reports.iter();
-        let mut r = it.next()?.clone();
-        for o in it {
-            r.requests += o.requests;
-            r.connections += o.connections;
-            r.body_bytes += o.body_bytes;
-            r.seconds = r.seconds.max(o.seconds);
-            r.errors.verify += o.errors.verify;
-            r.errors.status += o.errors.status;
-            r.errors.connect += o.errors.connect;
-            r.errors.closed += o.errors.closed;
-            r.latency.merge(&o.latency);
-        }
-        r.finish();
-        Some(r)
     }
 }
 
@@ -516,8 +516,7 @@ pub fn run_cli(args: &LoadArgs) -> Result<LoadReport, Failure> {
         duration: args.duration,
         warmup: args.warmup,
     };
-    let reports = run_shares(Launch::new(&args.backend), &base, false)?;
-    LoadReport::merge(&reports).ok_or_else(|| Failure::Runtime("no core produced a report".into()))
+    run_shares(Launch::new(&args.backend), &base, false)
 }
 
 #[cfg(test)]

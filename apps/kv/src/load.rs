@@ -20,7 +20,7 @@ use megatcp_channel::{Backend, Channel, Handle};
 use megatcp_launch::Launch;
 use megatcp_launch::latency::Latency;
 use megatcp_launch::load::{
-    CLOSE, CONNECT, Conns, Load, Phase, READ, WRITE, cookie, drive, run_shares,
+    CLOSE, CONNECT, Conns, Load, Phase, READ, Report, WRITE, cookie, drive, run_shares,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -142,30 +142,30 @@ impl LoadReport {
         }
     }
 
+    /// Merges the reports of several cores (counts add; the window is the longest).
+    pub fn merge(reports: &[LoadReport]) -> Option<LoadReport> {
+        megatcp_launch::load::merge(reports)
+    }
+}
+
+impl Report for LoadReport {
+    fn add(&mut self, o: &Self) {
+        self.ops += o.ops;
+        self.gets += o.gets;
+        self.hits += o.hits;
+        self.sets += o.sets;
+        self.preloaded += o.preloaded;
+        self.seconds = self.seconds.max(o.seconds);
+        self.errors.verify += o.errors.verify;
+        self.errors.protocol += o.errors.protocol;
+        self.errors.connect += o.errors.connect;
+        self.errors.closed += o.errors.closed;
+        self.latency.merge(&o.latency);
+    }
+
     fn finish(&mut self) {
         self.latency.finish();
         self.ops_per_sec = self.ops as f64 / self.seconds.max(1e-9);
-    }
-
-    /// Merges the reports of several cores (counts add; the window is the longest).
-    pub fn merge(reports: &[LoadReport]) -> Option<LoadReport> {
-        let mut it = reports.iter();
-        let mut r = it.next()?.clone();
-        for o in it {
-            r.ops += o.ops;
-            r.gets += o.gets;
-            r.hits += o.hits;
-            r.sets += o.sets;
-            r.preloaded += o.preloaded;
-            r.seconds = r.seconds.max(o.seconds);
-            r.errors.verify += o.errors.verify;
-            r.errors.protocol += o.errors.protocol;
-            r.errors.connect += o.errors.connect;
-            r.errors.closed += o.errors.closed;
-            r.latency.merge(&o.latency);
-        }
-        r.finish();
-        Some(r)
     }
 }
 
@@ -636,8 +636,7 @@ pub fn run_cli(args: &LoadArgs) -> Result<LoadReport, megatcp_launch::Failure> {
         preload: !args.no_preload,
         ..LoadOpts::default()
     };
-    let reports = run_shares(Launch::new(&args.backend), &base, false)?;
-    LoadReport::merge(&reports).ok_or_else(|| Failure::Runtime("no core produced a report".into()))
+    run_shares(Launch::new(&args.backend), &base, false)
 }
 
 /// Prints a report as text, or as JSON with `json`.
