@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -39,27 +39,10 @@ fn afxdp_server(bin: &str, args: &[&str]) -> Proc {
     )
 }
 
-/// `megatcp-echo`, built beside this package's binaries (`cargo test --workspace` builds
-/// both, as `scripts/test` does).
-fn echo_load_bin() -> PathBuf {
-    let p = Path::new(ECHO).with_file_name("megatcp-echo");
-    assert!(
-        p.is_file(),
-        "{} missing: cargo build --release -p megatcp-echo",
-        p.display()
-    );
-    p
-}
-
 /// `megatcp-echo load` (kernel TCP, client namespace) against the async echo; its report.
 fn load(extra: &[&str]) -> Result<serde_json::Value, String> {
-    let bin = echo_load_bin();
-    let mut args = vec![bin.to_str().unwrap(), "load", "--json"];
-    args.extend(["--backend", "epoll", "--cores", "1"]);
-    let target = format!("{STACK}:7");
-    args.extend(["--connect", &target]);
-    args.extend_from_slice(extra);
-    testbed::report_in_client(&args)
+    let bin = megatcp_test_support::sibling_bin(ECHO, "megatcp-echo");
+    testbed::kernel_echo_load(bin.to_str().unwrap(), &format!("{STACK}:7"), extra)
 }
 
 #[test]
@@ -70,22 +53,9 @@ fn async_echo_over_afxdp_passes_the_echo_load_short_and_persistent() {
         return;
     };
     let server = afxdp_server(ECHO, &["--port", "7"]);
-    let end = Instant::now() + Duration::from_secs(20);
-    while load(&[
-        "--connections",
-        "1",
-        "--txns-per-conn",
-        "1",
-        "--duration",
-        "200ms",
-        "--warmup",
-        "0s",
-    ])
-    .is_err()
-    {
-        assert!(Instant::now() < end, "the async echo did not come up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let bin = megatcp_test_support::sibling_bin(ECHO, "megatcp-echo");
+    let target = format!("{STACK}:7");
+    testbed::wait_until_echo_serves(bin.to_str().unwrap(), &target, "the async echo");
     let until = [
         "--duration",
         "60s",

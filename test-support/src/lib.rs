@@ -198,6 +198,7 @@ impl Drop for Proc {
 /// The veth testbed between the namespaces `megatcp-srv` and `megatcp-cli`.
 pub mod testbed {
     use std::process::Command;
+    use std::time::{Duration, Instant};
 
     /// The lock every user of the testbed holds.
     pub const LOCK: &str = "/run/megatcp-testbed.lock";
@@ -280,6 +281,62 @@ pub mod testbed {
             return Err(format!("load failed: {report}"));
         }
         Ok(report)
+    }
+
+    /// `megatcp-echo load` (`echo`, the binary) over the kernel path (epoll, one core) in the
+    /// client namespace against `target` (`ADDR:PORT`), with `extra` flags: its JSON report.
+    pub fn kernel_echo_load(
+        echo: &str,
+        target: &str,
+        extra: &[&str],
+    ) -> Result<serde_json::Value, String> {
+        let mut args = vec![echo, "load", "--json", "--backend", "epoll", "--cores", "1"];
+        args.extend_from_slice(&["--connect", target]);
+        args.extend_from_slice(extra);
+        report_in_client(&args)
+    }
+
+    /// Waits up to 20 s until the echo server at `target` serves a kernel client in the
+    /// client namespace (one connection of one transaction: also fine with a server that
+    /// closes first); panics saying that `what` did not come up.
+    pub fn wait_until_echo_serves(echo: &str, target: &str, what: &str) {
+        let probe = [
+            "--connections",
+            "1",
+            "--txns-per-conn",
+            "1",
+            "--duration",
+            "200ms",
+            "--warmup",
+            "0s",
+        ];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while kernel_echo_load(echo, target, &probe).is_err() {
+            assert!(Instant::now() < deadline, "{what} did not come up");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Echo load flags: 1,000 connections of one transaction each, sizes 1 B to 64 KiB,
+    /// 3 s, no warm-up.
+    pub const SHORT_RANDOM_SIZES: [&str; 10] = [
+        "--connections",
+        "1000",
+        "--msg-size",
+        "1..65536",
+        "--txns-per-conn",
+        "1",
+        "--duration",
+        "3s",
+        "--warmup",
+        "0s",
+    ];
+
+    /// Checks the report of a [`SHORT_RANDOM_SIZES`] run: every byte verified, and at
+    /// least 1,000 transactions.
+    pub fn assert_short_random_sizes(r: &serde_json::Value) {
+        assert_eq!(r["errors"]["verify"], 0, "{r}");
+        assert!(r["transactions"].as_u64().unwrap_or(0) >= 1000, "{r}");
     }
 
     /// Whether an ancestor of this process is `flock` on [`LOCK`].

@@ -70,33 +70,10 @@ fn start_xdp_server(wrapper: &[&str], addr: &str, args: &[&str], stderr: Stdio) 
         .spawn()
         .unwrap();
     let server = Proc::new(child);
-    // Wait until it answers ARP and TCP: a short load run succeeds.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        // One transaction per connection: also fine with a server that closes first.
-        if load_to(
-            addr,
-            &[
-                "--connections",
-                "1",
-                "--txns-per-conn",
-                "1",
-                "--duration",
-                "200ms",
-                "--warmup",
-                "0s",
-            ],
-        )
-        .is_ok()
-        {
-            return server;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the AF_XDP server on {addr} did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // Up when it answers ARP and TCP: a short load run succeeds.
+    let what = format!("the AF_XDP server on {addr}");
+    testbed::wait_until_echo_serves(BIN, &format!("{addr}:7"), &what);
+    server
 }
 
 /// Runs the kernel-path load generator in the client namespace; the JSON report.
@@ -131,17 +108,7 @@ fn assert_gibibyte_echoed(r: &serde_json::Value) {
 
 /// The kernel-path load generator against port 7 of `addr`.
 fn load_to(addr: &str, extra: &[&str]) -> Result<serde_json::Value, String> {
-    run_load(
-        &[
-            "--backend",
-            "epoll",
-            "--cores",
-            "1",
-            "--connect",
-            &format!("{addr}:7"),
-        ],
-        extra,
-    )
+    testbed::kernel_echo_load(BIN, &format!("{addr}:7"), extra)
 }
 
 /// Runs `megatcp-echo load` in the client namespace with `args` then `extra`.
@@ -154,32 +121,14 @@ fn run_load(args: &[&str], extra: &[&str]) -> Result<serde_json::Value, String> 
 
 #[test]
 fn linux_kernel_client_against_the_afxdp_server() {
-    if !megatcp_test_support::is_root() {
-        eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
+    let Some(bed) = testbed::fresh("linux_kernel_client_against_the_afxdp_server") else {
         return;
-    }
-    if !testbed::hold_lock("linux_kernel_client_against_the_afxdp_server") {
-        return;
-    }
-    let bed = Testbed::up();
+    };
     let server = start_server();
 
     // 1,000 concurrent connections, one transaction each, random sizes up to 64 KiB.
-    let r = load(&[
-        "--connections",
-        "1000",
-        "--msg-size",
-        "1..65536",
-        "--txns-per-conn",
-        "1",
-        "--duration",
-        "3s",
-        "--warmup",
-        "0s",
-    ])
-    .unwrap();
-    assert_eq!(r["errors"]["verify"], 0, "{r}");
-    assert!(r["transactions"].as_u64().unwrap() >= 1000, "{r}");
+    let r = load(&testbed::SHORT_RANDOM_SIZES).unwrap();
+    testbed::assert_short_random_sizes(&r);
     // Persistent connections, 64 B.
     let r = load(&[
         "--connections",
@@ -264,24 +213,8 @@ fn linux_kernel_client_against_the_afxdp_server() {
         "--connect",
         "10.77.0.1:7",
     ];
-    let r = run_load(
-        &xdp_client,
-        &[
-            "--connections",
-            "1000",
-            "--msg-size",
-            "1..65536",
-            "--txns-per-conn",
-            "1",
-            "--duration",
-            "3s",
-            "--warmup",
-            "0s",
-        ],
-    )
-    .unwrap();
-    assert_eq!(r["errors"]["verify"], 0, "{r}");
-    assert!(r["transactions"].as_u64().unwrap() >= 1000, "{r}");
+    let r = run_load(&xdp_client, &testbed::SHORT_RANDOM_SIZES).unwrap();
+    testbed::assert_short_random_sizes(&r);
     assert_gibibyte_echoed(&run_load(&xdp_client, &GIB_EACH_WAY).unwrap());
     assert!(kernel_server.terminate().success());
 

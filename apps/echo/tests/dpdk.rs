@@ -323,10 +323,7 @@ fn bad_eal_arguments_a_missing_device_and_no_hugepages_fail_clearly() {
 // ---- the veth testbed (root) ----
 
 fn kernel_load(extra: &[&str]) -> Result<serde_json::Value, String> {
-    let mut args = vec![BIN, "load", "--json", "--backend", "epoll", "--cores", "1"];
-    args.extend_from_slice(&["--connect", "10.77.0.10:7", "--warmup", "0s"]);
-    args.extend_from_slice(extra);
-    testbed::report_in_client(&args)
+    testbed::kernel_echo_load(BIN, "10.77.0.10:7", extra)
 }
 
 #[test]
@@ -353,27 +350,12 @@ fn linux_kernel_client_against_the_dpdk_server_on_af_packet() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while kernel_load(&["--connections", "1", "--duration", "200ms"]).is_err() {
-        assert!(Instant::now() < deadline, "the DPDK server did not come up");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    testbed::wait_until_echo_serves(BIN, "10.77.0.10:7", "the DPDK server");
     // 1,000 short connections, sizes up to 64 KiB, every byte verified.
-    let r = kernel_load(&[
-        "--connections",
-        "1000",
-        "--msg-size",
-        "1..65536",
-        "--txns-per-conn",
-        "1",
-        "--duration",
-        "3s",
-    ])
-    .unwrap();
-    assert_eq!(r["errors"]["verify"], 0, "{r}");
-    assert!(r["transactions"].as_u64().unwrap() >= 1000, "{r}");
+    let r = kernel_load(&testbed::SHORT_RANDOM_SIZES).unwrap();
+    testbed::assert_short_random_sizes(&r);
     // 64 persistent connections, 64 B.
-    let r = kernel_load(&["--connections", "64", "--duration", "2s"]).unwrap();
+    let r = kernel_load(&["--connections", "64", "--duration", "2s", "--warmup", "0s"]).unwrap();
     assert_eq!(r["errors"]["verify"], 0, "{r}");
     assert!(r["transactions"].as_u64().unwrap() > 1000, "{r}");
     assert!(server.terminate().success());

@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use megatcp_test_support::testbed::{self, Testbed};
+use megatcp_test_support::testbed;
 
 const SERVER: &str = "10.77.0.10";
 /// The server's metrics port, inside the server's namespace.
@@ -35,14 +35,9 @@ fn load_in_client_ns(args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn clients_against_the_afxdp_server() {
-    if !megatcp_test_support::is_root() {
-        eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
+    let Some(_testbed) = testbed::fresh("clients_against_the_afxdp_server") else {
         return;
-    }
-    if !testbed::hold_lock("clients_against_the_afxdp_server") {
-        return;
-    }
-    let _testbed = Testbed::up();
+    };
     let root = tree("afxdp");
     let child = Command::new("ip")
         .args(["netns", "exec", "megatcp-srv", HTTP, "-p", "8080", "--root"])

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use megatcp_test_support::Proc;
-use megatcp_test_support::testbed::{self, Testbed};
+use megatcp_test_support::testbed;
 
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-kv");
 const SERVER: &str = "10.77.0.10";
@@ -30,14 +30,9 @@ fn memccapable(mode: &str) -> (bool, String) {
 
 #[test]
 fn memcached_clients_against_the_afxdp_server() {
-    if !megatcp_test_support::is_root() {
-        eprintln!("note: not root: the AF_XDP test needs network namespaces; skipped");
+    let Some(_testbed) = testbed::fresh("memcached_clients_against_the_afxdp_server") else {
         return;
-    }
-    if !testbed::hold_lock("memcached_clients_against_the_afxdp_server") {
-        return;
-    }
-    let _testbed = Testbed::up();
+    };
     let child = Command::new("ip")
         .args(["netns", "exec", "megatcp-srv", BIN, "-p", "11211"])
         .args(["--backend", "afxdp", "--iface", "mtcp-srv"])
