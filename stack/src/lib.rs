@@ -46,6 +46,7 @@
 #![forbid(unsafe_code)]
 
 mod arp;
+mod checksum;
 mod clock;
 pub mod config;
 mod cookie;
@@ -82,6 +83,7 @@ pub use smoltcp::socket::tcp::State as TcpState;
 pub use smoltcp::time::{Duration, Instant};
 pub use smoltcp::wire::EthernetAddress as MacAddr;
 
+pub use checksum::TxChecksum;
 pub use config::{ArpConfig, CongestionControl, LocalAddr, StackConfig, TcpConfig};
 pub use counters::{Counters, DROP_REASONS, DropCounters};
 pub use error::{
@@ -192,7 +194,10 @@ impl Stack {
             cfg.secret = secret_from_seed(cfg.seed);
         }
         let clock = SocketClock::new(cfg.tcp.min_rto);
-        let mut dev = NullDevice { mtu: cfg.mtu };
+        let mut dev = NullDevice {
+            mtu: cfg.mtu,
+            tx_checksum: cfg.tx_checksum,
+        };
         let ifaces = cfg
             .addrs
             .iter()
@@ -217,6 +222,7 @@ impl Stack {
             out: OutQueue::new(cfg.mtu + egress::ETH_HDR, cfg.tx_queue_limit.max(1)),
             counters: Counters::default(),
             now,
+            tx_checksum: cfg.tx_checksum,
         };
         let keys = Keys::new(cfg.secret);
         Ok(Self {
