@@ -1,6 +1,7 @@
 //! A DPDK port, configured and started with one queue pair per core ([`DpdkPort::open`]):
 //! RSS with a symmetric key laid out as `rss::tcp4_queue` predicts, the receive checksum
-//! offloads the device offers, one mempool; and its device counters.
+//! offloads the device offers, transmit checksum offload (IPv4 + TCP) where offered and
+//! asked for, one mempool; and its device counters.
 
 use std::ffi::{CStr, CString};
 use std::sync::Arc;
@@ -24,16 +25,22 @@ pub struct PortConfig {
     pub tx_ring: u16,
     /// Largest IP MTU to report (the device's own MTU if smaller).
     pub mtu: usize,
+    /// Turn on transmit checksum offload (IPv4 header and TCP) when the device offers both;
+    /// [`Capabilities::checksum`] says whether it is on. The stack must then leave them to
+    /// the device (`TxChecksum::Offload` in `megatcp-stack`).
+    pub tx_checksum: bool,
 }
 
 impl PortConfig {
-    /// `queues` queue pairs, 1024-descriptor rings, MTU 1500.
+    /// `queues` queue pairs, 1024-descriptor rings, MTU 1500, transmit checksum offload
+    /// where offered.
     pub fn new(queues: u16) -> Self {
         Self {
             queues,
             rx_ring: 1024,
             tx_ring: 1024,
             mtu: 1500,
+            tx_checksum: true,
         }
     }
 }
@@ -125,6 +132,8 @@ pub struct DpdkPort {
     pub(super) caps: Capabilities,
     mac: [u8; 6],
     driver: String,
+    /// `rte_eth_dev_info.tx_offload_capa`: every transmit offload the device offers.
+    tx_offload_capa: u64,
 }
 
 // SAFETY: the mempool is thread-safe (its ring is multi-producer/multi-consumer); the port
@@ -207,6 +216,14 @@ impl DpdkPort {
             rx_offloads |= info.rx_offload_capa & u64::from(sys::RTE_ETH_RX_OFFLOAD_RSS_HASH);
         }
         conf.rxmode.offloads = rx_offloads;
+        let tx_cksum =
+            u64::from(sys::RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | sys::RTE_ETH_TX_OFFLOAD_TCP_CKSUM);
+        let tx_offloads = if cfg.tx_checksum && info.tx_offload_capa & tx_cksum == tx_cksum {
+            tx_cksum
+        } else {
+            0
+        };
+        conf.txmode.offloads = tx_offloads;
         // SAFETY: `conf` is a valid configuration; `key` outlives the call (DPDK copies it).
         let rc = unsafe { sys::rte_eth_dev_configure(port, queues, queues, &conf) };
         if rc != 0 {
@@ -265,6 +282,7 @@ impl DpdkPort {
             },
             mac: [0; 6],
             driver,
+            tx_offload_capa: 0,
         };
         for q in 0..queues {
             // SAFETY: a configured port; null rxconf/txconf mean the driver's defaults;
@@ -314,9 +332,10 @@ impl DpdkPort {
         dev.caps.checksum = ChecksumOffloads {
             rx_ipv4: rx_offloads & u64::from(sys::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) != 0,
             rx_l4: rx_offloads & u64::from(sys::RTE_ETH_RX_OFFLOAD_TCP_CKSUM) != 0,
-            tx_ipv4: false,
-            tx_l4: false,
+            tx_ipv4: tx_offloads != 0,
+            tx_l4: tx_offloads != 0,
         };
+        dev.tx_offload_capa = info.tx_offload_capa;
         if rss {
             dev.caps.rss = Some(RssInfo {
                 key: Some(key),
@@ -345,6 +364,14 @@ impl DpdkPort {
     /// The device's Ethernet address.
     pub fn mac(&self) -> [u8; 6] {
         self.mac
+    }
+
+    /// Whether the device offers transmit checksum offload for IPv4 headers and TCP
+    /// (whether it is on: [`Capabilities::checksum`]).
+    pub fn offers_tx_checksum(&self) -> bool {
+        let both =
+            u64::from(sys::RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | sys::RTE_ETH_TX_OFFLOAD_TCP_CKSUM);
+        self.tx_offload_capa & both == both
     }
 
     /// What the device (as configured) can do.
