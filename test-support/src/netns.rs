@@ -72,8 +72,14 @@ impl Drop for Netns {
 pub struct Capture(Child);
 
 impl Capture {
-    /// Starts the capture; returns once tcpdump listens.
+    /// Starts the capture of each frame's first 200 bytes; returns once tcpdump listens.
     pub fn start(ns: &str, iface: &str, file: &Path, filter: &str) -> Capture {
+        Self::start_snap(ns, iface, file, filter, 200)
+    }
+
+    /// [`Capture::start`] keeping `snaplen` bytes of each frame (whole frames for checking
+    /// checksums).
+    pub fn start_snap(ns: &str, iface: &str, file: &Path, filter: &str, snaplen: u32) -> Capture {
         let mut child = Command::new("ip")
             .args([
                 "netns",
@@ -85,7 +91,7 @@ impl Capture {
                 "-U",
                 "--immediate-mode",
             ])
-            .args(["-s", "200", "-B", "8192", "-w"])
+            .args(["-s", &snaplen.to_string(), "-B", "8192", "-w"])
             .arg(file)
             .args(filter.split(' ').filter(|w| !w.is_empty()))
             .stdout(Stdio::null())

@@ -7,7 +7,10 @@
 //! * bad EAL arguments, a missing device, no hugepages: a clear error, a non-zero exit, no
 //!   hang;
 //! * on the veth testbed (root): the Linux kernel's TCP (the epoll load generator in
-//!   namespace megatcp-cli) against the DPDK server on `net_af_packet` over veth mtcp-srv.
+//!   namespace megatcp-cli) against the DPDK server on `net_af_packet` over veth mtcp-srv;
+//! * in a namespace of its own (root): the kernel's TCP against the DPDK server on a
+//!   `net_tap` device, whose PMD offers transmit checksum offload: on (the start line says
+//!   so) and forced off, every byte verified, every checksum on the wire good (tshark).
 #![cfg(feature = "dpdk")]
 #![allow(clippy::unwrap_used)]
 
@@ -19,8 +22,9 @@ use std::time::{Duration, Instant};
 use megatcp_echo::{LoadApp, LoadOpts, LoadReport, MsgSize, Protocol, ServeApp, ServeOpts};
 use megatcp_launch::dpdk::run_ring_pair;
 use megatcp_launch::pair::{PairConfig, SERVER_IP};
-use megatcp_test_support::Proc;
+use megatcp_test_support::netns::{Capture, Netns};
 use megatcp_test_support::testbed::{self, Testbed};
+use megatcp_test_support::{Log, Proc, tshark};
 
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
 
@@ -377,4 +381,175 @@ fn linux_kernel_client_against_the_dpdk_server_on_af_packet() {
     assert_eq!(r["errors"]["verify"], 0, "{r}");
     assert!(r["transactions"].as_u64().unwrap() > 1000, "{r}");
     assert!(server.terminate().success());
+}
+
+// ---- a tap device in a namespace of the test's own (root) ----
+
+/// The DPDK echo server on a `net_tap` port (interface `mtap0`, created by the PMD in `ns`)
+/// at 10.79.0.1, with `extra` flags, its stderr in `log`; the kernel side of the tap gets
+/// 10.79.0.2. Returns once a kernel client is served.
+fn tap_server(ns: &Netns, log: &Log, extra: &[&str]) -> Proc {
+    let server = Proc::new(
+        ns.command(BIN)
+            .args([
+                "serve",
+                "--backend",
+                "dpdk",
+                "--cores",
+                "0",
+                "--ip",
+                "10.79.0.1/24",
+            ])
+            .args(["--dpdk-args", "--no-pci --vdev net_tap0,iface=mtap0"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log.stdio())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !log.text().contains("DPDK port 0 (net_tap0") {
+        assert!(Instant::now() < deadline, "no start line: {}", log.text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ns.exec(&["ip", "addr", "add", "10.79.0.2/24", "dev", "mtap0"]);
+    ns.exec(&["ip", "link", "set", "mtap0", "up"]);
+    while tap_load(ns, &["--connections", "1", "--duration", "200ms"]).is_err() {
+        assert!(Instant::now() < deadline, "not served: {}", log.text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server
+}
+
+/// The kernel's TCP (the epoll load generator) in `ns` against the tap server.
+fn tap_load(ns: &Netns, extra: &[&str]) -> Result<serde_json::Value, String> {
+    let out = ns
+        .command(BIN)
+        .args(["load", "--json", "--backend", "epoll", "--cores", "1"])
+        .args(["--connect", "10.79.0.1:7", "--warmup", "0s"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    if !out.status.success() {
+        return Err(format!("load failed: {r}"));
+    }
+    Ok(r)
+}
+
+/// (frames, frames whose IPv4 or TCP checksum is not good) the server sent, read off a
+/// capture on the tap's kernel side. A TCP checksum of 0xffff where 0x0000 is computed is
+/// good: the two are one's complement zero, receivers (Linux) take both, and DPDK's tap PMD
+/// writes 0xffff for a zero sum (about one segment in 65,536); tshark calls it bad.
+fn checksums_seen(file: &std::path::Path) -> (usize, usize) {
+    let text = tshark(
+        file,
+        &[
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "tcp.check_checksum:TRUE",
+            "-T",
+            "fields",
+            "-e",
+            "ip.checksum.status",
+            "-e",
+            "tcp.checksum.status",
+            "-e",
+            "tcp.checksum",
+            "-e",
+            "tcp.checksum_calculated",
+        ],
+    );
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    // Status 1: good (0: bad, 2: not checked).
+    let good = |f: &Vec<&str>| match f[..] {
+        ["1", "1", ..] => true,
+        ["1", "0", "0xffff", "0x0000"] => true,
+        _ => false,
+    };
+    let bad = lines.iter().filter(|f| !good(f)).count();
+    (lines.len(), bad)
+}
+
+#[test]
+fn transmit_checksum_offload_on_a_tap_device_against_the_linux_kernel() {
+    if !megatcp_test_support::is_root() {
+        eprintln!("note: not root: the tap test needs a network namespace; skipped");
+        return;
+    }
+    let _hugepages = HUGEPAGES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for (mode, said) in [
+        (
+            "auto",
+            "tx checksum offload on (the NIC fills IPv4 and TCP checksums)",
+        ),
+        (
+            "off",
+            "tx checksum offload off (--tx-csum-offload off; the NIC offers it)",
+        ),
+    ] {
+        let ns = Netns::new("tap");
+        let log = Log::new(&format!("tap-{mode}"));
+        let server = tap_server(&ns, &log, &["--tx-csum-offload", mode]);
+        assert!(log.text().contains(said), "{mode}: {}", log.text());
+        let pcap =
+            std::env::temp_dir().join(format!("mtcp-tap-{mode}-{}.pcap", std::process::id()));
+        let capture = Capture::start_snap(
+            ns.name(),
+            "mtap0",
+            &pcap,
+            "tcp and src host 10.79.0.1",
+            65535,
+        );
+        // 1,000 short connections, sizes up to 64 KiB, every byte verified.
+        let r = tap_load(
+            &ns,
+            &[
+                "--connections",
+                "1000",
+                "--msg-size",
+                "1..65536",
+                "--txns-per-conn",
+                "1",
+                "--duration",
+                "3s",
+            ],
+        )
+        .unwrap();
+        assert_eq!(r["errors"]["verify"], 0, "{mode}: {r}");
+        assert!(r["transactions"].as_u64().unwrap() >= 1000, "{mode}: {r}");
+        // 64 persistent connections, random sizes up to 16 KiB.
+        let r = tap_load(
+            &ns,
+            &[
+                "--connections",
+                "64",
+                "--msg-size",
+                "1..16384",
+                "--duration",
+                "2s",
+            ],
+        )
+        .unwrap();
+        assert_eq!(r["errors"]["verify"], 0, "{mode}: {r}");
+        assert!(r["transactions"].as_u64().unwrap() > 1000, "{mode}: {r}");
+        drop(capture);
+        let (frames, bad) = checksums_seen(&pcap);
+        if bad == 0 {
+            let _ = std::fs::remove_file(&pcap);
+        }
+        eprintln!("{mode}: {frames} frames from the server captured, {bad} with a bad checksum");
+        assert!(frames > 10_000, "{mode}: {frames} frames captured");
+        assert_eq!(
+            bad,
+            0,
+            "{mode}: frames with a bad checksum ({})",
+            pcap.display()
+        );
+        assert!(server.terminate().success(), "{mode}: {}", log.text());
+    }
 }
