@@ -53,6 +53,7 @@ pub(crate) fn run<A: App>(
         .map_err(|_| LaunchError::Usage("too many cores".into()))?;
     let mut pcfg = PortConfig::new(queues);
     pcfg.tx_checksum = args.nic.tx_csum_offload == TxCsumArg::Auto;
+    pcfg.mtu = args.nic.mtu;
     let port = DpdkPort::open(eal, port, &pcfg).map_err(|e| LaunchError::Usage(e.to_string()))?;
     let caps = port.capabilities();
     let tx_checksum = if caps.checksum.tx_ipv4 && caps.checksum.tx_l4 {
@@ -67,15 +68,14 @@ pub(crate) fn run<A: App>(
     };
     if args.nic.mtu > port.capabilities().mtu {
         return Err(LaunchError::Usage(format!(
-            "--mtu {} is above what the DPDK port takes ({}; jumbo frames, several mbufs per \
-             frame, are not supported on DPDK yet)",
+            "--mtu {}: the DPDK port runs with MTU {} (rte_eth_dev_get_mtu)",
             args.nic.mtu,
             port.capabilities().mtu
         )));
     }
     tracing::info!(
-        "DPDK port {} ({}, driver {}), {} queue(s), MAC {}, RSS {}, rx checksum \
-         offload {}, tx checksum offload {tx_line}, EAL {}",
+        "DPDK port {} ({}, driver {}), {} queue(s), MAC {}, MTU {} (MSS {}), RSS {}, rx \
+         checksum offload {}, tx checksum offload {tx_line}, EAL {}",
         port.id(),
         port.name(),
         port.driver(),
@@ -85,6 +85,8 @@ pub(crate) fn run<A: App>(
             .map(|b| format!("{b:02x}"))
             .collect::<Vec<_>>()
             .join(":"),
+        args.nic.mtu,
+        args.nic.mtu - 40,
         if port.capabilities().rss.is_some() {
             "symmetric Toeplitz"
         } else {

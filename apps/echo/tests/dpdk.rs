@@ -306,11 +306,17 @@ fn bad_eal_arguments_a_missing_device_and_no_hugepages_fail_clearly() {
     );
     // No device at all.
     expect_failure(&with(&[]), "needs a device");
-    // Jumbo frames the port cannot take in one mbuf: refused, not sent.
+    // Jumbo frames on a port that takes standard frames only (memif reports 1518-byte
+    // frames at most): refused with the reason, not sent.
+    let sock = memif_socket("mtu");
+    let memif = format!("--vdev net_memif0,role=server,socket={}", sock.display());
+    let mut args = serve.to_vec();
+    args.extend_from_slice(&["--mtu", "9000", "--dpdk-args", &memif]);
     expect_failure(
-        &with(&["--mtu", "9000", "--dpdk-args", "--vdev net_null0"]),
-        "is above what the DPDK port takes",
+        &args,
+        "takes an MTU of 1500 at most: it takes frames of 1518 bytes at most (max_rx_pktlen",
     );
+    let _ = std::fs::remove_file(&sock);
     // Hugepage memory asked for where none is reserved (no PCI device involved).
     if megatcp_launch::dpdk::free_hugepages() == 0 {
         expect_failure(
