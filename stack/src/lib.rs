@@ -41,7 +41,8 @@
 //! hashes under [`StackConfig::secret`]; TIME-WAIT is a compact record handled by the stack
 //! itself; RSTs and SYNs inside the window get challenge ACKs (RFC 5961) and old
 //! timestamps are refused (PAWS). Module by module: `secret`, `xlate`, `timewait`,
-//! `cookie`, `ingress`, `clock`.
+//! `cookie`, `ingress`, `clock`. Outgoing TCP checksums are the stack's own or, with
+//! [`StackConfig::tx_checksum`], left to the NIC (`checksum`).
 
 #![forbid(unsafe_code)]
 
