@@ -101,10 +101,7 @@ fn script(cs: TxChecksum) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let (me, srv) = (sa(A_IP, 40_000), sa(B_IP, 80));
 
     // Handshake with every option (smoltcp's SYN-ACK, sequence offset applied).
-    let mut syn = Seg::new(me, srv, TcpControl::Syn, 1000).ts(100, 0);
-    syn.mss = Some(1460);
-    syn.wscale = Some(7);
-    syn.sack_permitted = true;
+    let syn = Seg::linux_syn(me, srv, 1000, 100);
     let out = solo.exchange(&syn, MS);
     let synack = out.iter().find(|s| s.is_syn_ack()).unwrap().clone();
     let (isn, ts_b) = (synack.seq, synack.ts.unwrap().0);
@@ -140,10 +137,7 @@ fn script(cs: TxChecksum) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     // through the cookie's offset.
     solo.exchange(&Seg::new(sa(A_IP, 40_002), srv, TcpControl::Syn, 1), MS);
     let me2 = sa(A_IP, 40_001);
-    let mut syn = Seg::new(me2, srv, TcpControl::Syn, 5000).ts(10, 0);
-    syn.mss = Some(1460);
-    syn.wscale = Some(7);
-    syn.sack_permitted = true;
+    let syn = Seg::linux_syn(me2, srv, 5000, 10);
     let out = solo.exchange(&syn, MS);
     let cookie = out.iter().find(|s| s.is_syn_ack()).unwrap().clone();
     assert_eq!(solo.host.stack.counters().syn_cookies_sent, 1);

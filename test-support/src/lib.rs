@@ -217,6 +217,19 @@ impl Log {
     pub fn text(&self) -> String {
         std::fs::read_to_string(&self.0).unwrap_or_default()
     }
+
+    /// Waits until the log holds `needle`; panics with the log after `limit`.
+    pub fn wait_for(&self, needle: &str, limit: Duration) {
+        let end = Instant::now() + limit;
+        while !self.text().contains(needle) {
+            assert!(
+                Instant::now() < end,
+                "no {needle:?} within {limit:?}: {}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 impl Drop for Log {

@@ -1175,11 +1175,7 @@ fn a_veth_peer_leaving_checksums_to_offload_gets_a_hint() {
             .spawn()
             .unwrap(),
     );
-    let end = Instant::now() + Duration::from_secs(20);
-    while !log.text().contains("AF_XDP on mtcp-srv") {
-        assert!(Instant::now() < end, "{}", log.text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    log.wait_for("AF_XDP on mtcp-srv", Duration::from_secs(20));
     // The client's kernel now leaves TCP checksums to an offload the veth never does.
     let on = sh(&[
         "ip",

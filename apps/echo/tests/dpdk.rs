@@ -32,9 +32,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
 /// fresh ring pair; returns the load report and both ports' device counters.
 fn ring_run(name: &str, load: LoadOpts) -> (LoadReport, u64, u64) {
     // EAL picks its memory when it starts: not while the testbed reserves hugepages.
-    let _hugepages = HUGEPAGES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _hugepages = hugepages();
     let server = ServeApp {
         protocol: Protocol::Echo,
         opts: ServeOpts {
@@ -264,6 +262,13 @@ fn two_queues_each_side_over_memif() {
 /// them, the in-process EAL's start and the testbed test must not run at the same time.
 static HUGEPAGES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Holds [`HUGEPAGES`] (whatever a failed test left).
+fn hugepages() -> std::sync::MutexGuard<'static, ()> {
+    HUGEPAGES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn expect_failure(args: &[&str], needle: &str) {
     let (out, took) = run_bounded(args, Duration::from_secs(30));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -274,9 +279,7 @@ fn expect_failure(args: &[&str], needle: &str) {
 
 #[test]
 fn bad_eal_arguments_a_missing_device_and_no_hugepages_fail_clearly() {
-    let _hugepages = HUGEPAGES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _hugepages = hugepages();
     let serve = ["serve", "--backend", "dpdk", "--ip", "10.78.1.1/24"];
     let with = |extra: &[&'static str]| {
         let mut v: Vec<&str> = serve.to_vec();
@@ -332,6 +335,42 @@ fn bad_eal_arguments_a_missing_device_and_no_hugepages_fail_clearly() {
 
 // ---- the veth testbed (root) ----
 
+/// Two rounds of the kernel's TCP through `load` against a server (`what` names it):
+/// 1,000 short connections (sizes up to 64 KiB, one transaction each, `short` long), then
+/// 64 persistent ones for 2 s (sizes `sizes`); every byte verified.
+fn kernel_client_rounds(
+    what: &str,
+    load: &dyn Fn(&[&str]) -> Result<serde_json::Value, String>,
+    short: &str,
+    sizes: &str,
+) {
+    let r = load(&[
+        "--connections",
+        "1000",
+        "--msg-size",
+        "1..65536",
+        "--txns-per-conn",
+        "1",
+        "--duration",
+        short,
+    ])
+    .unwrap();
+    eprintln!("{what}: short connections: {r}");
+    assert_eq!(r["errors"]["verify"], 0, "{what}: {r}");
+    assert!(r["transactions"].as_u64().unwrap() >= 1000, "{what}: {r}");
+    let r = load(&[
+        "--connections",
+        "64",
+        "--msg-size",
+        sizes,
+        "--duration",
+        "2s",
+    ])
+    .unwrap();
+    assert_eq!(r["errors"]["verify"], 0, "{what}: {r}");
+    assert!(r["transactions"].as_u64().unwrap() > 1000, "{what}: {r}");
+}
+
 fn kernel_load(extra: &[&str]) -> Result<serde_json::Value, String> {
     let mut args = vec![BIN, "load", "--json", "--backend", "epoll", "--cores", "1"];
     args.extend_from_slice(&["--connect", "10.77.0.10:7", "--warmup", "0s"]);
@@ -346,9 +385,7 @@ fn linux_kernel_client_against_the_dpdk_server_on_af_packet() {
         return;
     }
     // Held while the test runs under the testbed lock in a child process, too.
-    let _hugepages = HUGEPAGES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _hugepages = hugepages();
     if !testbed::hold_lock("linux_kernel_client_against_the_dpdk_server_on_af_packet") {
         return;
     }
@@ -368,24 +405,7 @@ fn linux_kernel_client_against_the_dpdk_server_on_af_packet() {
         assert!(Instant::now() < deadline, "the DPDK server did not come up");
         std::thread::sleep(Duration::from_millis(200));
     }
-    // 1,000 short connections, sizes up to 64 KiB, every byte verified.
-    let r = kernel_load(&[
-        "--connections",
-        "1000",
-        "--msg-size",
-        "1..65536",
-        "--txns-per-conn",
-        "1",
-        "--duration",
-        "3s",
-    ])
-    .unwrap();
-    assert_eq!(r["errors"]["verify"], 0, "{r}");
-    assert!(r["transactions"].as_u64().unwrap() >= 1000, "{r}");
-    // 64 persistent connections, 64 B.
-    let r = kernel_load(&["--connections", "64", "--duration", "2s"]).unwrap();
-    assert_eq!(r["errors"]["verify"], 0, "{r}");
-    assert!(r["transactions"].as_u64().unwrap() > 1000, "{r}");
+    kernel_client_rounds("af_packet", &kernel_load, "3s", "64");
     assert!(server.terminate().success());
 }
 
@@ -413,11 +433,8 @@ fn tap_server(ns: &Netns, log: &Log, extra: &[&str]) -> Proc {
             .spawn()
             .unwrap(),
     );
+    log.wait_for("DPDK port 0 (net_tap0", Duration::from_secs(20));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !log.text().contains("DPDK port 0 (net_tap0") {
-        assert!(Instant::now() < deadline, "no start line: {}", log.text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
     ns.exec(&["ip", "addr", "add", "10.79.0.2/24", "dev", "mtap0"]);
     ns.exec(&["ip", "link", "set", "mtap0", "up"]);
     while tap_load(ns, &["--connections", "1", "--duration", "200ms"]).is_err() {
@@ -470,11 +487,7 @@ fn checksums_seen(file: &std::path::Path) -> (usize, usize) {
     );
     let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
     // Status 1: good (0: bad, 2: not checked).
-    let good = |f: &Vec<&str>| match f[..] {
-        ["1", "1", ..] => true,
-        ["1", "0", "0xffff", "0x0000"] => true,
-        _ => false,
-    };
+    let good = |f: &Vec<&str>| matches!(f[..], ["1", "1", ..] | ["1", "0", "0xffff", "0x0000"]);
     let bad = lines.iter().filter(|f| !good(f)).count();
     (lines.len(), bad)
 }
@@ -485,9 +498,7 @@ fn transmit_checksum_offload_on_a_tap_device_against_the_linux_kernel() {
         eprintln!("note: not root: the tap test needs a network namespace; skipped");
         return;
     }
-    let _hugepages = HUGEPAGES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _hugepages = hugepages();
     for (mode, said) in [
         (
             "auto",
@@ -511,39 +522,12 @@ fn transmit_checksum_offload_on_a_tap_device_against_the_linux_kernel() {
             "tcp and src host 10.79.0.1",
             65535,
         );
-        // 1,000 short connections, sizes up to 64 KiB, every byte verified.
-        let r = tap_load(
-            &ns,
-            &[
-                "--connections",
-                "1000",
-                "--msg-size",
-                "1..65536",
-                "--txns-per-conn",
-                "1",
-                "--duration",
-                "6s",
-            ],
-        )
-        .unwrap();
-        assert_eq!(r["errors"]["verify"], 0, "{mode}: {r}");
-        eprintln!("{mode}: short connections: {r}");
-        assert!(r["transactions"].as_u64().unwrap() >= 1000, "{mode}: {r}");
-        // 64 persistent connections, random sizes up to 16 KiB.
-        let r = tap_load(
-            &ns,
-            &[
-                "--connections",
-                "64",
-                "--msg-size",
-                "1..16384",
-                "--duration",
-                "2s",
-            ],
-        )
-        .unwrap();
-        assert_eq!(r["errors"]["verify"], 0, "{mode}: {r}");
-        assert!(r["transactions"].as_u64().unwrap() > 1000, "{mode}: {r}");
+        kernel_client_rounds(
+            mode,
+            &|extra: &[&str]| tap_load(&ns, extra),
+            "6s",
+            "1..16384",
+        );
         drop(capture);
         let (frames, bad) = checksums_seen(&pcap);
         if bad == 0 {
