@@ -10,6 +10,7 @@ use megatcp_engine::Runtime;
 use megatcp_nic::RssInfo;
 use megatcp_nic::afxdp::{AfXdpConfig, AfXdpQueue, Steering, ZeroCopy};
 use megatcp_nic::ethtool;
+use megatcp_stack::TxChecksum;
 
 use crate::bypass::{iface_mac, run_bypass};
 use crate::nic::{RssKeyArg, XdpSteer, ZeroCopyArg, queue_advice};
@@ -181,7 +182,7 @@ pub(crate) fn run<A: App>(
         ZeroCopyArg::On => ZeroCopy::On,
         ZeroCopyArg::Off => ZeroCopy::Off,
     };
-    run_bypass(args, runtime, app, mac, |core, _| {
+    run_bypass(args, runtime, app, mac, TxChecksum::Software, |core, _| {
         let mut cfg = AfXdpConfig::new(&iface, queues[core]);
         cfg.queues = u16::try_from(device_queues).unwrap_or(u16::MAX);
         cfg.mtu = args.nic.mtu;

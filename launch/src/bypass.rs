@@ -5,18 +5,20 @@
 use std::net::Ipv4Addr;
 
 use megatcp_engine::Runtime;
-use megatcp_stack::{LocalAddr, MacAddr, StackConfig};
+use megatcp_stack::{LocalAddr, MacAddr, StackConfig, TxChecksum};
 
 use crate::{App, BackendArgs, CoreOutcome, LaunchError, Outputs};
 
 /// Runs `app` over megatcp's own stack on NIC queues opened by `open(queue, queues)`, one
-/// per core; `mac` is the interface's hardware address.
+/// per core; `mac` is the interface's hardware address, `tx_checksum` who fills transmit
+/// checksums (the NIC only where its queues were opened with the offload on).
 #[cfg_attr(not(any(feature = "afxdp", feature = "dpdk")), allow(dead_code))]
 pub(crate) fn run_bypass<A, Q, O>(
     args: &BackendArgs,
     runtime: Runtime,
     app: &A,
     mac: MacAddr,
+    tx_checksum: TxChecksum,
     open: O,
 ) -> Result<Vec<CoreOutcome<A::Output>>, LaunchError>
 where
@@ -24,7 +26,8 @@ where
     Q: megatcp_nic::NicQueue,
     O: Fn(usize, usize) -> Result<Q, String> + Sync,
 {
-    let stack = stack_config(args, mac)?;
+    let mut stack = stack_config(args, mac)?;
+    stack.tx_checksum = tx_checksum;
     let n = args.cores.0.len();
     let outputs = Outputs::new();
     let reports = runtime.run(

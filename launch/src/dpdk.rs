@@ -3,18 +3,21 @@
 //! [`megatcp_nic::dpdk::DpdkQueue`] per core, exactly like the AF_XDP arm.
 //!
 //! The port is the `--pci` device when one is given, else the first port EAL has (the first
-//! `--vdev`). Its device counters are printed when the run ends.
+//! `--vdev`). Transmit checksum offload is turned on where the port offers it (unless
+//! `--tx-csum-offload off`) and the stacks are told to leave those checksums to the NIC;
+//! the start line says which. Its device counters are printed when the run ends.
 //!
 //! [`run_ring_pair`] runs a server and a client application in one process over two ports
 //! joined back to back by `rte_eth_from_rings`: the DPDK path without any device.
 
 use megatcp_nic::dpdk::{DpdkPort, EalConfig, PortConfig, init_eal};
 pub use megatcp_nic::dpdk::{NicStats, free_hugepages};
-use megatcp_stack::MacAddr;
+use megatcp_stack::{MacAddr, TxChecksum};
 
 use megatcp_engine::Runtime;
 
 use crate::bypass::run_bypass;
+use crate::nic::TxCsumArg;
 use crate::pair::{PairConfig, PairOutcome, run_pair_on};
 use crate::{App, BackendArgs, CoreOutcome, LaunchError};
 
@@ -48,19 +51,31 @@ pub(crate) fn run<A: App>(
     })?;
     let queues = u16::try_from(args.cores.0.len())
         .map_err(|_| LaunchError::Usage("too many cores".into()))?;
-    let port = DpdkPort::open(eal, port, &PortConfig::new(queues))
-        .map_err(|e| LaunchError::Usage(e.to_string()))?;
+    let mut pcfg = PortConfig::new(queues);
+    pcfg.tx_checksum = args.nic.tx_csum_offload == TxCsumArg::Auto;
+    pcfg.mtu = args.nic.mtu;
+    let port = DpdkPort::open(eal, port, &pcfg).map_err(|e| LaunchError::Usage(e.to_string()))?;
+    let caps = port.capabilities();
+    let tx_checksum = if caps.checksum.tx_ipv4 && caps.checksum.tx_l4 {
+        TxChecksum::Offload
+    } else {
+        TxChecksum::Software
+    };
+    let tx_line = match (tx_checksum, port.offers_tx_checksum()) {
+        (TxChecksum::Offload, _) => "on (the NIC fills IPv4 and TCP checksums)",
+        (_, true) => "off (--tx-csum-offload off; the NIC offers it)",
+        (_, false) => "off (not offered by the NIC; megatcp computes checksums)",
+    };
     if args.nic.mtu > port.capabilities().mtu {
         return Err(LaunchError::Usage(format!(
-            "--mtu {} is above what the DPDK port takes ({}; jumbo frames, several mbufs per \
-             frame, are not supported on DPDK yet)",
+            "--mtu {}: the DPDK port runs with MTU {} (rte_eth_dev_get_mtu)",
             args.nic.mtu,
             port.capabilities().mtu
         )));
     }
     tracing::info!(
-        "DPDK port {} ({}, driver {}), {} queue(s), MAC {}, RSS {}, rx checksum \
-         offload {}, EAL {}",
+        "DPDK port {} ({}, driver {}), {} queue(s), MAC {}, MTU {} (MSS {}), RSS {}, rx \
+         checksum offload {}, tx checksum offload {tx_line}, EAL {}",
         port.id(),
         port.name(),
         port.driver(),
@@ -70,6 +85,8 @@ pub(crate) fn run<A: App>(
             .map(|b| format!("{b:02x}"))
             .collect::<Vec<_>>()
             .join(":"),
+        args.nic.mtu,
+        args.nic.mtu - 40,
         if port.capabilities().rss.is_some() {
             "symmetric Toeplitz"
         } else {
@@ -82,7 +99,8 @@ pub(crate) fn run<A: App>(
             "without hugepages"
         },
     );
-    let result = run_bypass(args, runtime, app, MacAddr(port.mac()), |q, _| {
+    let mac = MacAddr(port.mac());
+    let result = run_bypass(args, runtime, app, mac, tx_checksum, |q, _| {
         let q = u16::try_from(q).map_err(|e| e.to_string())?;
         port.queue(q).map_err(|e| e.to_string())
     });
@@ -116,8 +134,11 @@ pub fn run_ring_pair<S: App, C: App>(
     }
     let eal = init_eal(&EalConfig::default()).map_err(|e| usage(&e))?;
     let (a, b) = eal.ring_pair(name, 1).map_err(|e| usage(&e))?;
-    let server_port = DpdkPort::open(eal, a, &PortConfig::new(1)).map_err(|e| usage(&e))?;
-    let client_port = DpdkPort::open(eal, b, &PortConfig::new(1)).map_err(|e| usage(&e))?;
+    // The pair's stacks compute their own checksums.
+    let mut pcfg = PortConfig::new(1);
+    pcfg.tx_checksum = false;
+    let server_port = DpdkPort::open(eal, a, &pcfg).map_err(|e| usage(&e))?;
+    let client_port = DpdkPort::open(eal, b, &pcfg).map_err(|e| usage(&e))?;
     let outcome = run_pair_on(
         |_| server_port.queue(0).map_err(|e| e.to_string()),
         |_| client_port.queue(0).map_err(|e| e.to_string()),

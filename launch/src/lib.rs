@@ -6,7 +6,7 @@
 //! Every server and load binary of the project takes the same backend flags
 //! ([`BackendArgs`]: `--backend wire|afxdp|dpdk|uring|epoll`, `--cores`, `--iface`, `--ip`,
 //! `--gateway`, `--dpdk-args`, `--pci`, and for a real NIC [`NicArgs`]: `--queues`, `--mtu`,
-//! `--zero-copy`, `--xdp`, `--xdp-ports`, `--rss-key`) and hands its per-core code to [`run`] as an [`App`]:
+//! `--zero-copy`, `--tx-csum-offload`, `--xdp`, `--xdp-ports`, `--rss-key`) and hands its per-core code to [`run`] as an [`App`]:
 //! a value whose `run` method is generic over the channel's backend, so the very same
 //! application code runs over the kernel-bypass engine and over the Linux kernel. [`pair`]
 //! runs a server and a client application in one process over the in-memory wire.

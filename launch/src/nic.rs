@@ -1,5 +1,5 @@
 //! The flags of the bypass backends on a real NIC ([`NicArgs`], flattened into
-//! `BackendArgs`): which queues, the MTU, zero-copy, what the XDP program hands megatcp, the
+//! `BackendArgs`): which queues, the MTU, zero-copy, transmit checksum offload, what the XDP program hands megatcp, the
 //! RSS key; and the advice given at start when the NIC's queues and megatcp's cores differ.
 
 use crate::Cores;
@@ -24,6 +24,16 @@ pub enum ZeroCopyArg {
     /// Zero-copy or fail.
     On,
     /// Copy mode.
+    Off,
+}
+
+/// Transmit checksum offload (dpdk).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TxCsumArg {
+    /// The NIC fills IPv4 header and TCP checksums when it offers both, else megatcp does.
+    #[default]
+    Auto,
+    /// megatcp computes every checksum.
     Off,
 }
 
@@ -52,6 +62,10 @@ pub struct NicArgs {
     /// AF_XDP zero-copy (afxdp).
     #[arg(long, value_enum, default_value_t = ZeroCopyArg::Auto)]
     pub zero_copy: ZeroCopyArg,
+    /// Transmit checksum offload (dpdk): the NIC fills the IPv4 header and TCP checksums
+    /// where it offers both; said at start.
+    #[arg(long, value_enum, default_value_t = TxCsumArg::Auto)]
+    pub tx_csum_offload: TxCsumArg,
     /// What the XDP program hands megatcp (afxdp).
     #[arg(long, value_enum, default_value_t = XdpSteer::Address)]
     pub xdp: XdpSteer,
@@ -75,6 +89,7 @@ impl Default for NicArgs {
             queues: None,
             mtu: 1500,
             zero_copy: ZeroCopyArg::Auto,
+            tx_csum_offload: TxCsumArg::Auto,
             xdp: XdpSteer::Address,
             xdp_ports: Vec::new(),
             rss_key: RssKeyArg::Keep,

@@ -3,7 +3,7 @@
 use core::net::Ipv4Addr;
 use core::ops::RangeInclusive;
 
-use crate::{Duration, MacAddr};
+use crate::{Duration, MacAddr, TxChecksum};
 
 /// One local IPv4 address with its subnet prefix length (e.g. `10.77.0.1/24`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -158,6 +158,9 @@ pub struct StackConfig {
     pub gateway: Option<Ipv4Addr>,
     /// IP MTU (1500 on Ethernet).
     pub mtu: usize,
+    /// Who fills the checksums of outgoing TCP segments: the stack, or the NIC (only when
+    /// the NIC queue the frames go to completes them: DPDK's transmit checksum offload).
+    pub tx_checksum: TxChecksum,
     /// Seed of smoltcp's own pseudo-random numbers (not security relevant: initial sequence
     /// numbers, ports and cookies come from `secret`).
     pub seed: u64,
@@ -191,6 +194,7 @@ impl StackConfig {
             addrs: vec![addr],
             gateway: None,
             mtu: 1500,
+            tx_checksum: TxChecksum::Software,
             seed: 0x6d65_6761_7463_7000,
             secret: [0; 16],
             challenge_ack_limit: 1000,

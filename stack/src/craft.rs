@@ -11,6 +11,7 @@ use smoltcp::wire::{
     TcpTimestampRepr,
 };
 
+use crate::checksum::TxChecksum;
 use crate::egress::Egress;
 use crate::flow::FourTuple;
 
@@ -63,7 +64,8 @@ impl Egress {
     /// Sends a segment from `tuple.local` to `tuple.remote`.
     pub(crate) fn send_tcp(&mut self, tuple: &FourTuple, repr: &TcpRepr<'_>) {
         let (ip, src, dst) = ip_header(tuple, repr);
-        self.send_ip_with(&ip, |buf| emit_tcp(repr, src, dst, buf));
+        let cs = self.tx_checksum;
+        self.send_ip_with(&ip, |buf| emit_tcp(repr, src, dst, buf, cs));
     }
 }
 
@@ -80,22 +82,23 @@ fn ip_header(tuple: &FourTuple, repr: &TcpRepr<'_>) -> (Ipv4Repr, Ipv4Addr, Ipv4
     (ip, src, dst)
 }
 
-fn emit_tcp(repr: &TcpRepr<'_>, src: Ipv4Addr, dst: Ipv4Addr, buf: &mut [u8]) {
+fn emit_tcp(repr: &TcpRepr<'_>, src: Ipv4Addr, dst: Ipv4Addr, buf: &mut [u8], cs: TxChecksum) {
     repr.emit(
         &mut TcpPacket::new_unchecked(buf),
         &IpAddress::Ipv4(src),
         &IpAddress::Ipv4(dst),
-        &ChecksumCapabilities::default(),
+        &cs.smoltcp_caps(),
     );
 }
 
 /// Writes an IPv4 packet carrying `repr` from `tuple.local` to `tuple.remote` into `out`
-/// (for handing to a socket as if it had been received).
+/// (for handing to a socket as if it had been received; never to a NIC, so its checksums
+/// are the stack's own).
 pub(crate) fn ip_packet(tuple: &FourTuple, repr: &TcpRepr<'_>, out: &mut Vec<u8>) {
     let (ip, src, dst) = ip_header(tuple, repr);
     out.clear();
     out.resize(ip.buffer_len() + repr.buffer_len(), 0);
     let mut p = Ipv4Packet::new_unchecked(&mut out[..]);
     ip.emit(&mut p, &ChecksumCapabilities::default());
-    emit_tcp(repr, src, dst, p.payload_mut());
+    emit_tcp(repr, src, dst, p.payload_mut(), TxChecksum::Software);
 }

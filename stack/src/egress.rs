@@ -3,7 +3,7 @@
 
 use core::net::Ipv4Addr;
 
-use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
+use smoltcp::phy::{self, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol,
     EthernetRepr, Ipv4Packet, Ipv4Repr,
@@ -11,6 +11,7 @@ use smoltcp::wire::{
 
 use crate::FrameSink;
 use crate::arp::{Enqueued, Neighbours};
+use crate::checksum::TxChecksum;
 use crate::config::LocalAddr;
 use crate::counters::Counters;
 use crate::out::OutQueue;
@@ -29,6 +30,8 @@ pub(crate) struct Egress {
     pub(crate) out: OutQueue,
     pub(crate) counters: Counters,
     pub(crate) now: Instant,
+    /// Who fills the checksums of outgoing TCP segments.
+    pub(crate) tx_checksum: TxChecksum,
 }
 
 impl Egress {
@@ -94,13 +97,15 @@ impl Egress {
     }
 
     /// Builds and sends an IPv4 packet: header from `repr`, payload written by `fill`
-    /// (`repr.payload_len` bytes).
+    /// (`repr.payload_len` bytes); a TCP segment's checksums finished as `tx_checksum`
+    /// says.
     pub(crate) fn send_ip_with(&mut self, repr: &Ipv4Repr, fill: impl FnOnce(&mut [u8])) {
         let mut buf = self.out.take_buf();
         buf.resize(ETH_HDR + repr.buffer_len() + repr.payload_len, 0);
         let mut ip = Ipv4Packet::new_unchecked(&mut buf[ETH_HDR..]);
         repr.emit(&mut ip, &ChecksumCapabilities::default());
         fill(ip.payload_mut());
+        self.tx_checksum.finish(&mut buf[ETH_HDR..]);
         self.send_ipv4(buf);
     }
 
@@ -165,16 +170,14 @@ fn write_eth(buf: &mut [u8], dst: MacAddr, src: MacAddr) {
 }
 
 /// Capabilities of the IP-level device smoltcp sees. The stack validates IPv4 and TCP
-/// checksums itself before handing a packet over, so smoltcp only computes them.
-pub(crate) fn ip_caps(mtu: usize) -> DeviceCapabilities {
+/// checksums itself before handing a packet over, so smoltcp at most computes them (as
+/// `cs` says).
+pub(crate) fn ip_caps(mtu: usize, cs: TxChecksum) -> DeviceCapabilities {
     let mut caps = DeviceCapabilities::default();
     caps.medium = Medium::Ip;
     caps.max_transmission_unit = mtu;
     caps.max_burst_size = None;
-    let mut cs = ChecksumCapabilities::default();
-    cs.ipv4 = Checksum::Tx;
-    cs.tcp = Checksum::Tx;
-    caps.checksum = cs;
+    caps.checksum = cs.smoltcp_caps();
     caps
 }
 
@@ -230,13 +233,15 @@ impl<'s> phy::Device for FlowDevice<'_, 's> {
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        ip_caps(self.mtu)
+        ip_caps(self.mtu, self.eg.tx_checksum)
     }
 }
 
-/// A device that never has a packet: used to create interfaces.
+/// A device that never has a packet: used to create interfaces (which keep its
+/// capabilities).
 pub(crate) struct NullDevice {
     pub(crate) mtu: usize,
+    pub(crate) tx_checksum: TxChecksum,
 }
 
 impl phy::Device for NullDevice {
@@ -258,7 +263,7 @@ impl phy::Device for NullDevice {
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
-        ip_caps(self.mtu)
+        ip_caps(self.mtu, self.tx_checksum)
     }
 }
 
@@ -309,7 +314,7 @@ impl phy::TxToken for PacketTx<'_, '_> {
             && self.eg.out.len() == 0
             && let Some(mac) = self.eg.next_hop_mac(remote)
         {
-            let (src_mac, x) = (self.eg.mac, &mut *self.x);
+            let (src_mac, x, cs) = (self.eg.mac, &mut *self.x, self.eg.tx_checksum);
             let mut done = None;
             sink(&mut |buf: &mut [u8]| {
                 let Some(frame) = buf.get_mut(..ETH_HDR + len) else {
@@ -318,7 +323,9 @@ impl phy::TxToken for PacketTx<'_, '_> {
                 let Some(f) = f.take() else { return 0 };
                 write_eth(frame, mac, src_mac);
                 let r = f(&mut frame[ETH_HDR..]);
-                done = Some((r, x.on_egress(&mut frame[ETH_HDR..])));
+                let sent = x.on_egress(&mut frame[ETH_HDR..], cs);
+                cs.finish(&mut frame[ETH_HDR..]);
+                done = Some((r, sent));
                 ETH_HDR + len
             });
             if let Some((r, sent)) = done {
@@ -335,7 +342,9 @@ impl phy::TxToken for PacketTx<'_, '_> {
             Some(f) => f(&mut buf[ETH_HDR..]),
             None => unreachable!("the frame was written only if the sink took it"),
         };
-        let sent = self.x.on_egress(&mut buf[ETH_HDR..]);
+        let cs = self.eg.tx_checksum;
+        let sent = self.x.on_egress(&mut buf[ETH_HDR..], cs);
+        cs.finish(&mut buf[ETH_HDR..]);
         if self.x.capture {
             self.eg.out.recycle(buf);
             return r;

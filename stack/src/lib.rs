@@ -41,11 +41,13 @@
 //! hashes under [`StackConfig::secret`]; TIME-WAIT is a compact record handled by the stack
 //! itself; RSTs and SYNs inside the window get challenge ACKs (RFC 5961) and old
 //! timestamps are refused (PAWS). Module by module: `secret`, `xlate`, `timewait`,
-//! `cookie`, `ingress`, `clock`.
+//! `cookie`, `ingress`, `clock`. Outgoing TCP checksums are the stack's own or, with
+//! [`StackConfig::tx_checksum`], left to the NIC (`checksum`).
 
 #![forbid(unsafe_code)]
 
 mod arp;
+mod checksum;
 mod clock;
 pub mod config;
 mod cookie;
@@ -82,6 +84,7 @@ pub use smoltcp::socket::tcp::State as TcpState;
 pub use smoltcp::time::{Duration, Instant};
 pub use smoltcp::wire::EthernetAddress as MacAddr;
 
+pub use checksum::TxChecksum;
 pub use config::{ArpConfig, CongestionControl, LocalAddr, StackConfig, TcpConfig};
 pub use counters::{Counters, DROP_REASONS, DropCounters};
 pub use error::{
@@ -192,7 +195,10 @@ impl Stack {
             cfg.secret = secret_from_seed(cfg.seed);
         }
         let clock = SocketClock::new(cfg.tcp.min_rto);
-        let mut dev = NullDevice { mtu: cfg.mtu };
+        let mut dev = NullDevice {
+            mtu: cfg.mtu,
+            tx_checksum: cfg.tx_checksum,
+        };
         let ifaces = cfg
             .addrs
             .iter()
@@ -217,6 +223,7 @@ impl Stack {
             out: OutQueue::new(cfg.mtu + egress::ETH_HDR, cfg.tx_queue_limit.max(1)),
             counters: Counters::default(),
             now,
+            tx_checksum: cfg.tx_checksum,
         };
         let keys = Keys::new(cfg.secret);
         Ok(Self {

@@ -14,6 +14,7 @@
 //! probes) need: the highest sequence number sent and acknowledged each way, the peer's
 //! last timestamp, the window last advertised, and an RTT estimate.
 
+use crate::checksum::{TxChecksum, patch32};
 use crate::{Duration, Instant};
 
 /// TCP flag bits.
@@ -81,10 +82,11 @@ pub(crate) struct Sent {
 }
 
 impl Xlate {
-    /// Translates one IPv4 packet the socket emitted (in place) and records what it says.
+    /// Translates one IPv4 packet the socket emitted (in place; its checksum kept right as
+    /// `cs` says) and records what it says.
     /// Returns `None` when the packet is not a TCP segment the stack can read (never the
     /// case for smoltcp's output; such a packet is passed on unchanged).
-    pub(crate) fn on_egress(&mut self, ip: &mut [u8]) -> Option<Sent> {
+    pub(crate) fn on_egress(&mut self, ip: &mut [u8], cs: TxChecksum) -> Option<Sent> {
         let ihl = usize::from(*ip.first()? & 0x0f) * 4;
         if ip.get(9) != Some(&6) {
             return None;
@@ -102,7 +104,7 @@ impl Xlate {
         }
         if self.seq_off != 0 {
             let wire = seq.wrapping_add(self.seq_off);
-            patch32(tcp, 4, wire);
+            cs.set32(tcp, 4, wire);
             seq = wire;
         }
         let doff = usize::from(tcp[12] >> 4) * 4;
@@ -325,21 +327,6 @@ fn be32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// Writes a 32-bit field of a TCP header and patches the header's checksum (RFC 1624:
-/// `HC' = ~(~HC + ~m + m')`, word by word).
-fn patch32(tcp: &mut [u8], at: usize, value: u32) {
-    let old = be32(&tcp[at..at + 4]);
-    tcp[at..at + 4].copy_from_slice(&value.to_be_bytes());
-    let mut sum = u32::from(!u16::from_be_bytes([tcp[16], tcp[17]]));
-    for (o, n) in [(old >> 16, value >> 16), (old & 0xffff, value & 0xffff)] {
-        sum += u32::from(!(o as u16)) + n;
-    }
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    tcp[16..18].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-}
-
 /// Walks TCP options; calls `f(kind, body)` for each well-formed one until it returns true.
 fn walk_options(opts: &[u8], mut f: impl FnMut(u8, usize, usize) -> bool) {
     let mut i = 0;
@@ -470,21 +457,25 @@ mod tests {
         // Flags changed: recompute the checksum before translating.
         let mut t = TcpPacket::new_unchecked(&mut syn[20..]);
         t.fill_checksum(&IpAddress::Ipv4(SRC), &IpAddress::Ipv4(DST));
-        x.on_egress(&mut syn).unwrap();
+        x.on_egress(&mut syn, TxChecksum::Software).unwrap();
         assert_eq!(x.seq_off, 1000u32.wrapping_sub(u32::MAX - 5));
         assert_eq!(be32(&syn[24..28]), 1000);
         assert!(checksum_ok(&syn));
         // The SYN carried 5 bytes: the data goes on at MAX - 5 + 6 = 0 (wrapped).
         for seq in [0, 5, 10] {
             let mut p = segment(seq, 77, None);
-            let sent = x.on_egress(&mut p).unwrap();
+            let sent = x.on_egress(&mut p, TxChecksum::Software).unwrap();
             assert_eq!(be32(&p[24..28]), seq.wrapping_add(x.seq_off));
             assert!(checksum_ok(&p), "checksum after rewriting seq {seq}");
             assert!(!sent.retransmit);
         }
         // The same data again is a retransmission.
         let mut p = segment(5, 77, None);
-        assert!(x.on_egress(&mut p).unwrap().retransmit);
+        assert!(
+            x.on_egress(&mut p, TxChecksum::Software)
+                .unwrap()
+                .retransmit
+        );
     }
 
     #[test]

@@ -192,10 +192,7 @@ fn a_forged_cookie_ack_is_dropped_and_counted() {
     // One half-open connection fills the backlog; the next SYN gets a cookie.
     solo.exchange(&Seg::new(sa(A_IP, 50_000), srv, TcpControl::Syn, 1), MS);
     let me = sa(A_IP, 50_001);
-    let mut syn = Seg::new(me, srv, TcpControl::Syn, 5000).ts(10, 0);
-    syn.mss = Some(1460);
-    syn.wscale = Some(7);
-    syn.sack_permitted = true;
+    let syn = Seg::linux_syn(me, srv, 5000, 10);
     let out = solo.exchange(&syn, MS);
     let cookie = out
         .iter()

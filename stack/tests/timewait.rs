@@ -75,10 +75,7 @@ fn a_server_that_closes_first_keeps_a_record_that_answers_like_time_wait() {
     let (me, srv) = (sa(A_IP, 40_000), sa(B_IP, 80));
 
     // Handshake with timestamps, window scaling and SACK, as Linux opens.
-    let mut syn = Seg::new(me, srv, TcpControl::Syn, 1000).ts(100, 0);
-    syn.mss = Some(1460);
-    syn.wscale = Some(7);
-    syn.sack_permitted = true;
+    let syn = Seg::linux_syn(me, srv, 1000, 100);
     let out = solo.exchange(&syn, MS);
     let synack = out.iter().find(|s| s.is_syn_ack()).unwrap().clone();
     let isn = synack.seq;

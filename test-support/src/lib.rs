@@ -1,6 +1,7 @@
 //! What megatcp's integration tests share (a dev-dependency only): free loopback ports that
 //! no other test of the binary gets, the veth testbed (`scripts/testbed`) with its lock,
-//! child processes that never outlive a failing test, and finding completions in what a
+//! child processes that never outlive a failing test, log files, network namespaces of a
+//! test's own and tcpdump captures in them ([`netns`]), and finding completions in what a
 //! channel returned.
 //!
 //! The testbed is shared with other people on the machine: a test that uses it calls
@@ -8,6 +9,8 @@
 //! `flock /run/megatcp-testbed.lock` unless an ancestor process already holds it.
 #![forbid(unsafe_code)]
 #![allow(clippy::unwrap_used)]
+
+pub mod netns;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -192,6 +195,46 @@ impl Drop for Proc {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+/// A log file in the temporary directory (a child's stderr), removed when dropped.
+#[derive(Debug)]
+pub struct Log(PathBuf);
+
+impl Log {
+    /// `megatcp-NAME-PID.log`.
+    pub fn new(name: &str) -> Log {
+        Log(std::env::temp_dir().join(format!("megatcp-{name}-{}.log", std::process::id())))
+    }
+
+    /// A fresh (truncated) file to hand a child as its stdout or stderr.
+    pub fn stdio(&self) -> std::process::Stdio {
+        std::process::Stdio::from(std::fs::File::create(&self.0).unwrap())
+    }
+
+    /// What was written so far.
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.0).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `needle`; panics with the log after `limit`.
+    pub fn wait_for(&self, needle: &str, limit: Duration) {
+        let end = Instant::now() + limit;
+        while !self.text().contains(needle) {
+            assert!(
+                Instant::now() < end,
+                "no {needle:?} within {limit:?}: {}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

@@ -15,13 +15,13 @@
 #![cfg(feature = "afxdp")]
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
+use megatcp_test_support::netns::Capture;
 use megatcp_test_support::testbed::{self, Testbed};
-use megatcp_test_support::{Proc, sibling_bin, tshark};
+use megatcp_test_support::{Log, Proc, sibling_bin, tshark};
 
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
 const SERVER: &str = "10.77.0.10";
@@ -300,49 +300,6 @@ fn linux_kernel_client_against_the_afxdp_server() {
         steered += nums[0] + nums[1];
     }
     assert!(steered > 0, "no frame was steered: {text}");
-}
-
-/// tcpdump writing `filter`'s packets on `iface` in namespace `ns` to `file`, until dropped
-/// (then the file is complete).
-struct Capture(Child);
-
-impl Capture {
-    fn start(ns: &str, iface: &str, file: &Path, filter: &str) -> Capture {
-        let mut child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                ns,
-                "tcpdump",
-                "-i",
-                iface,
-                "-U",
-                "--immediate-mode",
-            ])
-            .args(["-s", "200", "-B", "8192", "-w"])
-            .arg(file)
-            .args(filter.split(' '))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tcpdump (scripts/install-deps installs it)");
-        // tcpdump says "listening on" once the capture is open.
-        let mut err = BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        while !line.contains("listening on") {
-            line.clear();
-            assert!(err.read_line(&mut line).unwrap() > 0, "tcpdump ended");
-        }
-        Capture(child)
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        std::thread::sleep(Duration::from_millis(300));
-        sh(&["kill", "-INT", &self.0.id().to_string()]);
-        let _ = self.0.wait();
-    }
 }
 
 /// One TCP segment of a capture, as tshark decodes it.
@@ -826,29 +783,6 @@ fn interop_linux_client_served_under_a_syn_flood() {
     assert!(sent >= 100_000 && accepted >= 1000, "{text}");
 }
 
-/// A file a process writes its stderr to, read back by the test.
-struct Log(PathBuf);
-
-impl Log {
-    fn new(name: &str) -> Log {
-        Log(std::env::temp_dir().join(format!("megatcp-{name}-{}.log", std::process::id())))
-    }
-
-    fn stdio(&self) -> Stdio {
-        Stdio::from(std::fs::File::create(&self.0).unwrap())
-    }
-
-    fn text(&self) -> String {
-        std::fs::read_to_string(&self.0).unwrap_or_default()
-    }
-}
-
-impl Drop for Log {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// Whether megatcp's XDP program is attached to the server's interface.
 fn xdp_attached() -> bool {
     let link = sh(&["ip", "-n", "megatcp-srv", "link", "show", "mtcp-srv"]);
@@ -1174,11 +1108,7 @@ fn a_veth_peer_leaving_checksums_to_offload_gets_a_hint() {
             .spawn()
             .unwrap(),
     );
-    let end = Instant::now() + Duration::from_secs(20);
-    while !log.text().contains("AF_XDP on mtcp-srv") {
-        assert!(Instant::now() < end, "{}", log.text());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    log.wait_for("AF_XDP on mtcp-srv", Duration::from_secs(20));
     // The client's kernel now leaves TCP checksums to an offload the veth never does.
     let on = sh(&[
         "ip",

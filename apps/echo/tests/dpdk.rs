@@ -7,7 +7,10 @@
 //! * bad EAL arguments, a missing device, no hugepages: a clear error, a non-zero exit, no
 //!   hang;
 //! * on the veth testbed (root): the Linux kernel's TCP (the epoll load generator in
-//!   namespace megatcp-cli) against the DPDK server on `net_af_packet` over veth mtcp-srv.
+//!   namespace megatcp-cli) against the DPDK server on `net_af_packet` over veth mtcp-srv;
+//! * in a namespace of its own (root): the kernel's TCP against the DPDK server on a
+//!   `net_tap` device, whose PMD offers transmit checksum offload: on (the start line says
+//!   so) and forced off, every byte verified, every checksum on the wire good (tshark).
 #![cfg(feature = "dpdk")]
 #![allow(clippy::unwrap_used)]
 
@@ -19,8 +22,9 @@ use std::time::{Duration, Instant};
 use megatcp_echo::{LoadApp, LoadOpts, LoadReport, MsgSize, Protocol, ServeApp, ServeOpts};
 use megatcp_launch::dpdk::run_ring_pair;
 use megatcp_launch::pair::{PairConfig, SERVER_IP};
-use megatcp_test_support::Proc;
+use megatcp_test_support::netns::{Capture, Netns};
 use megatcp_test_support::testbed::{self, Testbed};
+use megatcp_test_support::{Log, Proc, tshark};
 
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
 
@@ -28,9 +32,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
 /// fresh ring pair; returns the load report and both ports' device counters.
 fn ring_run(name: &str, load: LoadOpts) -> (LoadReport, u64, u64) {
     // EAL picks its memory when it starts: not while the testbed reserves hugepages.
-    let _hugepages = HUGEPAGES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _hugepages = hugepages();
     let server = ServeApp {
         protocol: Protocol::Echo,
         opts: ServeOpts {
@@ -260,6 +262,13 @@ fn two_queues_each_side_over_memif() {
 /// them, the in-process EAL's start and the testbed test must not run at the same time.
 static HUGEPAGES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Holds [`HUGEPAGES`] (whatever a failed test left).
+fn hugepages() -> std::sync::MutexGuard<'static, ()> {
+    HUGEPAGES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn expect_failure(args: &[&str], needle: &str) {
     let (out, took) = run_bounded(args, Duration::from_secs(30));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -270,9 +279,7 @@ fn expect_failure(args: &[&str], needle: &str) {
 
 #[test]
 fn bad_eal_arguments_a_missing_device_and_no_hugepages_fail_clearly() {
-    let _hugepages = HUGEPAGES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _hugepages = hugepages();
     let serve = ["serve", "--backend", "dpdk", "--ip", "10.78.1.1/24"];
     let with = |extra: &[&'static str]| {
         let mut v: Vec<&str> = serve.to_vec();
@@ -302,11 +309,17 @@ fn bad_eal_arguments_a_missing_device_and_no_hugepages_fail_clearly() {
     );
     // No device at all.
     expect_failure(&with(&[]), "needs a device");
-    // Jumbo frames the port cannot take in one mbuf: refused, not sent.
+    // Jumbo frames on a port that takes standard frames only (memif reports 1518-byte
+    // frames at most): refused with the reason, not sent.
+    let sock = memif_socket("mtu");
+    let memif = format!("--vdev net_memif0,role=server,socket={}", sock.display());
+    let mut args = serve.to_vec();
+    args.extend_from_slice(&["--mtu", "9000", "--dpdk-args", &memif]);
     expect_failure(
-        &with(&["--mtu", "9000", "--dpdk-args", "--vdev net_null0"]),
-        "is above what the DPDK port takes",
+        &args,
+        "takes an MTU of 1500 at most: it takes frames of 1518 bytes at most (max_rx_pktlen",
     );
+    let _ = std::fs::remove_file(&sock);
     // Hugepage memory asked for where none is reserved (no PCI device involved).
     if megatcp_launch::dpdk::free_hugepages() == 0 {
         expect_failure(
@@ -322,8 +335,45 @@ fn bad_eal_arguments_a_missing_device_and_no_hugepages_fail_clearly() {
 
 // ---- the veth testbed (root) ----
 
+/// Two rounds of the kernel's TCP through `load` against a server (`what` names it):
+/// 1,000 short connections (sizes up to 64 KiB, one transaction each, `short` long), then
+/// 64 persistent ones for 2 s (sizes `sizes`); every byte verified.
+fn kernel_client_rounds(
+    what: &str,
+    load: &dyn Fn(&[&str]) -> Result<serde_json::Value, String>,
+    short: &str,
+    sizes: &str,
+) {
+    let r = load(&[
+        "--connections",
+        "1000",
+        "--msg-size",
+        "1..65536",
+        "--txns-per-conn",
+        "1",
+        "--duration",
+        short,
+    ])
+    .unwrap();
+    eprintln!("{what}: short connections: {r}");
+    assert_eq!(r["errors"]["verify"], 0, "{what}: {r}");
+    assert!(r["transactions"].as_u64().unwrap() >= 1000, "{what}: {r}");
+    let r = load(&[
+        "--connections",
+        "64",
+        "--msg-size",
+        sizes,
+        "--duration",
+        "2s",
+    ])
+    .unwrap();
+    assert_eq!(r["errors"]["verify"], 0, "{what}: {r}");
+    assert!(r["transactions"].as_u64().unwrap() > 1000, "{what}: {r}");
+}
+
 fn kernel_load(extra: &[&str]) -> Result<serde_json::Value, String> {
-    testbed::kernel_echo_load(BIN, "10.77.0.10:7", extra)
+    let args = [&["--warmup", "0s"], extra].concat();
+    testbed::kernel_echo_load(BIN, "10.77.0.10:7", &args)
 }
 
 #[test]
@@ -333,9 +383,7 @@ fn linux_kernel_client_against_the_dpdk_server_on_af_packet() {
         return;
     }
     // Held while the test runs under the testbed lock in a child process, too.
-    let _hugepages = HUGEPAGES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _hugepages = hugepages();
     if !testbed::hold_lock("linux_kernel_client_against_the_dpdk_server_on_af_packet") {
         return;
     }
@@ -351,12 +399,142 @@ fn linux_kernel_client_against_the_dpdk_server_on_af_packet() {
             .unwrap(),
     );
     testbed::wait_until_echo_serves(BIN, "10.77.0.10:7", "the DPDK server");
-    // 1,000 short connections, sizes up to 64 KiB, every byte verified.
-    let r = kernel_load(&testbed::SHORT_RANDOM_SIZES).unwrap();
-    testbed::assert_short_random_sizes(&r);
-    // 64 persistent connections, 64 B.
-    let r = kernel_load(&["--connections", "64", "--duration", "2s", "--warmup", "0s"]).unwrap();
-    assert_eq!(r["errors"]["verify"], 0, "{r}");
-    assert!(r["transactions"].as_u64().unwrap() > 1000, "{r}");
+    kernel_client_rounds("af_packet", &kernel_load, "3s", "64");
     assert!(server.terminate().success());
+}
+
+// ---- a tap device in a namespace of the test's own (root) ----
+
+/// The DPDK echo server on a `net_tap` port (interface `mtap0`, created by the PMD in `ns`)
+/// at 10.79.0.1, with `extra` flags, its stderr in `log`; the kernel side of the tap gets
+/// 10.79.0.2. Returns once a kernel client is served.
+fn tap_server(ns: &Netns, log: &Log, extra: &[&str]) -> Proc {
+    let server = Proc::new(
+        ns.command(BIN)
+            .args([
+                "serve",
+                "--backend",
+                "dpdk",
+                "--cores",
+                "0",
+                "--ip",
+                "10.79.0.1/24",
+            ])
+            .args(["--dpdk-args", "--no-pci --vdev net_tap0,iface=mtap0"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(log.stdio())
+            .spawn()
+            .unwrap(),
+    );
+    log.wait_for("DPDK port 0 (net_tap0", Duration::from_secs(20));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    ns.exec(&["ip", "addr", "add", "10.79.0.2/24", "dev", "mtap0"]);
+    ns.exec(&["ip", "link", "set", "mtap0", "up"]);
+    while tap_load(ns, &["--connections", "1", "--duration", "200ms"]).is_err() {
+        assert!(Instant::now() < deadline, "not served: {}", log.text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server
+}
+
+/// The kernel's TCP (the epoll load generator) in `ns` against the tap server.
+fn tap_load(ns: &Netns, extra: &[&str]) -> Result<serde_json::Value, String> {
+    let out = ns
+        .command(BIN)
+        .args(["load", "--json", "--backend", "epoll", "--cores", "1"])
+        .args(["--connect", "10.79.0.1:7", "--warmup", "0s"])
+        .args(extra)
+        .output()
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&out.stderr)))?;
+    if !out.status.success() {
+        return Err(format!("load failed: {r}"));
+    }
+    Ok(r)
+}
+
+/// (frames, frames whose IPv4 or TCP checksum is not good) the server sent, read off a
+/// capture on the tap's kernel side. A TCP checksum of 0xffff where 0x0000 is computed is
+/// good: the two are one's complement zero, receivers (Linux) take both, and DPDK's tap PMD
+/// writes 0xffff for a zero sum (about one segment in 65,536); tshark calls it bad.
+fn checksums_seen(file: &std::path::Path) -> (usize, usize) {
+    let text = tshark(
+        file,
+        &[
+            "-o",
+            "ip.check_checksum:TRUE",
+            "-o",
+            "tcp.check_checksum:TRUE",
+            "-T",
+            "fields",
+            "-e",
+            "ip.checksum.status",
+            "-e",
+            "tcp.checksum.status",
+            "-e",
+            "tcp.checksum",
+            "-e",
+            "tcp.checksum_calculated",
+        ],
+    );
+    let lines: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
+    // Status 1: good (0: bad, 2: not checked).
+    let good = |f: &Vec<&str>| matches!(f[..], ["1", "1", ..] | ["1", "0", "0xffff", "0x0000"]);
+    let bad = lines.iter().filter(|f| !good(f)).count();
+    (lines.len(), bad)
+}
+
+#[test]
+fn transmit_checksum_offload_on_a_tap_device_against_the_linux_kernel() {
+    if !megatcp_test_support::is_root() {
+        eprintln!("note: not root: the tap test needs a network namespace; skipped");
+        return;
+    }
+    let _hugepages = hugepages();
+    for (mode, said) in [
+        (
+            "auto",
+            "tx checksum offload on (the NIC fills IPv4 and TCP checksums)",
+        ),
+        (
+            "off",
+            "tx checksum offload off (--tx-csum-offload off; the NIC offers it)",
+        ),
+    ] {
+        let ns = Netns::new("tap");
+        let log = Log::new(&format!("tap-{mode}"));
+        let server = tap_server(&ns, &log, &["--tx-csum-offload", mode]);
+        assert!(log.text().contains(said), "{mode}: {}", log.text());
+        let pcap =
+            std::env::temp_dir().join(format!("mtcp-tap-{mode}-{}.pcap", std::process::id()));
+        let capture = Capture::start_snap(
+            ns.name(),
+            "mtap0",
+            &pcap,
+            "tcp and src host 10.79.0.1",
+            65535,
+        );
+        kernel_client_rounds(
+            mode,
+            &|extra: &[&str]| tap_load(&ns, extra),
+            "6s",
+            "1..16384",
+        );
+        drop(capture);
+        let (frames, bad) = checksums_seen(&pcap);
+        if bad == 0 {
+            let _ = std::fs::remove_file(&pcap);
+        }
+        eprintln!("{mode}: {frames} frames from the server captured, {bad} with a bad checksum");
+        assert!(frames > 10_000, "{mode}: {frames} frames captured");
+        assert_eq!(
+            bad,
+            0,
+            "{mode}: frames with a bad checksum ({})",
+            pcap.display()
+        );
+        assert!(server.terminate().success(), "{mode}: {}", log.text());
+    }
 }

@@ -64,6 +64,14 @@ void mtcp_tx_set_len(struct rte_mbuf *m, uint16_t len)
     m->pkt_len = len;
 }
 
+void mtcp_tx_offload_tcp4(struct rte_mbuf *m, uint8_t l2_len, uint16_t l3_len, uint16_t l4_len)
+{
+    m->ol_flags |= RTE_MBUF_F_TX_IPV4 | RTE_MBUF_F_TX_IP_CKSUM | RTE_MBUF_F_TX_TCP_CKSUM;
+    m->l2_len = l2_len;
+    m->l3_len = l3_len;
+    m->l4_len = l4_len;
+}
+
 int mtcp_errno(void)
 {
     return rte_errno;

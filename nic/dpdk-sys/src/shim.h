@@ -36,6 +36,9 @@ char *mtcp_pktmbuf_append(struct rte_mbuf *m, uint16_t len);
 void mtcp_rx_view(const struct rte_mbuf *m, struct mtcp_rx_view *view);
 uint8_t *mtcp_tx_room(struct rte_mbuf *m, uint32_t *room);
 void mtcp_tx_set_len(struct rte_mbuf *m, uint16_t len);
+/* Asks the device to fill the IPv4 header and TCP checksums of the TCP/IPv4 frame in `m`
+ * (checksum offload: IPv4 checksum 0, TCP checksum the pseudo-header sum). */
+void mtcp_tx_offload_tcp4(struct rte_mbuf *m, uint8_t l2_len, uint16_t l3_len, uint16_t l4_len);
 int mtcp_errno(void);
 unsigned mtcp_lcore_id(void);
 unsigned mtcp_lcore_id_any(void);

@@ -12,8 +12,9 @@
 //!    [`Eal::port_by_name`], or [`Eal::ring_pair`] (two ports joined back to back in this
 //!    process, for tests).
 //! 3. [`DpdkPort::open`] configures and starts the port with one queue pair per core, RSS
-//!    with a symmetric key when the device offers it and there are several queues, and the
-//!    receive checksum offloads the device offers.
+//!    with a symmetric key when the device offers it and there are several queues, the
+//!    receive checksum offloads the device offers, and transmit checksum offload (IPv4
+//!    header + TCP) when it offers both and [`PortConfig::tx_checksum`] asks for it.
 //! 4. On each core's own thread, [`DpdkPort::queue`] registers the thread with EAL
 //!    (`rte_thread_register`, for the mempool's per-lcore cache) and returns that core's
 //!    [`DpdkQueue`], a [`NicQueue`].
@@ -33,8 +34,9 @@
 //! Frames are received straight out of the mbufs (freed in bulk once the burst was handed
 //! over) and written straight into freshly allocated mbufs; nothing is copied in this layer.
 //! Frames the device flags with a bad checksum, and chained (multi-segment) mbufs, are
-//! dropped and counted. The stack computes transmit checksums itself, so transmit checksum
-//! offloads are not turned on.
+//! dropped and counted. With transmit checksum offload on, every TCP/IPv4 frame written is
+//! flagged for the device to fill its IPv4 header and TCP checksums (the stack, told so,
+//! leaves the IPv4 checksum 0 and writes the pseudo-header sum); other frames go as written.
 //!
 //! Modules: `eal` (EAL's start, once per process, and its ports), `port` (a configured and
 //! started port: queues, RSS, offloads, device counters), `queue` (one core's queue pair,

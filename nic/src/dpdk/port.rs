@@ -1,6 +1,7 @@
 //! A DPDK port, configured and started with one queue pair per core ([`DpdkPort::open`]):
 //! RSS with a symmetric key laid out as `rss::tcp4_queue` predicts, the receive checksum
-//! offloads the device offers, one mempool; and its device counters.
+//! offloads the device offers, transmit checksum offload (IPv4 + TCP) where offered and
+//! asked for, one mempool; and its device counters.
 
 use std::ffi::{CStr, CString};
 use std::sync::Arc;
@@ -22,18 +23,26 @@ pub struct PortConfig {
     pub rx_ring: u16,
     /// Descriptors per transmit ring.
     pub tx_ring: u16,
-    /// Largest IP MTU to report (the device's own MTU if smaller).
+    /// IP MTU: above 1500 (jumbo frames) the port is configured for it and its mbufs
+    /// made large enough for a whole frame; refused ([`PortError::Mtu`]) above what the
+    /// device takes.
     pub mtu: usize,
+    /// Turn on transmit checksum offload (IPv4 header and TCP) when the device offers both;
+    /// [`Capabilities::checksum`] says whether it is on. The stack must then leave them to
+    /// the device (`TxChecksum::Offload` in `megatcp-stack`).
+    pub tx_checksum: bool,
 }
 
 impl PortConfig {
-    /// `queues` queue pairs, 1024-descriptor rings, MTU 1500.
+    /// `queues` queue pairs, 1024-descriptor rings, MTU 1500, transmit checksum offload
+    /// where offered.
     pub fn new(queues: u16) -> Self {
         Self {
             queues,
             rx_ring: 1024,
             tx_ring: 1024,
             mtu: 1500,
+            tx_checksum: true,
         }
     }
 }
@@ -61,6 +70,20 @@ pub enum PortError {
         asked: u16,
         /// Queues it has.
         max: u16,
+    },
+    /// The device does not take frames for the MTU asked for.
+    #[error("--mtu {asked}: port {port} (driver {driver}) takes an MTU of {max} at most: {why}")]
+    Mtu {
+        /// Port.
+        port: u16,
+        /// Its driver.
+        driver: String,
+        /// The MTU asked for.
+        asked: usize,
+        /// The largest it takes.
+        max: usize,
+        /// Why, and what to do.
+        why: String,
     },
     /// A DPDK call failed.
     #[error("port {port}: {call} failed: {message} ({code})")]
@@ -125,6 +148,8 @@ pub struct DpdkPort {
     pub(super) caps: Capabilities,
     mac: [u8; 6],
     driver: String,
+    /// `rte_eth_dev_info.tx_offload_capa`: every transmit offload the device offers.
+    tx_offload_capa: u64,
 }
 
 // SAFETY: the mempool is thread-safe (its ring is multi-producer/multi-consumer); the port
@@ -184,7 +209,29 @@ impl DpdkPort {
             format!("port{port}")
         };
 
+        tracing::debug!(
+            "port {port}: max_rx_pktlen {} min_mtu {} max_mtu {} min_rx_bufsize {} rx offloads \
+             {:#x} tx offloads {:#x}",
+            info.max_rx_pktlen,
+            info.min_mtu,
+            info.max_mtu,
+            info.min_rx_bufsize,
+            info.rx_offload_capa,
+            info.tx_offload_capa
+        );
+        let mtu = cfg.mtu.max(576);
+        let (max_mtu, why) = mtu_limit(&info, &driver);
+        if mtu > max_mtu {
+            return Err(PortError::Mtu {
+                port,
+                driver,
+                asked: mtu,
+                max: max_mtu,
+                why,
+            });
+        }
         let mut conf = sys::rte_eth_conf::default();
+        conf.rxmode.mtu = mtu as u32;
         let rss_types = u64::from(sys::RTE_ETH_RSS_IP | sys::RTE_ETH_RSS_TCP);
         let rss_offered = info.flow_type_rss_offloads & rss_types;
         let mut key = SYMMETRIC_KEY.to_vec();
@@ -207,6 +254,14 @@ impl DpdkPort {
             rx_offloads |= info.rx_offload_capa & u64::from(sys::RTE_ETH_RX_OFFLOAD_RSS_HASH);
         }
         conf.rxmode.offloads = rx_offloads;
+        let tx_cksum =
+            u64::from(sys::RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | sys::RTE_ETH_TX_OFFLOAD_TCP_CKSUM);
+        let tx_offloads = if cfg.tx_checksum && info.tx_offload_capa & tx_cksum == tx_cksum {
+            tx_cksum
+        } else {
+            0
+        };
+        conf.txmode.offloads = tx_offloads;
         // SAFETY: `conf` is a valid configuration; `key` outlives the call (DPDK copies it).
         let rc = unsafe { sys::rte_eth_dev_configure(port, queues, queues, &conf) };
         if rc != 0 {
@@ -237,16 +292,10 @@ impl DpdkPort {
             POOLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ))
         .map_err(|_| dpdk("pool name", 0))?;
+        let data_room = mbuf_data_room(mtu);
         // SAFETY: a valid C string name; sizes within DPDK's limits.
         let pool = unsafe {
-            sys::rte_pktmbuf_pool_create(
-                pool_name.as_ptr(),
-                mbufs,
-                256,
-                0,
-                sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
-                socket,
-            )
+            sys::rte_pktmbuf_pool_create(pool_name.as_ptr(), mbufs, 256, 0, data_room, socket)
         };
         if pool.is_null() {
             return Err(dpdk("rte_pktmbuf_pool_create", rte_errno()));
@@ -258,13 +307,14 @@ impl DpdkPort {
             name,
             pool,
             caps: Capabilities {
-                mtu: cfg.mtu,
+                mtu,
                 checksum: ChecksumOffloads::default(),
                 queues,
                 rss: None,
             },
             mac: [0; 6],
             driver,
+            tx_offload_capa: 0,
         };
         for q in 0..queues {
             // SAFETY: a configured port; null rxconf/txconf mean the driver's defaults;
@@ -301,8 +351,8 @@ impl DpdkPort {
         if unsafe { sys::rte_eth_dev_get_mtu(port, &mut mtu) } == 0 && mtu > 0 {
             dev.caps.mtu = dev.caps.mtu.min(usize::from(mtu));
         }
-        // A frame must fit in one mbuf's data room.
-        let room = sys::RTE_MBUF_DEFAULT_BUF_SIZE as usize - sys::RTE_PKTMBUF_HEADROOM as usize;
+        // A frame must fit in one mbuf's data room (received frames are never chained).
+        let room = usize::from(data_room) - sys::RTE_PKTMBUF_HEADROOM as usize;
         dev.caps.mtu = dev.caps.mtu.min(room - crate::ETHERNET_HEADER_LEN);
         dev.mac = mac.addr_bytes;
         if dev.mac == [0; 6] {
@@ -314,9 +364,10 @@ impl DpdkPort {
         dev.caps.checksum = ChecksumOffloads {
             rx_ipv4: rx_offloads & u64::from(sys::RTE_ETH_RX_OFFLOAD_IPV4_CKSUM) != 0,
             rx_l4: rx_offloads & u64::from(sys::RTE_ETH_RX_OFFLOAD_TCP_CKSUM) != 0,
-            tx_ipv4: false,
-            tx_l4: false,
+            tx_ipv4: tx_offloads != 0,
+            tx_l4: tx_offloads != 0,
         };
+        dev.tx_offload_capa = info.tx_offload_capa;
         if rss {
             dev.caps.rss = Some(RssInfo {
                 key: Some(key),
@@ -345,6 +396,14 @@ impl DpdkPort {
     /// The device's Ethernet address.
     pub fn mac(&self) -> [u8; 6] {
         self.mac
+    }
+
+    /// Whether the device offers transmit checksum offload for IPv4 headers and TCP
+    /// (whether it is on: [`Capabilities::checksum`]).
+    pub fn offers_tx_checksum(&self) -> bool {
+        let both =
+            u64::from(sys::RTE_ETH_TX_OFFLOAD_IPV4_CKSUM | sys::RTE_ETH_TX_OFFLOAD_TCP_CKSUM);
+        self.tx_offload_capa & both == both
     }
 
     /// What the device (as configured) can do.
@@ -383,6 +442,47 @@ impl DpdkPort {
         }
         DpdkQueue::open(self.clone(), queue)
     }
+}
+
+/// The largest IP MTU the device takes and why: `max_mtu`, and `max_rx_pktlen` less the
+/// frame overhead, computed as `rte_eth_dev_configure` does when it checks `rxmode.mtu`.
+fn mtu_limit(info: &sys::rte_eth_dev_info, driver: &str) -> (usize, String) {
+    let (pktlen, max) = (info.max_rx_pktlen as usize, usize::from(info.max_mtu));
+    let overhead = if max != usize::from(u16::MAX) && pktlen > max {
+        pktlen - max
+    } else {
+        crate::ETHERNET_HEADER_LEN + 4
+    };
+    let limit = max.min(pktlen.saturating_sub(overhead));
+    if driver == "net_af_xdp" && limit > 1500 {
+        // Measured on a veth with Debian's 22.11: frames above about 2 KB never reach the
+        // socket (the device counts them in imissed) although the port says 3542.
+        return (
+            1500,
+            "DPDK 22.11's net_af_xdp loses frames above about 2 KB (counted in imissed); \
+             megatcp's own --backend afxdp carries jumbo frames"
+                .into(),
+        );
+    }
+    let why = if pktlen <= 1522 {
+        format!(
+            "it takes frames of {pktlen} bytes at most (max_rx_pktlen; DPDK 22.11's memif, \
+             tap and af_packet ports take standard frames only, a NIC's driver usually 9000 \
+             bytes or more)"
+        )
+    } else {
+        format!("it takes frames of {pktlen} bytes at most (max_rx_pktlen)")
+    };
+    (limit, why)
+}
+
+/// The data room of the pool's mbufs for `mtu`: DPDK's default (2 KiB + headroom), or room
+/// for a whole jumbo frame in one mbuf.
+fn mbuf_data_room(mtu: usize) -> u16 {
+    let need = sys::RTE_PKTMBUF_HEADROOM as usize + mtu + crate::ETHERNET_HEADER_LEN + 4;
+    let need = need.next_multiple_of(64);
+    need.max(sys::RTE_MBUF_DEFAULT_BUF_SIZE as usize)
+        .min(usize::from(u16::MAX)) as u16
 }
 
 /// Spreads the redirection table so that hash `h` lands on queue `(h % 128) % queues`,

@@ -121,6 +121,18 @@ impl Drop for DpdkQueue {
     }
 }
 
+/// The IPv4 and TCP header lengths of a TCP/IPv4 Ethernet frame (no VLAN tag), which the
+/// device needs to fill its checksums; `None` for any other frame (sent as written).
+fn tcp4_headers(frame: &[u8]) -> Option<(u16, u16)> {
+    let eth = crate::ETHERNET_HEADER_LEN;
+    if frame.get(eth - 2..eth)? != [0x08, 0x00] || *frame.get(eth + 9)? != 6 {
+        return None;
+    }
+    let l3 = u16::from(frame[eth] & 0x0f) * 4;
+    let l4 = u16::from(*frame.get(eth + usize::from(l3) + 12)? >> 4) * 4;
+    (l3 >= 20 && l4 >= 20 && frame.len() >= eth + usize::from(l3 + l4)).then_some((l3, l4))
+}
+
 impl NicQueue for DpdkQueue {
     fn capabilities(&self) -> &Capabilities {
         &self.port.caps
@@ -215,6 +227,12 @@ impl NicQueue for DpdkQueue {
         }
         // SAFETY: `m` is ours; `len` <= its tailroom.
         unsafe { sys::mtcp_tx_set_len(m, len as u16) };
+        if self.port.caps.checksum.tx_l4
+            && let Some((l3, l4)) = tcp4_headers(&buf[..len])
+        {
+            // SAFETY: `m` is ours and holds the frame; the header lengths are the frame's.
+            unsafe { sys::mtcp_tx_offload_tcp4(m, crate::ETHERNET_HEADER_LEN as u8, l3, l4) };
+        }
         self.tx.push(m);
         self.stats.tx_frames += 1;
         self.stats.tx_bytes += len as u64;
@@ -244,5 +262,32 @@ impl NicQueue for DpdkQueue {
 
     fn stats(&self) -> QueueStats {
         self.stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tcp4_headers;
+
+    #[test]
+    fn only_tcp_over_ipv4_is_flagged_with_its_header_lengths() {
+        let mut f = vec![0u8; 14 + 24 + 32 + 5];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x46; // IPv4, 24-byte header
+        f[23] = 6;
+        f[14 + 24 + 12] = 0x80; // 32-byte TCP header
+        assert_eq!(tcp4_headers(&f), Some((24, 32)));
+        f[23] = 1; // ICMP
+        assert_eq!(tcp4_headers(&f), None);
+        f[23] = 6;
+        f[12..14].copy_from_slice(&[0x08, 0x06]); // ARP
+        assert_eq!(tcp4_headers(&f), None);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(
+            tcp4_headers(&f[..14 + 24 + 20]),
+            None,
+            "truncated TCP header"
+        );
+        assert_eq!(tcp4_headers(&f[..20]), None);
     }
 }

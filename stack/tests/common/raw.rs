@@ -49,6 +49,15 @@ impl Seg {
         }
     }
 
+    /// A SYN as Linux opens: MSS 1460, window scale 7, SACK, timestamps (`tsval`, 0).
+    pub fn linux_syn(src: SocketAddrV4, dst: SocketAddrV4, seq: u32, tsval: u32) -> Self {
+        let mut syn = Seg::new(src, dst, TcpControl::Syn, seq).ts(tsval, 0);
+        syn.mss = Some(1460);
+        syn.wscale = Some(7);
+        syn.sack_permitted = true;
+        syn
+    }
+
     pub fn ack(mut self, ack: u32) -> Self {
         self.ack = Some(ack);
         self
