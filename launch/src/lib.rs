@@ -106,10 +106,54 @@ pub fn version() -> &'static str {
 /// clap does for `--help`, `--version` and usage errors (status 2). The matches come along
 /// for questions such as which flags were given.
 pub fn parse_args<C: clap::CommandFactory + clap::FromArgMatches>() -> (C, clap::ArgMatches) {
-    let matches = C::command().version(version()).get_matches();
+    parse_args_with::<C>(|c| c)
+}
+
+/// [`parse_args`], with the command changed by `edit` first (its name and description).
+pub fn parse_args_with<C: clap::CommandFactory + clap::FromArgMatches>(
+    edit: impl FnOnce(clap::Command) -> clap::Command,
+) -> (C, clap::ArgMatches) {
+    let matches = edit(C::command().version(version())).get_matches();
     match C::from_arg_matches(&matches) {
         Ok(c) => (c, matches),
         Err(e) => e.exit(),
+    }
+}
+
+/// The command line of a server binary that also generates load: its serving flags `S`, or
+/// `load` with the load generator's flags `L` ([`ServerCli::parse`]).
+#[derive(clap::Parser, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServerCli<S: clap::Args, L: clap::Args> {
+    /// `load`; none: serve.
+    #[command(subcommand)]
+    pub load: Option<LoadCommand<L>>,
+    /// The serving flags.
+    #[command(flatten)]
+    pub serve: S,
+}
+
+/// The `load` subcommand of a [`ServerCli`].
+#[derive(clap::Subcommand, Debug)]
+pub enum LoadCommand<L: clap::Args> {
+    /// Generate load against a server, verifying every response.
+    Load(L),
+}
+
+impl<S: clap::Args, L: clap::Args> ServerCli<S, L> {
+    /// Parses the command line of the binary `name` (`about` says what it is, `load` what
+    /// its load generator does), as [`parse_args`] does.
+    pub fn parse(
+        name: &'static str,
+        about: &'static str,
+        load: &'static str,
+    ) -> (Self, clap::ArgMatches) {
+        parse_args_with::<Self>(|c| {
+            c.name(name)
+                .bin_name(name)
+                .about(about)
+                .mut_subcommand("load", |s| s.about(load))
+        })
     }
 }
 

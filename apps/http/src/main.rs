@@ -8,33 +8,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use megatcp_channel::{Backend, Channel, ChannelError};
 use megatcp_http::files::{Files, Limits as FileLimits, LoadError};
 use megatcp_http::load::{LoadArgs, run_cli};
 use megatcp_http::server::{AccessLog, ServerConfig, ServerStats, serve};
 use megatcp_http::session::Limits;
 use megatcp_launch::duration::parse as duration;
-use megatcp_launch::{App, BackendArgs, CoreCtx, Failure, Launch, OpsArgs};
-
-#[derive(Parser)]
-#[command(
-    name = "megatcp-http",
-    about = "Static HTTP/1.1 server (and load generator) on megatcp",
-    args_conflicts_with_subcommands = true
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Option<Cmd>,
-    #[command(flatten)]
-    serve: ServeArgs,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Generate HTTP load against any server, checking every response byte for byte.
-    Load(LoadArgs),
-}
+use megatcp_launch::{App, BackendArgs, CoreCtx, Failure, Launch, LoadCommand, OpsArgs, ServerCli};
 
 #[derive(Args)]
 struct ServeArgs {
@@ -190,12 +171,16 @@ fn serve_cmd(a: ServeArgs) -> Result<u64, Failure> {
 }
 
 fn main() -> ExitCode {
-    let (cli, _) = megatcp_launch::parse_args::<Cli>();
+    let (cli, _) = ServerCli::<ServeArgs, LoadArgs>::parse(
+        "megatcp-http",
+        "Static HTTP/1.1 server (and load generator) on megatcp",
+        "Generate HTTP load against any server, checking every response byte for byte",
+    );
     // Notices of the backends (AF_XDP mode, fallbacks, hints); RUST_LOG overrides.
     megatcp_launch::logging::init("info");
-    let result = match cli.cmd {
+    let result = match cli.load {
         None => serve_cmd(cli.serve),
-        Some(Cmd::Load(a)) => run_cli(&a).map(|r| {
+        Some(LoadCommand::Load(a)) => run_cli(&a).map(|r| {
             megatcp_launch::report::print(&r, a.json);
             r.errors.total()
         }),

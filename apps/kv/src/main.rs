@@ -10,32 +10,15 @@ use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use clap::Args;
 use clap::parser::ValueSource;
-use clap::{Args, Parser, Subcommand};
 use megatcp_channel::{Backend, Channel, ChannelError};
 use megatcp_kv::load::{LoadArgs, print_report, run_cli};
 use megatcp_kv::state::Node;
 use megatcp_kv::{Kv, ServerStats, Settings, serve};
-use megatcp_launch::{App, BackendArgs, CoreCtx, Cores, Failure, Launch, OpsArgs};
-
-#[derive(Parser)]
-#[command(
-    name = "megatcp-kv",
-    about = "memcached-compatible key-value server (and load generator) on megatcp",
-    args_conflicts_with_subcommands = true
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Option<Cmd>,
-    #[command(flatten)]
-    serve: ServeArgs,
-}
-
-#[derive(Subcommand)]
-enum Cmd {
-    /// Generate load against a memcached server (text protocol), verifying responses.
-    Load(LoadArgs),
-}
+use megatcp_launch::{
+    App, BackendArgs, CoreCtx, Cores, Failure, Launch, LoadCommand, OpsArgs, ServerCli,
+};
 
 #[derive(Args)]
 struct ServeArgs {
@@ -219,7 +202,11 @@ fn serve_cmd(mut a: ServeArgs, threads_given: bool, cores_given: bool) -> Result
 }
 
 fn main() -> ExitCode {
-    let (cli, matches) = megatcp_launch::parse_args::<Cli>();
+    let (cli, matches) = ServerCli::<ServeArgs, LoadArgs>::parse(
+        "megatcp-kv",
+        "memcached-compatible key-value server (and load generator) on megatcp",
+        "Generate load against a memcached server (text protocol), verifying responses",
+    );
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     let level = match cli.serve.verbose {
         0 => "error",
@@ -227,12 +214,12 @@ fn main() -> ExitCode {
         _ => "info",
     };
     megatcp_launch::logging::init(level);
-    let result = match cli.cmd {
+    let result = match cli.load {
         None => {
             let (t, c) = (given("threads"), given("cores"));
             serve_cmd(cli.serve, t, c).map(|()| 0)
         }
-        Some(Cmd::Load(a)) => run_cli(&a).map(|r| {
+        Some(LoadCommand::Load(a)) => run_cli(&a).map(|r| {
             print_report(&r, a.json);
             r.errors.total()
         }),
