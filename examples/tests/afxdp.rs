@@ -166,14 +166,7 @@ fn nginx(dir: &Path, root: &Path) -> Proc {
 fn fetch(url: &str, requests: &str, connections: &str, out: &Path) -> (serde_json::Value, Vec<u8>) {
     let o = Command::new("ip")
         .args(["netns", "exec", "megatcp-cli", CLIENT])
-        .args([
-            "--backend",
-            "afxdp",
-            "--iface",
-            "mtcp-cli",
-            "--ip",
-            "10.77.0.20/24",
-        ])
+        .args(testbed::CLIENT_AFXDP)
         .args(["--cores", "1", "--url", url, "--requests", requests])
         .args(["--connections", connections, "--out"])
         .arg(out)

@@ -51,6 +51,19 @@ pub fn tshark(file: &std::path::Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `cmd` to its end and returns its output; panics with its standard error when it
+/// failed.
+pub fn output_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Whether the process runs as root.
 pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
@@ -242,6 +255,17 @@ impl Drop for Log {
 pub mod testbed {
     use std::process::Command;
     use std::time::{Duration, Instant};
+
+    /// The flags that put a megatcp program on the client side of the testbed over AF_XDP
+    /// (its own address on `mtcp-cli`, beside the kernel's).
+    pub const CLIENT_AFXDP: [&str; 6] = [
+        "--backend",
+        "afxdp",
+        "--iface",
+        "mtcp-cli",
+        "--ip",
+        "10.77.0.20/24",
+    ];
 
     /// The lock every user of the testbed holds.
     pub const LOCK: &str = "/run/megatcp-testbed.lock";

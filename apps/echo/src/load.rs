@@ -75,6 +75,30 @@ pub struct LoadOpts {
 }
 
 impl LoadOpts {
+    /// The load tests of an echo server run: to `target`, `connections` at a time,
+    /// `txns_per_conn` transactions each (0: persistent), sizes drawn from 1 B to 64 KiB per
+    /// transaction, every byte verified; closed loop, no warm-up, until `max_txns`
+    /// transactions (at most a minute).
+    pub fn until(
+        target: SocketAddrV4,
+        connections: usize,
+        txns_per_conn: u64,
+        max_txns: u64,
+    ) -> Self {
+        LoadOpts {
+            target,
+            connections,
+            msg: MsgSize::Range(1, 65536),
+            txns_per_conn,
+            duration: Duration::from_secs(60),
+            warmup: Duration::ZERO,
+            rate: None,
+            max_txns: Some(max_txns),
+            seed: 7,
+            close_rst: false,
+        }
+    }
+
     /// Core `core`'s share of this load when `cores` cores run it together: connections,
     /// rate and transaction cap divided, a seed of its own.
     pub fn share(&self, cores: usize, core: usize) -> LoadOpts {

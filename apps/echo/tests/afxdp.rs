@@ -201,18 +201,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
             .unwrap(),
     );
     std::thread::sleep(Duration::from_millis(500));
-    let xdp_client = [
-        "--backend",
-        "afxdp",
-        "--iface",
-        "mtcp-cli",
-        "--ip",
-        "10.77.0.20/24",
-        "--cores",
-        "1",
-        "--connect",
-        "10.77.0.1:7",
-    ];
+    let xdp_client = xdp_client_args();
     let r = run_load(&xdp_client, &testbed::SHORT_RANDOM_SIZES).unwrap();
     testbed::assert_short_random_sizes(&r);
     assert_gibibyte_echoed(&run_load(&xdp_client, &GIB_EACH_WAY).unwrap());
@@ -435,23 +424,12 @@ fn interop_timestamps_both_ways_isns_and_tsvals_differ_across_restarts() {
             &["--cores", "0"],
             Stdio::null(),
         );
-        let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                "megatcp-cli",
-                "python3",
-                "-c",
-                FIXED_PORT_CLIENT,
-            ])
-            .args([CLIENT_KERNEL, SERVER])
-            .args(&ports)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        megatcp_test_support::output_ok(
+            Command::new("ip")
+                .args(["netns", "exec", "megatcp-cli", "python3", "-c"])
+                .arg(FIXED_PORT_CLIENT)
+                .args([CLIENT_KERNEL, SERVER])
+                .args(&ports),
         );
         assert!(stop_in_pid_namespace(server).success());
     }
@@ -564,18 +542,8 @@ fn kernel_echo_server() -> Proc {
 
 /// `megatcp-echo load` over AF_XDP in the client namespace, against the kernel server.
 fn xdp_client_args() -> Vec<&'static str> {
-    vec![
-        "--backend",
-        "afxdp",
-        "--iface",
-        "mtcp-cli",
-        "--ip",
-        "10.77.0.20/24",
-        "--cores",
-        "1",
-        "--connect",
-        "10.77.0.1:7",
-    ]
+    let to = ["--cores", "1", "--connect", "10.77.0.1:7"];
+    [&testbed::CLIENT_AFXDP[..], &to].concat()
 }
 
 /// Until the transaction cap, without warm-up.

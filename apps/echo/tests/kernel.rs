@@ -77,18 +77,8 @@ fn run_closing_after(
 }
 
 fn opts(connections: usize, txns_per_conn: u64, max_txns: u64) -> LoadOpts {
-    LoadOpts {
-        target: SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port()),
-        connections,
-        msg: MsgSize::Range(1, 65536),
-        txns_per_conn,
-        duration: Duration::from_secs(60),
-        warmup: Duration::ZERO,
-        rate: None,
-        max_txns: Some(max_txns),
-        seed: 7,
-        close_rst: false,
-    }
+    let target = SocketAddrV4::new(Ipv4Addr::LOCALHOST, free_port());
+    LoadOpts::until(target, connections, txns_per_conn, max_txns)
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use megatcp_test_support::{Proc, free_port, sibling_bin, tshark};
+use megatcp_test_support::{Proc, free_port, output_ok, sibling_bin, tshark};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_megatcp-echo");
@@ -291,15 +291,7 @@ fn megatcp_stat_reads_a_running_process() {
     let pid = proc.id().to_string();
     std::thread::sleep(Duration::from_millis(1500));
     let stat = |args: &[&str]| {
-        let out = Command::new(sibling_bin(BIN, "megatcp-stat"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = output_ok(Command::new(sibling_bin(BIN, "megatcp-stat")).args(args));
         String::from_utf8(out.stdout).unwrap()
     };
     let view: Value = serde_json::from_str(&stat(&["show", &pid])).unwrap();

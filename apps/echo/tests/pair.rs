@@ -3,7 +3,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::time::Duration;
 
 use megatcp_echo::pair::{PairOpts, run_pair};
 use megatcp_echo::{LoadOpts, MsgSize};
@@ -11,16 +10,14 @@ use megatcp_echo::{LoadOpts, MsgSize};
 fn opts(connections: usize, msg: MsgSize, txns_per_conn: u64, max_txns: u64) -> PairOpts {
     PairOpts {
         load: LoadOpts {
-            target: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
-            connections,
             msg,
-            txns_per_conn,
-            duration: Duration::from_secs(60),
-            warmup: Duration::ZERO,
-            rate: None,
-            max_txns: Some(max_txns),
             seed: 42,
-            close_rst: false,
+            ..LoadOpts::until(
+                SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0),
+                connections,
+                txns_per_conn,
+                max_txns,
+            )
         },
         server_cores: vec![0],
         client_cores: vec![1],

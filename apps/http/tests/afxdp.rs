@@ -85,8 +85,7 @@ fn clients_against_the_afxdp_server() {
     let big = root.join("data/65536.bin");
     // Our client over AF_XDP, with its own address on the client's veth.
     fn afxdp<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-        let own = ["--backend", "afxdp", "--iface", "mtcp-cli"];
-        let mut v = [&own[..], &["--ip", "10.77.0.20/24"]].concat();
+        let mut v = testbed::CLIENT_AFXDP.to_vec();
         v.extend_from_slice(extra);
         v
     }

@@ -9,7 +9,7 @@ use std::net::SocketAddrV4;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use megatcp_echo::{LoadOpts, MsgSize};
+use megatcp_echo::LoadOpts;
 
 /// The echo load of the async echo's tests: `connections` at a time, `txns_per_conn`
 /// transactions each (0: persistent), messages of 1 B to 64 KiB, every byte verified, until
@@ -21,16 +21,8 @@ pub fn echo_load_opts(
     max: u64,
 ) -> LoadOpts {
     LoadOpts {
-        target,
-        connections,
-        msg: MsgSize::Range(1, 65536),
-        txns_per_conn,
-        duration: Duration::from_secs(60),
-        warmup: Duration::ZERO,
-        rate: None,
-        max_txns: Some(max),
         seed: 11,
-        close_rst: false,
+        ..LoadOpts::until(target, connections, txns_per_conn, max)
     }
 }
 
@@ -53,13 +45,7 @@ pub fn have(tool: &str) -> bool {
 
 /// Runs `args`; its stdout, after checking it succeeded.
 pub fn run(args: &[&str]) -> Vec<u8> {
-    let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    megatcp_test_support::output_ok(Command::new(args[0]).args(&args[1..])).stdout
 }
 
 /// Checks an HTTP server at `base` (e.g. `http://127.0.0.1:8080`) with curl: the three
