@@ -259,6 +259,26 @@ fn bad_key(key: &[u8]) -> bool {
     key.len() > KEY_MAX || key.iter().any(|&b| b < 0x20 || b == 0x7f)
 }
 
+/// The key and `noreply` of a `COMMAND KEY NUMBER [noreply]` line (`incr`, `decr`,
+/// `touch`), or memcached's answer to a line of another shape or with a bad key.
+fn key_and_number<'a>(tk: &Tokens<'a>) -> Result<(&'a [u8], bool), Request<'a>> {
+    if tk.n != 4 && tk.n != 5 {
+        return Err(Request::Reply {
+            msg: ERROR,
+            noreply: false,
+        });
+    }
+    let noreply = tk.noreply();
+    let key = tk.get(1);
+    if bad_key(key) {
+        return Err(Request::Reply {
+            msg: BAD_FORMAT,
+            noreply,
+        });
+    }
+    Ok((key, noreply))
+}
+
 /// Whether `key` is acceptable in the text protocol (length, no control characters).
 pub fn key_ok(key: &[u8]) -> bool {
     !key.is_empty() && !bad_key(key)
@@ -361,17 +381,10 @@ pub fn parse(line: &[u8]) -> Request<'_> {
             }
         }
         b"incr" | b"decr" => {
-            if n != 4 && n != 5 {
-                return reply(ERROR);
-            }
-            let noreply = tk.noreply();
-            let key = tk.get(1);
-            if bad_key(key) {
-                return Request::Reply {
-                    msg: BAD_FORMAT,
-                    noreply,
-                };
-            }
+            let (key, noreply) = match key_and_number(&tk) {
+                Ok(k) => k,
+                Err(r) => return r,
+            };
             match c_strtoull(tk.get(2)) {
                 Some(delta) => Request::Arith {
                     incr: cmd == b"incr",
@@ -412,17 +425,10 @@ pub fn parse(line: &[u8]) -> Request<'_> {
             Request::Delete { key, noreply }
         }
         b"touch" => {
-            if n != 4 && n != 5 {
-                return reply(ERROR);
-            }
-            let noreply = tk.noreply();
-            let key = tk.get(1);
-            if bad_key(key) {
-                return Request::Reply {
-                    msg: BAD_FORMAT,
-                    noreply,
-                };
-            }
+            let (key, noreply) = match key_and_number(&tk) {
+                Ok(k) => k,
+                Err(r) => return r,
+            };
             match c_strtol(tk.get(2)) {
                 Some(exptime) => Request::Touch {
                     key,
