@@ -197,6 +197,26 @@ pub(crate) struct FlowDevice<'a, 's> {
     pub(crate) sink: Option<(&'a mut FrameSink<'s>, Ipv4Addr)>,
 }
 
+impl<'a> FlowDevice<'a, '_> {
+    /// A device that gives the flow's interface `packet` (once) and queues what the socket
+    /// answers: no tail-loss probe, no in-place sink.
+    pub(crate) fn receiving(
+        packet: &'a [u8],
+        eg: &'a mut Egress,
+        x: &'a mut Xlate,
+        mtu: usize,
+    ) -> Self {
+        Self {
+            rx: Some(packet),
+            eg,
+            x,
+            mtu,
+            probe: None,
+            sink: None,
+        }
+    }
+}
+
 impl<'s> phy::Device for FlowDevice<'_, 's> {
     type RxToken<'b>
         = PacketRx<'b>

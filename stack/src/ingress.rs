@@ -294,12 +294,8 @@ impl Stack {
         set_ts(now_ms, flow.x.ts_off);
         let iface = &mut self.ifaces[flow.iface];
         let mut dev = FlowDevice {
-            rx: Some(packet),
-            eg: &mut self.eg,
-            x: &mut flow.x,
-            mtu,
             probe: self.cfg.tcp.tail_probe,
-            sink: None,
+            ..FlowDevice::receiving(packet, &mut self.eg, &mut flow.x, mtu)
         };
         iface.poll_ingress_single(snow, &mut dev, &mut flow.sockets);
         self.eg.counters.tcp_segments_in += 1;

@@ -203,14 +203,7 @@ impl Stack {
         set_ts(now_ms, flow.x.ts_off);
         let iface = &mut self.ifaces[flow.iface];
         for _ in 0..DUP_ACKS {
-            let mut dev = FlowDevice {
-                rx: Some(&self.rewrite),
-                eg: &mut self.eg,
-                x: &mut flow.x,
-                mtu,
-                probe: None,
-                sink: None,
-            };
+            let mut dev = FlowDevice::receiving(&self.rewrite, &mut self.eg, &mut flow.x, mtu);
             iface.poll_ingress_single(snow, &mut dev, &mut flow.sockets);
         }
         flow.x.probe.probed = true;

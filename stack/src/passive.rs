@@ -183,14 +183,7 @@ impl Stack {
         set_ts(now_ms, flow.x.ts_off);
         flow.x.on_ingress(&SegInfo::of(&syn));
         flow.x.capture = true;
-        let mut dev = FlowDevice {
-            rx: Some(&self.rewrite),
-            eg: &mut self.eg,
-            x: &mut flow.x,
-            mtu,
-            probe: None,
-            sink: None,
-        };
+        let mut dev = FlowDevice::receiving(&self.rewrite, &mut self.eg, &mut flow.x, mtu);
         self.ifaces[flow.iface].poll_ingress_single(snow, &mut dev, &mut flow.sockets);
         // Its SYN-ACK (already sent, as the cookie) is captured: that teaches the flow the
         // offset between the socket's ISN and the cookie.
