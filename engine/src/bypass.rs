@@ -12,6 +12,7 @@ use megatcp_channel::{Backend, Command, Completion, Ledger};
 use megatcp_nic::NicQueue;
 use megatcp_stack::{Instant, Stack, StackConfig};
 
+use crate::busy::TurnClock;
 use crate::capture::{Capture, CaptureControl};
 use crate::hint::ChecksumHint;
 use crate::monitor::{ConnInfo, CoreMonitor, Field};
@@ -92,10 +93,9 @@ pub struct Bypass<Q: NicQueue> {
     nic: Q,
     ledger: BypassLedger,
     io: StackIo,
-    /// When the last turn read the clock (one read per turn: clock reads are not free).
-    clock: StdInstant,
-    /// Whether the last turn did work (its time, until this turn, counts as busy).
-    last_busy: bool,
+    /// When the last turn read the clock (one read per turn: clock reads are not free), and
+    /// busy-time accounting on that reading.
+    clock: TurnClock,
     /// When the counters go to the monitor next.
     next_publish: StdInstant,
     stop: Arc<AtomicBool>,
@@ -133,8 +133,7 @@ impl<Q: NicQueue> Bypass<Q> {
             nic,
             ledger: Ledger::new(),
             io: StackIo::new(stack, start),
-            clock: start,
-            last_busy: false,
+            clock: TurnClock::new(start),
             next_publish: start,
             stop,
             idle,
@@ -300,18 +299,10 @@ impl<Q: NicQueue> Bypass<Q> {
 
     /// One engine iteration; returns the frames received.
     fn turn(&mut self, out: &mut Vec<Completion>) -> usize {
-        // Busy-time accounting rides on the turn's one clock read: the time since the last
-        // turn started is that turn's, busy or idle as it was.
-        let clock = StdInstant::now();
-        let spent = clock.saturating_duration_since(self.clock).as_nanos() as u64;
-        if self.last_busy {
-            self.stats.busy_ns += spent;
-        } else {
-            self.stats.idle_ns += spent;
-        }
-        self.clock = clock;
+        // Busy-time accounting rides on the turn's one clock read (see `busy`).
+        self.clock.start(StdInstant::now(), &mut self.stats);
         let before = out.len();
-        let now = self.io.at(self.clock);
+        let now = self.io.at(self.clock.at());
         // Output first: what the commands just submitted and the previous input owe leaves
         // now, in one NIC batch. Input is only taken after, and its output waits for the
         // next turn, which comes after the application has seen the completions: a reply
@@ -370,11 +361,10 @@ impl<Q: NicQueue> Bypass<Q> {
             n += s.receive(&mut |frame| stack.receive(now, frame));
         }
         on_events(&mut self.ledger, &mut self.io, out);
-        self.stats.iterations += 1;
-        self.last_busy = n > 0 || sent > 0 || out.len() > before;
-        self.stats.busy_iterations += u64::from(self.last_busy);
-        if self.clock >= self.next_publish {
-            self.next_publish = self.clock + PUBLISH_EVERY;
+        let busy = n > 0 || sent > 0 || out.len() > before;
+        self.clock.end(busy, &mut self.stats);
+        if self.clock.at() >= self.next_publish {
+            self.next_publish = self.clock.at() + PUBLISH_EVERY;
             if let Some(c) = self.capture.as_mut() {
                 c.follow();
             }
@@ -382,7 +372,7 @@ impl<Q: NicQueue> Bypass<Q> {
             if let Some(h) = &mut self.checksum_hint
                 && let Some(text) = h.check(
                     ChecksumHint::bad_frames(&self.io.stack.counters()),
-                    self.clock,
+                    self.clock.at(),
                 )
             {
                 tracing::warn!("queue {}: {text}", self.nic.queue_id());
@@ -423,7 +413,7 @@ impl<Q: NicQueue> Bypass<Q> {
     ) -> StdDuration {
         let mut sleep = max_sleep;
         if let Some(t) = timeout {
-            sleep = sleep.min(t.saturating_sub(self.clock.saturating_duration_since(start)));
+            sleep = sleep.min(t.saturating_sub(self.clock.at().saturating_duration_since(start)));
         }
         if let Some(at) = self.io.stack.poll_at() {
             let now = self.io.at(StdInstant::now());
@@ -444,14 +434,14 @@ impl<Q: NicQueue> Backend for Bypass<Q> {
     fn poll(&mut self, timeout: Option<StdDuration>, out: &mut Vec<Completion>) {
         // The timeout counts from the last turn's clock reading (the application's time
         // since then counts too): no clock read of its own.
-        let start = self.clock;
+        let start = self.clock.at();
         let mut empty_turns = 0u32;
         loop {
             let got = self.turn(out);
             if !out.is_empty() || self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            if timeout.is_some_and(|t| self.clock.saturating_duration_since(start) >= t) {
+            if timeout.is_some_and(|t| self.clock.at().saturating_duration_since(start) >= t) {
                 return;
             }
             if got > 0 {
