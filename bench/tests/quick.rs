@@ -50,6 +50,9 @@ struct Row {
     sweep: String,
     txns_per_conn: u64,
     ok: bool,
+    /// The server's CPU time per transaction, and how it was measured.
+    server_us_per_txn: f64,
+    server_cost: String,
     close: String,
     error: String,
 }
@@ -59,15 +62,17 @@ fn rows(dir: &Path) -> Vec<Row> {
         .lines()
         .skip(1)
         .map(|l| {
-            let f: Vec<&str> = l.splitn(22, ',').collect();
-            assert_eq!(f.len(), 22, "{l}");
+            let f: Vec<&str> = l.splitn(24, ',').collect();
+            assert_eq!(f.len(), 24, "{l}");
             Row {
                 variant: f[0].to_string(),
                 sweep: f[2].to_string(),
                 txns_per_conn: f[4].parse().unwrap(),
                 ok: f[9] == "true",
-                close: f[20].to_string(),
-                error: f[21].to_string(),
+                server_us_per_txn: f[20].parse().unwrap(),
+                server_cost: f[21].to_string(),
+                close: f[22].to_string(),
+                error: f[23].to_string(),
             }
         })
         .collect()
@@ -123,6 +128,20 @@ fn quick_head_to_head_writes_a_complete_report() {
                 _ => "fin",
             };
             assert_eq!(r.close, close, "{r:?}");
+            // Every measured row says what a transaction cost the server: the engine's busy
+            // time for a bypass server, process time + softirq for a kernel server.
+            if r.ok {
+                let basis = if v.starts_with("afxdp") || v == "dpdk" {
+                    "busy"
+                } else {
+                    "cpu-softirq"
+                };
+                assert_eq!(r.server_cost, basis, "{r:?}");
+                assert!(
+                    r.server_us_per_txn.is_finite() && r.server_us_per_txn > 0.0,
+                    "no server cost per transaction: {r:?}"
+                );
+            }
         }
         // A megatcp-echo built without `--features dpdk` refuses that backend: its rows are
         // all failed with that error (checked above); anything else must mostly work.
@@ -151,6 +170,9 @@ fn quick_head_to_head_writes_a_complete_report() {
         "afxdp/epoll",
         "afxdp/uring",
         "p99",
+        "Server µs per transaction",
+        "cost epoll/afxdp",
+        "afxdp <= 1/5 of epoll",
     ] {
         assert!(md.contains(needle), "summary lacks {needle:?}:\n{md}");
     }
