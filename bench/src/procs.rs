@@ -134,10 +134,22 @@ impl Server {
         let log = dir.join(format!("server-{}.log", variant.name()));
         let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let mut cmd = in_ns(&net.server_ns, echo);
-        cmd.args(["serve", "--port", &PORT.to_string()])
-            .args(["--cores", &net.server_cpu.to_string()])
-            .args(["--backend", variant.backend()]);
         let ip = format!("{}/{}", net.server_ip, net.prefix);
+        if variant == Variant::Reflect {
+            cmd.args([
+                "reflect",
+                "serve",
+                "--iface",
+                &net.server_iface,
+                "--ip",
+                &ip,
+            ])
+            .args(["--cores", &net.server_cpu.to_string()]);
+        } else {
+            cmd.args(["serve", "--port", &PORT.to_string()])
+                .args(["--cores", &net.server_cpu.to_string()])
+                .args(["--backend", variant.backend()]);
+        }
         match variant {
             Variant::Afxdp | Variant::AfxdpRst => {
                 cmd.args(["--iface", &net.server_iface, "--ip", &ip]);
@@ -149,7 +161,7 @@ impl Server {
                     net.server_iface
                 ));
             }
-            Variant::Uring | Variant::Epoll => {}
+            Variant::Uring | Variant::Epoll | Variant::Reflect => {}
         }
         let mut s = Self::spawn(cmd, file, log)?;
         let ready = if variant.is_bypass() {
@@ -272,6 +284,54 @@ pub(crate) fn run_load(
         net.server_kernel_ip
     };
     let mut cmd = in_ns(&net.client_ns, echo);
+    if variant == Variant::Reflect {
+        cmd.args([
+            "reflect",
+            "load",
+            "--json",
+            "--cores",
+            &net.client_cpu.to_string(),
+        ])
+        .args(["--iface", &net.client_iface])
+        .args(["--ip", &format!("{}/{}", net.client_ip, net.prefix)])
+        .args(["--connect", &format!("{target}:{PORT}")])
+        .args(["--window", &point.connections.to_string()])
+        .args(["--msg-size", &point.msg_size.to_string()])
+        .args(["--duration", &format!("{secs}s")])
+        .args(["--warmup", &format!("{warmup}s")]);
+    } else {
+        load_args(&mut cmd, variant, point, window, net, target);
+    }
+    let run = run_client(
+        &mut cmd,
+        "the load generator",
+        &mut || server.sample(),
+        net.client_cpu,
+        secs,
+        warmup,
+    )?;
+    Ok(LoadRun {
+        report: report_json(run.what, run.status, &run.stdout, &run.stderr)?,
+        cpu: run.cpu,
+        // The reflector spins and keeps no busy time: it is the medium, not a server.
+        work: if variant == Variant::Reflect {
+            ServerWork::NONE
+        } else {
+            run.work
+        },
+    })
+}
+
+/// The load generator's arguments for `point` against `variant`'s server at `target`.
+fn load_args(
+    cmd: &mut Command,
+    variant: Variant,
+    point: &Point,
+    window: &Window,
+    net: &Net,
+    target: Ipv4Addr,
+) {
+    let Window { secs, warmup } = *window;
     cmd.args(["load", "--json", "--cores", &net.client_cpu.to_string()])
         .args(["--backend", point.client.name()])
         .args(["--connect", &format!("{target}:{PORT}")])
@@ -290,19 +350,6 @@ pub(crate) fn run_load(
     if let Some(rate) = point.rate {
         cmd.args(["--rate", &format!("{rate}")]);
     }
-    let run = run_client(
-        &mut cmd,
-        "the load generator",
-        &mut || server.sample(),
-        net.client_cpu,
-        secs,
-        warmup,
-    )?;
-    Ok(LoadRun {
-        report: report_json(run.what, run.status, &run.stdout, &run.stderr)?,
-        cpu: run.cpu,
-        work: run.work,
-    })
 }
 
 /// What a client process printed, and the CPU use of both sides while it measured.

@@ -562,6 +562,17 @@ pub(crate) fn markdown(info: &RunInfo, variants: &[Variant], cells: &[Cell]) -> 
     );
     let _ = writeln!(
         s,
+        "Raw ceiling: the `reflect` variant runs no server: `megatcp-echo reflect serve` sends \
+         every frame it receives on the bypass servers' AF_XDP queue straight back (MAC, IPv4 \
+         addresses and UDP ports swapped; checksums stay valid), and `megatcp-echo reflect \
+         load` keeps as many UDP frames of the message size in flight as the point has \
+         connections, counting reflections per second (one frame each way per transaction). \
+         It is what the medium and the AF_XDP queues carry on these CPUs in the same run; \
+         `of raw ceiling` is a server's transactions/s over it, at the persistent points (a \
+         TCP transaction is at least a request and a reply segment, ACKs riding on them).\n"
+    );
+    let _ = writeln!(
+        s,
         "Closes: short connections (a number of transactions per connection) are closed by the \
          client with FIN, an orderly close that leaves the client in TIME-WAIT, on every \
          variant but `afxdp-rst`: the afxdp server again, with the client closing by RST (no \
@@ -609,8 +620,11 @@ pub(crate) fn markdown(info: &RunInfo, variants: &[Variant], cells: &[Cell]) -> 
         for v in variants {
             let _ = write!(s, " {} |", v.name());
         }
-        let _ = writeln!(s, " afxdp/epoll | afxdp/uring | saturated (afxdp run) |");
-        let _ = writeln!(s, "|{}", "---|".repeat(variants.len() + 5));
+        let _ = writeln!(
+            s,
+            " afxdp/epoll | afxdp/uring | of raw ceiling (afxdp, epoll) | saturated (afxdp run) |"
+        );
+        let _ = writeln!(s, "|{}", "---|".repeat(variants.len() + 6));
         let mut xs: Vec<&Point> = Vec::new();
         for c in &rows {
             if !xs.contains(&&c.point) {
@@ -629,11 +643,17 @@ pub(crate) fn markdown(info: &RunInfo, variants: &[Variant], cells: &[Cell]) -> 
                     .map_or("-".into(), |r| format!("{r:.2}x"))
             };
             let sat = find(cells, Variant::Afxdp, |q| q == p).map_or("-", Cell::saturated);
+            let of_ceiling = |a| {
+                ratio(cells, a, Variant::Reflect, |q| q == p)
+                    .map_or("-".into(), |r| format!("{:.0}%", r * 100.0))
+            };
             let _ = writeln!(
                 s,
-                " {} | {} | {} |",
+                " {} | {} | {}, {} | {} |",
                 r(Variant::Epoll),
                 r(Variant::Uring),
+                of_ceiling(Variant::Afxdp),
+                of_ceiling(Variant::Epoll),
                 sat
             );
         }

@@ -94,13 +94,25 @@ fn quick_head_to_head_writes_a_complete_report() {
     let rows = rows(&dir);
     let json: serde_json::Value = serde_json::from_str(&read(&dir, "trials.json")).unwrap();
     assert_eq!(json.as_array().unwrap().len(), rows.len());
-    for v in ["afxdp", "afxdp-rst", "dpdk", "uring", "epoll"] {
+    assert_eq!(
+        rows.len(),
+        22 * 4 + 6 + 12,
+        "every variant's rows, nothing else"
+    );
+    for v in ["afxdp", "afxdp-rst", "dpdk", "uring", "epoll", "reflect"] {
         let mine: Vec<_> = rows.iter().filter(|r| r.variant == v).collect();
-        // 11 points x 2 trials; the RST variant runs the 3 with short connections only.
-        let expected = if v == "afxdp-rst" { 6 } else { 22 };
+        // 11 points x 2 trials; the RST variant runs the 3 with short connections only, the
+        // raw reflection the 6 persistent closed-loop points of the AF_XDP client.
+        let expected = match v {
+            "afxdp-rst" => 6,
+            "reflect" => 12,
+            _ => 22,
+        };
         assert_eq!(mine.len(), expected, "{v}: {mine:?}");
         let sweeps: &[&str] = if v == "afxdp-rst" {
             &["txns_per_conn", "kernel_client"]
+        } else if v == "reflect" {
+            &["txns_per_conn", "msg_size", "connections"]
         } else {
             &[
                 "txns_per_conn",
@@ -128,9 +140,12 @@ fn quick_head_to_head_writes_a_complete_report() {
                 _ => "fin",
             };
             assert_eq!(r.close, close, "{r:?}");
-            // Every measured row says what a transaction cost the server: the engine's busy
-            // time for a bypass server, process time + softirq for a kernel server.
-            if r.ok {
+            // Every measured server row says what a transaction cost the server: the
+            // engine's busy time for a bypass server, process time + softirq for a kernel
+            // server. The raw reflection is no server and spins: no cost.
+            if r.ok && v == "reflect" {
+                assert_eq!(r.server_cost, "none", "{r:?}");
+            } else if r.ok {
                 let basis = if v.starts_with("afxdp") || v == "dpdk" {
                     "busy"
                 } else {
@@ -173,9 +188,15 @@ fn quick_head_to_head_writes_a_complete_report() {
         "Server µs per transaction",
         "cost epoll/afxdp",
         "afxdp <= 1/5 of epoll",
+        "of raw ceiling (afxdp, epoll)",
     ] {
         assert!(md.contains(needle), "summary lacks {needle:?}:\n{md}");
     }
+    assert!(
+        md.lines()
+            .any(|l| l.starts_with("| persistent |") && l.contains("cpu") && l.contains("%, ")),
+        "the persistent row gives the servers' fractions of the raw ceiling:\n{md}"
+    );
     assert!(stdout.contains("## Targets"), "the summary is printed");
     for svg in [
         "txns_per_conn",
