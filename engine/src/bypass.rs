@@ -300,7 +300,7 @@ impl<Q: NicQueue> Bypass<Q> {
     /// One engine iteration; returns the frames received.
     fn turn(&mut self, out: &mut Vec<Completion>) -> usize {
         // Busy-time accounting rides on the turn's one clock read (see `busy`).
-        self.clock.start(StdInstant::now(), &mut self.stats);
+        self.clock.start(&mut self.stats);
         let before = out.len();
         let now = self.io.at(self.clock.at());
         // Output first: what the commands just submitted and the previous input owe leaves
