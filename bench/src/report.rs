@@ -406,15 +406,27 @@ fn find(cells: &[Cell], v: Variant, pred: impl Fn(&Point) -> bool) -> Option<&Ce
     cells.iter().find(|c| c.variant == v && pred(&c.point))
 }
 
+/// `a`'s median of `what` over `b`'s, at the point `pred` selects.
+fn median_ratio(
+    cells: &[Cell],
+    a: Variant,
+    b: Variant,
+    pred: impl Fn(&Point) -> bool + Copy,
+    what: fn(&Cell) -> Option<Stat>,
+) -> Option<f64> {
+    let x = what(find(cells, a, pred)?)?.median;
+    let y = what(find(cells, b, pred)?)?.median;
+    (y > 0.0).then_some(x / y)
+}
+
+/// `a`'s transactions/s over `b`'s.
 fn ratio(
     cells: &[Cell],
     a: Variant,
     b: Variant,
     pred: impl Fn(&Point) -> bool + Copy,
 ) -> Option<f64> {
-    let x = find(cells, a, pred)?.txns_per_sec?.median;
-    let y = find(cells, b, pred)?.txns_per_sec?.median;
-    (y > 0.0).then_some(x / y)
+    median_ratio(cells, a, b, pred, |c| c.txns_per_sec)
 }
 
 /// How many times `a`'s server CPU per transaction `b`'s is (`b`'s cost over `a`'s).
@@ -424,9 +436,7 @@ fn cost_ratio(
     b: Variant,
     pred: impl Fn(&Point) -> bool + Copy,
 ) -> Option<f64> {
-    let x = find(cells, a, pred)?.server_us_per_txn?.median;
-    let y = find(cells, b, pred)?.server_us_per_txn?.median;
-    (x > 0.0).then_some(y / x)
+    median_ratio(cells, b, a, pred, |c| c.server_us_per_txn)
 }
 
 fn us_text(c: &Cell) -> String {
