@@ -405,7 +405,10 @@ pub(crate) fn engine_time(pid: u32) -> Option<EngineTime> {
 /// process time: busy time is wall-clock time, and a core shared with softirq work or other
 /// processes loses some of a busy turn's interval to them (both are upper bounds of the
 /// CPU time of its busy turns). A kernel server: its process time plus its CPU's softirq
-/// time.
+/// time, but not more than its CPU's busy share: without `CONFIG_IRQ_TIME_ACCOUNTING` a
+/// softirq that runs in the server's context (its own system calls) is charged both to the
+/// server's system time and to the CPU's softirq time (both are again upper bounds; the
+/// process time alone is a lower bound).
 pub(crate) fn server_work(a: &Sample, b: &Sample, wall: f64) -> ServerWork {
     if wall <= 0.0 {
         return ServerWork::NONE;
@@ -425,10 +428,16 @@ pub(crate) fn server_work(a: &Sample, b: &Sample, wall: f64) -> ServerWork {
                 basis: Basis::Busy,
             }
         }
-        _ => ServerWork {
-            cores: process + ticks(a.softirq, b.softirq),
-            basis: Basis::CpuSoftirq,
-        },
+        _ => {
+            let cpu_busy = match b.core.1.saturating_sub(a.core.1) {
+                0 => f64::INFINITY,
+                n => b.core.0.saturating_sub(a.core.0) as f64 / n as f64,
+            };
+            ServerWork {
+                cores: (process + ticks(a.softirq, b.softirq)).min(cpu_busy),
+                basis: Basis::CpuSoftirq,
+            }
+        }
     }
 }
 
@@ -684,7 +693,7 @@ mod tests {
     fn server_work_is_busy_time_for_bypass_and_cpu_plus_softirq_for_kernel_servers() {
         let at = |ticks, softirq, engine| Sample {
             ticks,
-            core: (0, 0),
+            core: (ticks + softirq, 1000 + ticks),
             softirq,
             engine,
         };
@@ -699,6 +708,12 @@ mod tests {
         let w = server_work(&at(100, 50, None), &at(130, 70, None), 2.0);
         assert_eq!((w.cores, w.basis), (0.25, Basis::CpuSoftirq));
         assert_eq!(w.us_per_txn(100_000.0), 2.5);
+        // ... but not more than its CPU's busy share (its softirq time counted twice): 60
+        // ticks of its CPU's 100 were busy, 50 process + 40 softirq ticks were counted.
+        let (a, mut b) = (at(100, 50, None), at(150, 90, None));
+        b.core = (a.core.0 + 60, a.core.1 + 100);
+        let w = server_work(&a, &b, 1.0);
+        assert!((w.cores - 0.6).abs() < 1e-9, "{w:?}");
         // Bypass: 0.4 s busy of 1 s counted (its process ran all the time).
         let w = server_work(
             &at(0, 0, e(1, 1)),

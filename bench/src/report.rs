@@ -561,7 +561,10 @@ pub(crate) fn markdown(info: &RunInfo, variants: &[Variant], cells: &[Cell]) -> 
          its process time: busy time is wall-clock time, and on a CPU shared with softirq \
          work or other processes part of a busy turn's interval goes to them. Kernel servers \
          (uring, epoll): their process time (user + system, `/proc/PID/stat`) plus all the \
-         softirq time of their CPU (`/proc/stat`), in 10 ms ticks. Limits: on a veth the \
+         softirq time of their CPU (`/proc/stat`), in 10 ms ticks, but no more than their \
+         CPU's busy share (without `CONFIG_IRQ_TIME_ACCOUNTING` a softirq run in the \
+         server's own system calls is charged to both; the process time alone, the `cpu` \
+         figure, is a lower bound). Limits: on a veth the \
          kernel's receive path runs on the sending side's CPU, so the kernel server's \
          receive processing is partly charged to the client's CPU (missed here) while its \
          CPU's softirq time holds part of the client's receive path (counted here); the two \
