@@ -72,12 +72,13 @@ struct EchoArgs {
     #[command(flatten)]
     run: RunArgs,
     /// Server variants, in order (`afxdp-rst`: the afxdp server with short connections
-    /// closed by RST instead of FIN, at those points only).
+    /// closed by RST instead of FIN, at those points only; `reflect`: no server, raw frames
+    /// reflected on the same AF_XDP queue, the medium's ceiling at the persistent points).
     #[arg(
         long,
         value_enum,
         value_delimiter = ',',
-        default_value = "afxdp,afxdp-rst,dpdk,uring,epoll"
+        default_value = "afxdp,afxdp-rst,dpdk,uring,epoll,reflect"
     )]
     variants: Vec<Variant>,
     /// One machine (`one`), or one of two: `server` runs the servers at the client role's

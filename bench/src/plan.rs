@@ -20,6 +20,10 @@ pub(crate) enum Variant {
     Uring,
     /// The Linux kernel through epoll.
     Epoll,
+    /// No server: raw frames reflected at L2/L3 on the bypass servers' AF_XDP queue
+    /// (`megatcp-echo reflect`), one frame each way per transaction, `connections` frames in
+    /// flight: the medium's ceiling, at the persistent points of the AF_XDP client only.
+    Reflect,
 }
 
 impl Variant {
@@ -30,6 +34,7 @@ impl Variant {
             Variant::Dpdk => "dpdk",
             Variant::Uring => "uring",
             Variant::Epoll => "epoll",
+            Variant::Reflect => "reflect",
         }
     }
 
@@ -37,6 +42,7 @@ impl Variant {
     pub(crate) fn legend(self) -> &'static str {
         match self {
             Variant::AfxdpRst => "afxdp-rst (RST close)",
+            Variant::Reflect => "reflect (raw frames, no TCP)",
             v => v.name(),
         }
     }
@@ -51,7 +57,10 @@ impl Variant {
 
     /// Whether the server runs megatcp's stack (on the bypass address) or the kernel's.
     pub(crate) fn is_bypass(self) -> bool {
-        matches!(self, Variant::Afxdp | Variant::AfxdpRst | Variant::Dpdk)
+        matches!(
+            self,
+            Variant::Afxdp | Variant::AfxdpRst | Variant::Dpdk | Variant::Reflect
+        )
     }
 
     /// How the client closes the connections of `point`.
@@ -63,9 +72,16 @@ impl Variant {
         }
     }
 
-    /// Whether the variant runs at `point`: the RST variant only where connections close.
+    /// Whether the variant runs at `point`: the RST variant only where connections close,
+    /// the raw reflection only at the closed-loop persistent points of the AF_XDP client.
     pub(crate) fn runs(self, point: &Point) -> bool {
-        self != Variant::AfxdpRst || point.txns_per_conn > 0
+        match self {
+            Variant::AfxdpRst => point.txns_per_conn > 0,
+            Variant::Reflect => {
+                point.txns_per_conn == 0 && point.client == Client::Afxdp && point.rate.is_none()
+            }
+            _ => true,
+        }
     }
 }
 
@@ -283,6 +299,12 @@ mod tests {
         assert_eq!(Variant::Afxdp.close(pers), Close::Persistent);
         assert!(Variant::AfxdpRst.runs(short) && !Variant::AfxdpRst.runs(pers));
         assert_eq!(Variant::AfxdpRst.backend(), "afxdp");
+        let reflected = p.iter().filter(|p| Variant::Reflect.runs(p)).count();
+        assert_eq!(
+            reflected, 6,
+            "the quick persistent points of the AF_XDP client"
+        );
+        assert!(Variant::Reflect.runs(pers) && !Variant::Reflect.runs(short));
     }
 
     #[test]

@@ -15,6 +15,7 @@ fn color(v: Variant) -> RGBColor {
         Variant::Dpdk => RGBColor(140, 60, 170),
         Variant::Uring => RGBColor(30, 90, 200),
         Variant::Epoll => RGBColor(40, 140, 60),
+        Variant::Reflect => RGBColor(120, 120, 120),
     }
 }
 

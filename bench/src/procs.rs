@@ -10,7 +10,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::plan::{Client, Close, Point, Variant};
-use crate::roles::{Sample, ServerSide};
+use crate::report::{Basis, CpuUse, ServerWork};
+use crate::roles::{EngineTime, Sample, ServerSide};
 
 /// Server namespace and interface of the testbed (`scripts/testbed`).
 pub(crate) const SRV_NS: &str = "megatcp-srv";
@@ -133,10 +134,22 @@ impl Server {
         let log = dir.join(format!("server-{}.log", variant.name()));
         let file = std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?;
         let mut cmd = in_ns(&net.server_ns, echo);
-        cmd.args(["serve", "--port", &PORT.to_string()])
-            .args(["--cores", &net.server_cpu.to_string()])
-            .args(["--backend", variant.backend()]);
         let ip = format!("{}/{}", net.server_ip, net.prefix);
+        if variant == Variant::Reflect {
+            cmd.args([
+                "reflect",
+                "serve",
+                "--iface",
+                &net.server_iface,
+                "--ip",
+                &ip,
+            ])
+            .args(["--cores", &net.server_cpu.to_string()]);
+        } else {
+            cmd.args(["serve", "--port", &PORT.to_string()])
+                .args(["--cores", &net.server_cpu.to_string()])
+                .args(["--backend", variant.backend()]);
+        }
         match variant {
             Variant::Afxdp | Variant::AfxdpRst => {
                 cmd.args(["--iface", &net.server_iface, "--ip", &ip]);
@@ -148,7 +161,7 @@ impl Server {
                     net.server_iface
                 ));
             }
-            Variant::Uring | Variant::Epoll => {}
+            Variant::Uring | Variant::Epoll | Variant::Reflect => {}
         }
         let mut s = Self::spawn(cmd, file, log)?;
         let ready = if variant.is_bypass() {
@@ -239,14 +252,12 @@ impl Drop for Server {
 pub(crate) struct LoadRun {
     /// The load generator's JSON report.
     pub(crate) report: serde_json::Value,
-    /// CPU utilisation of the server and of the client over the run (1.0 = one core).
-    pub(crate) server_cpu: f64,
-    pub(crate) client_cpu: f64,
-    /// Busy share of the server's CPU and of the client's CPU over the run (from
-    /// `/proc/stat`: everything but idle and iowait, so softirq work is counted: on a veth,
-    /// the kernel's TCP receive path for one side often runs on the other side's CPU).
-    pub(crate) server_core: f64,
-    pub(crate) client_core: f64,
+    /// CPU use of both sides over the run. The CPUs' busy shares come from `/proc/stat`:
+    /// everything but idle and iowait, so softirq work is counted (on a veth, the kernel's
+    /// TCP receive path for one side often runs on the other side's CPU).
+    pub(crate) cpu: CpuUse,
+    /// The server's CPU use for its work.
+    pub(crate) work: ServerWork,
 }
 
 /// The timing of one run: the measured seconds and the warm-up before them.
@@ -273,6 +284,54 @@ pub(crate) fn run_load(
         net.server_kernel_ip
     };
     let mut cmd = in_ns(&net.client_ns, echo);
+    if variant == Variant::Reflect {
+        cmd.args([
+            "reflect",
+            "load",
+            "--json",
+            "--cores",
+            &net.client_cpu.to_string(),
+        ])
+        .args(["--iface", &net.client_iface])
+        .args(["--ip", &format!("{}/{}", net.client_ip, net.prefix)])
+        .args(["--connect", &format!("{target}:{PORT}")])
+        .args(["--window", &point.connections.to_string()])
+        .args(["--msg-size", &point.msg_size.to_string()])
+        .args(["--duration", &format!("{secs}s")])
+        .args(["--warmup", &format!("{warmup}s")]);
+    } else {
+        load_args(&mut cmd, variant, point, window, net, target);
+    }
+    let run = run_client(
+        &mut cmd,
+        "the load generator",
+        &mut || server.sample(),
+        net.client_cpu,
+        secs,
+        warmup,
+    )?;
+    Ok(LoadRun {
+        report: report_json(run.what, run.status, &run.stdout, &run.stderr)?,
+        cpu: run.cpu,
+        // The reflector spins and keeps no busy time: it is the medium, not a server.
+        work: if variant == Variant::Reflect {
+            ServerWork::NONE
+        } else {
+            run.work
+        },
+    })
+}
+
+/// The load generator's arguments for `point` against `variant`'s server at `target`.
+fn load_args(
+    cmd: &mut Command,
+    variant: Variant,
+    point: &Point,
+    window: &Window,
+    net: &Net,
+    target: Ipv4Addr,
+) {
+    let Window { secs, warmup } = *window;
     cmd.args(["load", "--json", "--cores", &net.client_cpu.to_string()])
         .args(["--backend", point.client.name()])
         .args(["--connect", &format!("{target}:{PORT}")])
@@ -291,21 +350,6 @@ pub(crate) fn run_load(
     if let Some(rate) = point.rate {
         cmd.args(["--rate", &format!("{rate}")]);
     }
-    let run = run_client(
-        &mut cmd,
-        "the load generator",
-        &mut || server.sample(),
-        net.client_cpu,
-        secs,
-        warmup,
-    )?;
-    Ok(LoadRun {
-        report: report_json(run.what, run.status, &run.stdout, &run.stderr)?,
-        server_cpu: run.server_cpu,
-        client_cpu: run.client_cpu,
-        server_core: run.server_core,
-        client_core: run.client_core,
-    })
 }
 
 /// What a client process printed, and the CPU use of both sides while it measured.
@@ -315,19 +359,85 @@ pub(crate) struct ClientRun {
     pub(crate) status: ExitStatus,
     pub(crate) stdout: String,
     pub(crate) stderr: String,
-    pub(crate) server_cpu: f64,
-    pub(crate) client_cpu: f64,
-    pub(crate) server_core: f64,
-    pub(crate) client_core: f64,
+    pub(crate) cpu: CpuUse,
+    /// The server's CPU use for its work (see [`server_work`]).
+    pub(crate) work: ServerWork,
+}
+
+/// A server process on this machine (`pid`, pinned to `cpu`), sampled now: its CPU time,
+/// its CPU's, and its engine's busy time when it publishes one (a bypass server).
+pub(crate) fn sample_server(pid: u32, cpu: usize) -> Option<Sample> {
+    let fields = cpu_fields(cpu)?;
+    Some(Sample {
+        ticks: cpu_ticks(pid)?,
+        core: busy_total(&fields)?,
+        softirq: *fields.get(6)?,
+        engine: engine_time(pid),
+    })
 }
 
 /// A server process on this machine, for [`run_client`]'s sampling: its pid and CPU.
 pub(crate) fn local_sampler(pid: u32, cpu: usize) -> impl FnMut() -> Option<Sample> {
-    move || {
-        Some(Sample {
-            ticks: cpu_ticks(pid)?,
-            core: core_time(cpu)?,
-        })
+    move || sample_server(pid, cpu)
+}
+
+/// The engine busy time process `pid` published last (`/dev/shm/megatcp-PID.json`), summed
+/// over its bypass cores; `None` for a process with no view or no bypass core.
+pub(crate) fn engine_time(pid: u32) -> Option<EngineTime> {
+    let view = megatcp_launch::ops::shm::read(pid).ok()?;
+    let mut t = EngineTime {
+        busy_ns: 0,
+        all_ns: 0,
+        cores: 0,
+    };
+    for (i, _) in view.cores.iter().enumerate().filter(|(_, c)| c.bypass) {
+        let busy = view.value(i, "busy_ns");
+        t.busy_ns += busy;
+        t.all_ns += busy + view.value(i, "idle_ns");
+        t.cores += 1;
+    }
+    (t.cores > 0).then_some(t)
+}
+
+/// The server's CPU use for its work between samples `a` and `b`, `wall` seconds apart
+/// (1.0 = one core). A bypass server: its engine's busy share between its two publications
+/// times its cores (NaN when it published nothing new in between), but not more than its
+/// process time: busy time is wall-clock time, and a core shared with softirq work or other
+/// processes loses some of a busy turn's interval to them (both are upper bounds of the
+/// CPU time of its busy turns). A kernel server: its process time plus its CPU's softirq
+/// time, but not more than its CPU's busy share: without `CONFIG_IRQ_TIME_ACCOUNTING` a
+/// softirq that runs in the server's context (its own system calls) is charged both to the
+/// server's system time and to the CPU's softirq time (both are again upper bounds; the
+/// process time alone is a lower bound).
+pub(crate) fn server_work(a: &Sample, b: &Sample, wall: f64) -> ServerWork {
+    if wall <= 0.0 {
+        return ServerWork::NONE;
+    }
+    let ticks = |x: u64, y: u64| y.saturating_sub(x) as f64 / TICKS / wall;
+    let process = ticks(a.ticks, b.ticks);
+    match (a.engine, b.engine) {
+        (Some(x), Some(y)) => {
+            let all = y.all_ns.saturating_sub(x.all_ns);
+            let busy = y.busy_ns.saturating_sub(x.busy_ns);
+            ServerWork {
+                cores: if all > 0 && y.cores > 0 {
+                    (busy as f64 / (all as f64 / y.cores as f64)).min(process)
+                } else {
+                    f64::NAN
+                },
+                basis: Basis::Busy,
+            }
+        }
+        _ => {
+            let cpu_busy = match b.core.1.saturating_sub(a.core.1) {
+                0 => f64::INFINITY,
+                n => b.core.0.saturating_sub(a.core.0) as f64 / n as f64,
+            };
+            ServerWork {
+                cores: (process + ticks(a.softirq, b.softirq)).min(cpu_busy),
+                basis: Basis::CpuSoftirq,
+            }
+        }
     }
 }
 
@@ -348,8 +458,8 @@ pub(crate) fn run_client(
     let start = Instant::now();
     let limit = Duration::from_secs_f64(secs + warmup + 20.0);
     let measure_from = Duration::from_secs_f64(warmup + 0.1);
-    let mut first: Option<(Instant, u64, u64, CoreTimes)> = None;
-    let mut last: Option<(Instant, u64, u64, CoreTimes)> = None;
+    let mut first: Option<(Instant, Sample, u64, (u64, u64))> = None;
+    let mut last: Option<(Instant, Sample, u64, (u64, u64))> = None;
     loop {
         if job.done() {
             break;
@@ -363,35 +473,34 @@ pub(crate) fn run_client(
             && let (Some(s), Some(c), Some(k)) =
                 (server(), cpu_ticks(client_pid), core_time(own_cpu))
         {
-            let sample = (Instant::now(), s.ticks, c, [s.core, k]);
+            let sample = (Instant::now(), s, c, k);
             first.get_or_insert(sample);
             last = Some(sample);
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let (status, stdout, stderr) = job.output()?;
-    let (server_cpu, client_cpu, server_core, client_core) = match (first, last) {
+    let (cpu, work) = match (first, last) {
         (Some((t0, s0, c0, k0)), Some((t1, s1, c1, k1))) if t1 > t0 => {
             let wall = (t1 - t0).as_secs_f64();
-            let [server_core, client_core] = busy_shares(&k0, &k1);
-            (
-                (s1.saturating_sub(s0)) as f64 / TICKS / wall,
-                (c1.saturating_sub(c0)) as f64 / TICKS / wall,
+            let [server_core, client_core] = busy_shares(&[s0.core, k0], &[s1.core, k1]);
+            let cpu = CpuUse {
+                server_cpu: (s1.ticks.saturating_sub(s0.ticks)) as f64 / TICKS / wall,
+                client_cpu: (c1.saturating_sub(c0)) as f64 / TICKS / wall,
                 server_core,
                 client_core,
-            )
+            };
+            (cpu, server_work(&s0, &s1, wall))
         }
-        _ => (f64::NAN, f64::NAN, f64::NAN, f64::NAN),
+        _ => (CpuUse::default(), ServerWork::NONE),
     };
     Ok(ClientRun {
         what,
         status,
         stdout,
         stderr,
-        server_cpu,
-        client_cpu,
-        server_core,
-        client_core,
+        cpu,
+        work,
     })
 }
 
@@ -522,17 +631,26 @@ pub(crate) fn core_times() -> Option<CoreTimes> {
 /// (busy, total) clock ticks of CPU `cpu` from `/proc/stat` (busy = all but idle and
 /// iowait).
 pub(crate) fn core_time(cpu: usize) -> Option<(u64, u64)> {
+    busy_total(&cpu_fields(cpu)?)
+}
+
+/// CPU `cpu`'s line of `/proc/stat`: user nice system idle iowait irq softirq steal ...
+/// (clock ticks).
+fn cpu_fields(cpu: usize) -> Option<Vec<u64>> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let name = format!("cpu{cpu}");
     let line = stat
         .lines()
         .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
-    let v: Vec<u64> = line
-        .split_whitespace()
+    line.split_whitespace()
         .skip(1)
         .map(str::parse)
         .collect::<Result<_, _>>()
-        .ok()?;
+        .ok()
+}
+
+/// (busy, total) of a `/proc/stat` CPU line's fields (busy = all but idle and iowait).
+fn busy_total(v: &[u64]) -> Option<(u64, u64)> {
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3)? + v.get(4)?;
     Some((total.saturating_sub(idle), total))
@@ -569,6 +687,58 @@ mod tests {
         assert!(cpu_ticks(std::process::id()).is_some());
         let [(b, n), _] = core_times().expect("/proc/stat has cpu0 and cpu1");
         assert!(n > 0 && b <= n);
+    }
+
+    #[test]
+    fn server_work_is_busy_time_for_bypass_and_cpu_plus_softirq_for_kernel_servers() {
+        let at = |ticks, softirq, engine| Sample {
+            ticks,
+            core: (ticks + softirq, 1000 + ticks),
+            softirq,
+            engine,
+        };
+        let e = |busy_ns, all_ns| {
+            Some(EngineTime {
+                busy_ns,
+                all_ns,
+                cores: 1,
+            })
+        };
+        // Kernel: 30 ticks of process time + 20 of softirq in 2 s = 0.25 of a core.
+        let w = server_work(&at(100, 50, None), &at(130, 70, None), 2.0);
+        assert_eq!((w.cores, w.basis), (0.25, Basis::CpuSoftirq));
+        assert_eq!(w.us_per_txn(100_000.0), 2.5);
+        // ... but not more than its CPU's busy share (its softirq time counted twice): 60
+        // ticks of its CPU's 100 were busy, 50 process + 40 softirq ticks were counted.
+        let (a, mut b) = (at(100, 50, None), at(150, 90, None));
+        b.core = (a.core.0 + 60, a.core.1 + 100);
+        let w = server_work(&a, &b, 1.0);
+        assert!((w.cores - 0.6).abs() < 1e-9, "{w:?}");
+        // Bypass: 0.4 s busy of 1 s counted (its process ran all the time).
+        let w = server_work(
+            &at(0, 0, e(1, 1)),
+            &at(200, 0, e(400_000_001, 1_000_000_001)),
+            2.0,
+        );
+        assert_eq!((w.cores, w.basis), (0.4, Basis::Busy));
+        // ... but never more than its process time (0.3 of a core here).
+        let w = server_work(
+            &at(0, 0, e(1, 1)),
+            &at(60, 0, e(400_000_001, 1_000_000_001)),
+            2.0,
+        );
+        assert_eq!((w.cores, w.basis), (0.3, Basis::Busy));
+        // No new publication in the window: not measured (not its CPU time).
+        let w = server_work(&at(0, 0, e(5, 9)), &at(200, 0, e(5, 9)), 2.0);
+        assert!(w.cores.is_nan() && w.basis == Basis::Busy);
+        assert!(ServerWork::NONE.us_per_txn(0.0).is_nan());
+    }
+
+    #[test]
+    fn this_process_has_no_engine_view() {
+        assert_eq!(engine_time(std::process::id()), None);
+        let s = sample_server(std::process::id(), 0).expect("a sample of this process");
+        assert!(s.core.1 > 0 && s.engine.is_none());
     }
 
     #[test]

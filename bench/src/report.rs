@@ -27,12 +27,144 @@ pub(crate) struct Trial {
     pub(crate) p999_us: f64,
     /// Errors the load generator counted (verification, resets, ...).
     pub(crate) load_errors: u64,
-    /// CPU utilisation over the measured window (1.0 = one core).
+    #[serde(flatten)]
+    pub(crate) cpu: CpuUse,
+    /// The server's CPU time per transaction, in microseconds (see [`ServerWork`]).
+    pub(crate) server_us_per_txn: f64,
+    /// How the server's CPU time was measured.
+    pub(crate) server_cost: Basis,
+}
+
+/// CPU use of both sides over a trial's measured window (1.0 = one core).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct CpuUse {
+    /// CPU time of the server's and of the client's process.
     pub(crate) server_cpu: f64,
     pub(crate) client_cpu: f64,
     /// Busy share of the server's and the client's CPU (softirq included).
     pub(crate) server_core: f64,
     pub(crate) client_core: f64,
+}
+
+impl Default for CpuUse {
+    /// Not measured.
+    fn default() -> Self {
+        Self {
+            server_cpu: f64::NAN,
+            client_cpu: f64::NAN,
+            server_core: f64::NAN,
+            client_core: f64::NAN,
+        }
+    }
+}
+
+impl CpuUse {
+    /// The names of [`CpuUse::csv`]'s columns.
+    pub(crate) const CSV_HEADER: &'static str = "server_cpu,client_cpu,server_core,client_core";
+
+    /// Its four CSV columns.
+    pub(crate) fn csv(&self) -> String {
+        format!(
+            "{:.3},{:.3},{:.3},{:.3}",
+            self.server_cpu, self.client_cpu, self.server_core, self.client_core
+        )
+    }
+}
+
+/// The medians of the [`CpuUse`] of a cell's successful trials.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct CpuStats {
+    pub(crate) server_cpu: Option<Stat>,
+    pub(crate) client_cpu: Option<Stat>,
+    pub(crate) server_core: Option<Stat>,
+    pub(crate) client_core: Option<Stat>,
+}
+
+impl CpuStats {
+    /// The medians of `cpus`.
+    pub(crate) fn of(cpus: &[CpuUse]) -> Self {
+        let get = |f: fn(&CpuUse) -> f64| stat(cpus.iter().map(f).collect());
+        Self {
+            server_cpu: get(|c| c.server_cpu),
+            client_cpu: get(|c| c.client_cpu),
+            server_core: get(|c| c.server_core),
+            client_core: get(|c| c.client_core),
+        }
+    }
+
+    /// Which side ran out of CPU: the side whose CPU was 90 % busy or more (process time,
+    /// or the whole CPU's busy time, softirq included, whichever is higher).
+    pub(crate) fn saturated(&self) -> &'static str {
+        let busy = |v: [Option<Stat>; 2]| v.iter().flatten().any(|s| s.median >= 0.9);
+        match (
+            busy([self.server_cpu, self.server_core]),
+            busy([self.client_cpu, self.client_core]),
+        ) {
+            (true, true) => "both",
+            (true, false) => "server",
+            (false, true) => "client",
+            (false, false) => "neither",
+        }
+    }
+
+    /// "cpu S/C core S/C" (percent of one core; `-` where not measured).
+    pub(crate) fn text(&self) -> String {
+        format!(
+            "cpu {}/{} core {}/{}",
+            pct(self.server_cpu),
+            pct(self.client_cpu),
+            pct(self.server_core),
+            pct(self.client_core)
+        )
+    }
+}
+
+/// How a server's CPU time for its work was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Basis {
+    /// A bypass server's engine busy time (turns that did work), from its published
+    /// counters: its idle polling is not counted.
+    Busy,
+    /// A kernel server's process CPU time (user + system) plus the softirq time of its CPU.
+    CpuSoftirq,
+    /// Not measured.
+    None,
+}
+
+impl Basis {
+    /// Its name in the CSV.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Basis::Busy => "busy",
+            Basis::CpuSoftirq => "cpu-softirq",
+            Basis::None => "none",
+        }
+    }
+}
+
+/// The server's CPU use for its work over a window (1.0 = one core), and how it was measured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServerWork {
+    pub(crate) cores: f64,
+    pub(crate) basis: Basis,
+}
+
+impl ServerWork {
+    /// Not measured.
+    pub(crate) const NONE: ServerWork = ServerWork {
+        cores: f64::NAN,
+        basis: Basis::None,
+    };
+
+    /// Microseconds of server CPU per transaction at `txns_per_sec`.
+    pub(crate) fn us_per_txn(&self, txns_per_sec: f64) -> f64 {
+        if txns_per_sec > 0.0 {
+            self.cores * 1e6 / txns_per_sec
+        } else {
+            f64::NAN
+        }
+    }
 }
 
 impl Trial {
@@ -51,10 +183,9 @@ impl Trial {
             p99_us: f64::NAN,
             p999_us: f64::NAN,
             load_errors: 0,
-            server_cpu: f64::NAN,
-            client_cpu: f64::NAN,
-            server_core: f64::NAN,
-            client_core: f64::NAN,
+            cpu: CpuUse::default(),
+            server_us_per_txn: f64::NAN,
+            server_cost: Basis::None,
         }
     }
 
@@ -95,10 +226,9 @@ impl Trial {
             p99_us: num("p99_us"),
             p999_us: num("p999_us"),
             load_errors,
-            server_cpu: run.server_cpu,
-            client_cpu: run.client_cpu,
-            server_core: run.server_core,
-            client_core: run.client_core,
+            cpu: run.cpu,
+            server_us_per_txn: run.work.us_per_txn(num("txns_per_sec")),
+            server_cost: run.work.basis,
         };
         if verify > 0 {
             t.ok = false;
@@ -152,34 +282,18 @@ pub(crate) struct Cell {
     pub(crate) p50_us: Option<Stat>,
     pub(crate) p99_us: Option<Stat>,
     pub(crate) p999_us: Option<Stat>,
-    pub(crate) server_cpu: Option<Stat>,
-    pub(crate) client_cpu: Option<Stat>,
-    pub(crate) server_core: Option<Stat>,
-    pub(crate) client_core: Option<Stat>,
+    #[serde(flatten)]
+    pub(crate) cpu: CpuStats,
+    /// The server's CPU time per transaction (µs).
+    pub(crate) server_us_per_txn: Option<Stat>,
     /// Errors of the failed trials.
     pub(crate) errors: Vec<String>,
 }
 
 impl Cell {
-    /// Which side ran out of CPU: the side whose CPU was 90 % busy or more (process time,
-    /// or the whole CPU's busy time, softirq included, whichever is higher).
+    /// Which side ran out of CPU (see [`CpuStats::saturated`]).
     pub(crate) fn saturated(&self) -> &'static str {
-        saturated(
-            [self.server_cpu, self.server_core],
-            [self.client_cpu, self.client_core],
-        )
-    }
-}
-
-/// Which side ran out of CPU, from each side's (process, whole CPU) busy medians: the side
-/// at 90 % or more of either.
-pub(crate) fn saturated(server: [Option<Stat>; 2], client: [Option<Stat>; 2]) -> &'static str {
-    let busy = |v: [Option<Stat>; 2]| v.iter().flatten().any(|s| s.median >= 0.9);
-    match (busy(server), busy(client)) {
-        (true, true) => "both",
-        (true, false) => "server",
-        (false, true) => "client",
-        (false, false) => "neither",
+        self.cpu.saturated()
     }
 }
 
@@ -205,10 +319,8 @@ pub(crate) fn cells(trials: &[Trial], variants: &[Variant], points: &[Point]) ->
                 p50_us: get(|t| t.p50_us),
                 p99_us: get(|t| t.p99_us),
                 p999_us: get(|t| t.p999_us),
-                server_cpu: get(|t| t.server_cpu),
-                client_cpu: get(|t| t.client_cpu),
-                server_core: get(|t| t.server_core),
-                client_core: get(|t| t.client_core),
+                cpu: CpuStats::of(&ok.iter().map(|t| t.cpu).collect::<Vec<_>>()),
+                server_us_per_txn: get(|t| t.server_us_per_txn),
                 errors,
             });
         }
@@ -218,16 +330,17 @@ pub(crate) fn cells(trials: &[Trial], variants: &[Variant], points: &[Point]) ->
 
 /// Writes `trials.csv`.
 pub(crate) fn write_csv(path: &Path, trials: &[Trial]) -> std::io::Result<()> {
-    let mut s = String::from(
+    let mut s = format!(
         "variant,client,sweep,x,txns_per_conn,msg_size,connections,rate,trial,ok,txns_per_sec,\
-         conns_per_sec,p50_us,p99_us,p999_us,load_errors,server_cpu,client_cpu,server_core,\
-         client_core,close,error\n",
+         conns_per_sec,p50_us,p99_us,p999_us,load_errors,{},server_us_per_txn,server_cost,close,\
+         error\n",
+        CpuUse::CSV_HEADER
     );
     for t in trials {
         let p = &t.point;
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{},{:.1},{:.1},{:.2},{:.2},{:.2},{},{:.3},{:.3},{:.3},{:.3},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{:.1},{:.1},{:.2},{:.2},{:.2},{},{},{:.3},{},{},{}",
             t.variant.name(),
             p.client.name(),
             p.sweep.name(),
@@ -244,10 +357,9 @@ pub(crate) fn write_csv(path: &Path, trials: &[Trial]) -> std::io::Result<()> {
             t.p99_us,
             t.p999_us,
             t.load_errors,
-            t.server_cpu,
-            t.client_cpu,
-            t.server_core,
-            t.client_core,
+            t.cpu.csv(),
+            t.server_us_per_txn,
+            t.server_cost.name(),
             t.close.name(),
             csv_field(t.error.as_deref().unwrap_or("")),
         );
@@ -280,14 +392,11 @@ pub(crate) fn pct(s: Option<Stat>) -> String {
 fn cell_text(c: &Cell) -> String {
     match c.txns_per_sec {
         Some(s) => format!(
-            "{} [{}–{}] cpu {}/{} core {}/{}",
+            "{} [{}–{}] {}",
             kilo(s.median),
             kilo(s.min),
             kilo(s.max),
-            pct(c.server_cpu),
-            pct(c.client_cpu),
-            pct(c.server_core),
-            pct(c.client_core)
+            c.cpu.text()
         ),
         None => "FAILED".into(),
     }
@@ -297,15 +406,45 @@ fn find(cells: &[Cell], v: Variant, pred: impl Fn(&Point) -> bool) -> Option<&Ce
     cells.iter().find(|c| c.variant == v && pred(&c.point))
 }
 
+/// `a`'s median of `what` over `b`'s, at the point `pred` selects.
+fn median_ratio(
+    cells: &[Cell],
+    a: Variant,
+    b: Variant,
+    pred: impl Fn(&Point) -> bool + Copy,
+    what: fn(&Cell) -> Option<Stat>,
+) -> Option<f64> {
+    let x = what(find(cells, a, pred)?)?.median;
+    let y = what(find(cells, b, pred)?)?.median;
+    (y > 0.0).then_some(x / y)
+}
+
+/// `a`'s transactions/s over `b`'s.
 fn ratio(
     cells: &[Cell],
     a: Variant,
     b: Variant,
     pred: impl Fn(&Point) -> bool + Copy,
 ) -> Option<f64> {
-    let x = find(cells, a, pred)?.txns_per_sec?.median;
-    let y = find(cells, b, pred)?.txns_per_sec?.median;
-    (y > 0.0).then_some(x / y)
+    median_ratio(cells, a, b, pred, |c| c.txns_per_sec)
+}
+
+/// How many times `a`'s server CPU per transaction `b`'s is (`b`'s cost over `a`'s).
+fn cost_ratio(
+    cells: &[Cell],
+    a: Variant,
+    b: Variant,
+    pred: impl Fn(&Point) -> bool + Copy,
+) -> Option<f64> {
+    median_ratio(cells, b, a, pred, |c| c.server_us_per_txn)
+}
+
+fn us_text(c: &Cell) -> String {
+    match c.server_us_per_txn {
+        Some(s) if s.median >= 10.0 => format!("{:.0} [{:.0}–{:.0}]", s.median, s.min, s.max),
+        Some(s) => format!("{:.2} [{:.2}–{:.2}]", s.median, s.min, s.max),
+        None => "-".into(),
+    }
 }
 
 /// A target: `afxdp >= factor x other` at the points `pred` selects.
@@ -349,6 +488,18 @@ pub(crate) fn targets(cells: &[Cell]) -> Vec<Target> {
             text: "persistent connections: afxdp >= 1.5 x epoll".into(),
             ratio: ratio(cells, Variant::Afxdp, Variant::Epoll, pers),
             factor: 1.5,
+        },
+        Target {
+            text:
+                "server µs per transaction, one transaction per connection: afxdp <= 1/5 of epoll"
+                    .into(),
+            ratio: cost_ratio(cells, Variant::Afxdp, Variant::Epoll, short),
+            factor: 5.0,
+        },
+        Target {
+            text: "server µs per transaction, persistent connections: afxdp <= 1/3 of epoll".into(),
+            ratio: cost_ratio(cells, Variant::Afxdp, Variant::Epoll, pers),
+            factor: 3.0,
         },
         Target {
             text: "one transaction per connection: afxdp >= uring".into(),
@@ -399,6 +550,42 @@ pub(crate) fn markdown(info: &RunInfo, variants: &[Variant], cells: &[Cell]) -> 
     );
     let _ = writeln!(
         s,
+        "Server µs per transaction: the server's CPU time for its work over the measured \
+         window, divided by the transactions completed in it, so that a run the client limits \
+         still says what each transaction cost the server. Bypass servers (afxdp, dpdk) spin, \
+         so their CPU time says nothing: their cost is their engine's busy time (turns that \
+         received or sent frames or completed operations, and the application's handling of \
+         them; idle polling and sleeps not counted), read from the counters the server \
+         publishes (`/dev/shm/megatcp-PID.json`, refreshed every 0.5 s: the busy share is \
+         taken between the first and the last refresh inside the window), but no more than \
+         its process time: busy time is wall-clock time, and on a CPU shared with softirq \
+         work or other processes part of a busy turn's interval goes to them. Kernel servers \
+         (uring, epoll): their process time (user + system, `/proc/PID/stat`) plus all the \
+         softirq time of their CPU (`/proc/stat`), in 10 ms ticks, but no more than their \
+         CPU's busy share (without `CONFIG_IRQ_TIME_ACCOUNTING` a softirq run in the \
+         server's own system calls is charged to both; the process time alone, the `cpu` \
+         figure, is a lower bound). Limits: on a veth the \
+         kernel's receive path runs on the sending side's CPU, so the kernel server's \
+         receive processing is partly charged to the client's CPU (missed here) while its \
+         CPU's softirq time holds part of the client's receive path (counted here); the two \
+         errors go opposite ways and neither is measured apart. The bypass servers' kernel \
+         work outside their turns (the XDP program and the veth's receive path) is not \
+         counted either. `cost` ratios: how many times the other server's µs per \
+         transaction afxdp's is (higher: afxdp cheaper).\n"
+    );
+    let _ = writeln!(
+        s,
+        "Raw ceiling: the `reflect` variant runs no server: `megatcp-echo reflect serve` sends \
+         every frame it receives on the bypass servers' AF_XDP queue straight back (MAC, IPv4 \
+         addresses and UDP ports swapped; checksums stay valid), and `megatcp-echo reflect \
+         load` keeps as many UDP frames of the message size in flight as the point has \
+         connections, counting reflections per second (one frame each way per transaction). \
+         It is what the medium and the AF_XDP queues carry on these CPUs in the same run; \
+         `of raw ceiling` is a server's transactions/s over it, at the persistent points (a \
+         TCP transaction is at least a request and a reply segment, ACKs riding on them).\n"
+    );
+    let _ = writeln!(
+        s,
         "Closes: short connections (a number of transactions per connection) are closed by the \
          client with FIN, an orderly close that leaves the client in TIME-WAIT, on every \
          variant but `afxdp-rst`: the afxdp server again, with the client closing by RST (no \
@@ -446,15 +633,19 @@ pub(crate) fn markdown(info: &RunInfo, variants: &[Variant], cells: &[Cell]) -> 
         for v in variants {
             let _ = write!(s, " {} |", v.name());
         }
-        let _ = writeln!(s, " afxdp/epoll | afxdp/uring | saturated (afxdp run) |");
-        let _ = writeln!(s, "|{}", "---|".repeat(variants.len() + 5));
+        let _ = writeln!(
+            s,
+            " afxdp/epoll | afxdp/uring | of raw ceiling (afxdp, epoll) | saturated (afxdp run) |"
+        );
+        let _ = writeln!(s, "|{}", "---|".repeat(variants.len() + 6));
         let mut xs: Vec<&Point> = Vec::new();
         for c in &rows {
             if !xs.contains(&&c.point) {
                 xs.push(&c.point);
             }
         }
-        for p in xs {
+        for p in &xs {
+            let p = *p;
             let _ = write!(s, "| {} | {} |", p.x_label(), close_text(variants, p));
             for &v in variants {
                 let text = find(cells, v, |q| q == p).map_or("-".into(), cell_text);
@@ -465,13 +656,42 @@ pub(crate) fn markdown(info: &RunInfo, variants: &[Variant], cells: &[Cell]) -> 
                     .map_or("-".into(), |r| format!("{r:.2}x"))
             };
             let sat = find(cells, Variant::Afxdp, |q| q == p).map_or("-", Cell::saturated);
+            let of_ceiling = |a| {
+                ratio(cells, a, Variant::Reflect, |q| q == p)
+                    .map_or("-".into(), |r| format!("{:.0}%", r * 100.0))
+            };
             let _ = writeln!(
                 s,
-                " {} | {} | {} |",
+                " {} | {} | {}, {} | {} |",
                 r(Variant::Epoll),
                 r(Variant::Uring),
+                of_ceiling(Variant::Afxdp),
+                of_ceiling(Variant::Epoll),
                 sat
             );
+        }
+        let _ = writeln!(s);
+        let _ = writeln!(
+            s,
+            "Server µs per transaction (median [min–max]; `cost`: the other's over afxdp's):\n"
+        );
+        let _ = write!(s, "| {} | close |", sweep_x_name(sweep));
+        for v in variants {
+            let _ = write!(s, " {} |", v.name());
+        }
+        let _ = writeln!(s, " cost epoll/afxdp | cost uring/afxdp |");
+        let _ = writeln!(s, "|{}", "---|".repeat(variants.len() + 4));
+        for p in &xs {
+            let _ = write!(s, "| {} | {} |", p.x_label(), close_text(variants, p));
+            for &v in variants {
+                let text = find(cells, v, |q| q == *p).map_or("-".into(), us_text);
+                let _ = write!(s, " {text} |");
+            }
+            let r = |b| {
+                cost_ratio(cells, Variant::Afxdp, b, |q| q == *p)
+                    .map_or("-".into(), |r| format!("{r:.2}x"))
+            };
+            let _ = writeln!(s, " {} | {} |", r(Variant::Epoll), r(Variant::Uring));
         }
         let _ = writeln!(s);
     }

@@ -29,6 +29,21 @@ pub(crate) struct Sample {
     pub(crate) ticks: u64,
     /// (busy, total) clock ticks of the server's CPU.
     pub(crate) core: (u64, u64),
+    /// Softirq clock ticks of the server's CPU.
+    pub(crate) softirq: u64,
+    /// A bypass server's engine time, from its published counters.
+    pub(crate) engine: Option<EngineTime>,
+}
+
+/// The busy time of a bypass server's cores, as it published it last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EngineTime {
+    /// Nanoseconds in turns that did work, all cores.
+    pub(crate) busy_ns: u64,
+    /// Nanoseconds counted at all (busy and idle), all cores.
+    pub(crate) all_ns: u64,
+    /// Cores counted.
+    pub(crate) cores: u64,
 }
 
 /// Where the servers run.
@@ -85,10 +100,7 @@ impl ServerSide for Local {
 
     fn sample(&mut self) -> Option<Sample> {
         let pid = self.server.as_ref()?.pid();
-        Some(Sample {
-            ticks: procs::cpu_ticks(pid)?,
-            core: procs::core_time(self.net.server_cpu)?,
-        })
+        procs::sample_server(pid, self.net.server_cpu)
     }
 
     fn stop(&mut self) {
@@ -183,9 +195,18 @@ impl ServerSide for Remote {
 
     fn sample(&mut self) -> Option<Sample> {
         let v = self.call(json!({"op": "sample"})).ok()?;
+        let engine = v.get("engine").and_then(|e| {
+            Some(EngineTime {
+                busy_ns: e["busy_ns"].as_u64()?,
+                all_ns: e["all_ns"].as_u64()?,
+                cores: e["cores"].as_u64()?,
+            })
+        });
         Some(Sample {
             ticks: v["ticks"].as_u64()?,
             core: (v["busy"].as_u64()?, v["total"].as_u64()?),
+            softirq: v["softirq"].as_u64().unwrap_or(0),
+            engine,
         })
     }
 
@@ -234,7 +255,15 @@ pub(crate) fn answer(side: &mut dyn ServerSide, line: &str) -> (Value, bool) {
         Some("sample") => (
             reply(
                 side.sample()
-                    .map(|s| json!({"ticks": s.ticks, "busy": s.core.0, "total": s.core.1}))
+                    .map(|s| {
+                        let mut v = json!({"ticks": s.ticks, "busy": s.core.0,
+                            "total": s.core.1, "softirq": s.softirq});
+                        if let Some(e) = s.engine {
+                            v["engine"] = json!({"busy_ns": e.busy_ns, "all_ns": e.all_ns,
+                                "cores": e.cores});
+                        }
+                        v
+                    })
                     .ok_or_else(|| "no server to sample".to_string()),
             ),
             false,
@@ -304,6 +333,12 @@ mod tests {
             Some(Sample {
                 ticks: 7,
                 core: (3, 10),
+                softirq: 2,
+                engine: Some(EngineTime {
+                    busy_ns: 5,
+                    all_ns: 9,
+                    cores: 1,
+                }),
             })
         }
         fn stop(&mut self) {
@@ -322,7 +357,11 @@ mod tests {
         let (a, _) = answer(&mut r, r#"{"op":"start","variant":"dpdk"}"#);
         assert_eq!(a, json!({"error": "no DPDK here"}));
         let (a, _) = answer(&mut r, r#"{"op":"sample"}"#);
-        assert_eq!(a, json!({"ok": {"ticks": 7, "busy": 3, "total": 10}}));
+        assert_eq!(
+            a,
+            json!({"ok": {"ticks": 7, "busy": 3, "total": 10, "softirq": 2,
+                "engine": {"busy_ns": 5, "all_ns": 9, "cores": 1}}})
+        );
         for bad in [
             r#"{"op":"start","variant":"nope"}"#,
             r#"{"op":"x"}"#,

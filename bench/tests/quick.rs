@@ -50,6 +50,9 @@ struct Row {
     sweep: String,
     txns_per_conn: u64,
     ok: bool,
+    /// The server's CPU time per transaction, and how it was measured.
+    server_us_per_txn: f64,
+    server_cost: String,
     close: String,
     error: String,
 }
@@ -59,15 +62,17 @@ fn rows(dir: &Path) -> Vec<Row> {
         .lines()
         .skip(1)
         .map(|l| {
-            let f: Vec<&str> = l.splitn(22, ',').collect();
-            assert_eq!(f.len(), 22, "{l}");
+            let f: Vec<&str> = l.splitn(24, ',').collect();
+            assert_eq!(f.len(), 24, "{l}");
             Row {
                 variant: f[0].to_string(),
                 sweep: f[2].to_string(),
                 txns_per_conn: f[4].parse().unwrap(),
                 ok: f[9] == "true",
-                close: f[20].to_string(),
-                error: f[21].to_string(),
+                server_us_per_txn: f[20].parse().unwrap(),
+                server_cost: f[21].to_string(),
+                close: f[22].to_string(),
+                error: f[23].to_string(),
             }
         })
         .collect()
@@ -89,13 +94,25 @@ fn quick_head_to_head_writes_a_complete_report() {
     let rows = rows(&dir);
     let json: serde_json::Value = serde_json::from_str(&read(&dir, "trials.json")).unwrap();
     assert_eq!(json.as_array().unwrap().len(), rows.len());
-    for v in ["afxdp", "afxdp-rst", "dpdk", "uring", "epoll"] {
+    assert_eq!(
+        rows.len(),
+        22 * 4 + 6 + 12,
+        "every variant's rows, nothing else"
+    );
+    for v in ["afxdp", "afxdp-rst", "dpdk", "uring", "epoll", "reflect"] {
         let mine: Vec<_> = rows.iter().filter(|r| r.variant == v).collect();
-        // 11 points x 2 trials; the RST variant runs the 3 with short connections only.
-        let expected = if v == "afxdp-rst" { 6 } else { 22 };
+        // 11 points x 2 trials; the RST variant runs the 3 with short connections only, the
+        // raw reflection the 6 persistent closed-loop points of the AF_XDP client.
+        let expected = match v {
+            "afxdp-rst" => 6,
+            "reflect" => 12,
+            _ => 22,
+        };
         assert_eq!(mine.len(), expected, "{v}: {mine:?}");
         let sweeps: &[&str] = if v == "afxdp-rst" {
             &["txns_per_conn", "kernel_client"]
+        } else if v == "reflect" {
+            &["txns_per_conn", "msg_size", "connections"]
         } else {
             &[
                 "txns_per_conn",
@@ -123,6 +140,23 @@ fn quick_head_to_head_writes_a_complete_report() {
                 _ => "fin",
             };
             assert_eq!(r.close, close, "{r:?}");
+            // Every measured server row says what a transaction cost the server: the
+            // engine's busy time for a bypass server, process time + softirq for a kernel
+            // server. The raw reflection is no server and spins: no cost.
+            if r.ok && v == "reflect" {
+                assert_eq!(r.server_cost, "none", "{r:?}");
+            } else if r.ok {
+                let basis = if v.starts_with("afxdp") || v == "dpdk" {
+                    "busy"
+                } else {
+                    "cpu-softirq"
+                };
+                assert_eq!(r.server_cost, basis, "{r:?}");
+                assert!(
+                    r.server_us_per_txn.is_finite() && r.server_us_per_txn > 0.0,
+                    "no server cost per transaction: {r:?}"
+                );
+            }
         }
         // A megatcp-echo built without `--features dpdk` refuses that backend: its rows are
         // all failed with that error (checked above); anything else must mostly work.
@@ -151,9 +185,18 @@ fn quick_head_to_head_writes_a_complete_report() {
         "afxdp/epoll",
         "afxdp/uring",
         "p99",
+        "Server µs per transaction",
+        "cost epoll/afxdp",
+        "afxdp <= 1/5 of epoll",
+        "of raw ceiling (afxdp, epoll)",
     ] {
         assert!(md.contains(needle), "summary lacks {needle:?}:\n{md}");
     }
+    assert!(
+        md.lines()
+            .any(|l| l.starts_with("| persistent |") && l.contains("cpu") && l.contains("%, ")),
+        "the persistent row gives the servers' fractions of the raw ceiling:\n{md}"
+    );
     assert!(stdout.contains("## Targets"), "the summary is printed");
     for svg in [
         "txns_per_conn",

@@ -12,9 +12,10 @@ use megatcp_channel::{Backend, Command, Completion, Ledger};
 use megatcp_nic::NicQueue;
 use megatcp_stack::{Instant, Stack, StackConfig};
 
+use crate::busy::TurnClock;
 use crate::capture::{self, Capture, CaptureControl};
 use crate::hint::ChecksumHint;
-use crate::idle::{IdlePolicy, LoopStats, TurnClock, idle_sleep};
+use crate::idle::{IdlePolicy, LoopStats, idle_sleep};
 use crate::monitor::CoreMonitor;
 use crate::publish::{Publisher, Sources};
 use crate::stack_io::{BypassLedger, StackIo, on_events};
@@ -162,7 +163,9 @@ impl<Q: NicQueue> Bypass<Q> {
 
     /// One engine iteration; returns the frames received.
     fn turn(&mut self, out: &mut Vec<Completion>) -> usize {
-        let clock = self.clock.tick(&mut self.stats);
+        // Busy-time accounting rides on the turn's one clock read (see `busy`).
+        self.clock.start(&mut self.stats);
+        let clock = self.clock.at();
         let before = out.len();
         let now = self.io.at(clock);
         // Output first: what the commands just submitted and the previous input owe leaves
@@ -257,14 +260,14 @@ impl<Q: NicQueue> Backend for Bypass<Q> {
     fn poll(&mut self, timeout: Option<StdDuration>, out: &mut Vec<Completion>) {
         // The timeout counts from the last turn's clock reading (the application's time
         // since then counts too): no clock read of its own.
-        let start = self.clock.now();
+        let start = self.clock.at();
         let mut empty_turns = 0u32;
         loop {
             let got = self.turn(out);
             if !out.is_empty() || self.stop.load(Ordering::Relaxed) {
                 return;
             }
-            let elapsed = self.clock.now().saturating_duration_since(start);
+            let elapsed = self.clock.at().saturating_duration_since(start);
             if timeout.is_some_and(|t| elapsed >= t) {
                 return;
             }

@@ -1,12 +1,7 @@
-//! The loop's time: what a core does when a poll finds nothing ([`IdlePolicy`]), the loop's
-//! counters ([`LoopStats`]), and the busy-time accounting that rides on each turn's one
-//! clock read ([`TurnClock`]).
-//!
-//! Driving a [`TurnClock`]: call [`TurnClock::tick`] first thing in a turn (the one clock
-//! read of the turn; the time since the previous tick is charged to that turn, busy or
-//! idle), and [`TurnClock::end`] when the turn knows whether it did work.
+//! What a core does when a poll finds nothing ([`IdlePolicy`], [`idle_sleep`]) and the
+//! loop's counters ([`LoopStats`]; their busy and idle time come from `busy`).
 
-use std::time::{Duration as StdDuration, Instant as StdInstant};
+use std::time::Duration as StdDuration;
 
 use megatcp_stack::Stack;
 
@@ -62,49 +57,6 @@ impl LoopStats {
     pub fn busy_fraction(&self) -> Option<f64> {
         let all = self.busy_ns + self.idle_ns;
         (all > 0).then(|| self.busy_ns as f64 / all as f64)
-    }
-}
-
-/// The clock of the loop: one read per turn, which also charges busy and idle time.
-pub(crate) struct TurnClock {
-    /// When the last turn read the clock.
-    now: StdInstant,
-    /// Whether the last turn did work (its time, until this turn, counts as busy).
-    last_busy: bool,
-}
-
-impl TurnClock {
-    pub(crate) fn new(start: StdInstant) -> Self {
-        Self {
-            now: start,
-            last_busy: false,
-        }
-    }
-
-    /// When the current turn started.
-    pub(crate) fn now(&self) -> StdInstant {
-        self.now
-    }
-
-    /// Starts a turn: reads the clock and charges the time since the last turn's start to
-    /// that turn.
-    pub(crate) fn tick(&mut self, stats: &mut LoopStats) -> StdInstant {
-        let clock = StdInstant::now();
-        let spent = clock.saturating_duration_since(self.now).as_nanos() as u64;
-        if self.last_busy {
-            stats.busy_ns += spent;
-        } else {
-            stats.idle_ns += spent;
-        }
-        self.now = clock;
-        clock
-    }
-
-    /// Ends a turn that did work (`busy`) or did not.
-    pub(crate) fn end(&mut self, busy: bool, stats: &mut LoopStats) {
-        self.last_busy = busy;
-        stats.iterations += 1;
-        stats.busy_iterations += u64::from(busy);
     }
 }
 

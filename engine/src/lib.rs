@@ -19,6 +19,7 @@
 
 #![forbid(unsafe_code)]
 
+mod busy;
 mod bypass;
 mod capture;
 mod hint;

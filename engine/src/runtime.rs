@@ -89,7 +89,7 @@ impl std::fmt::Display for CoreReport {
             "core {}: rx {} frames / {} B, tx {} frames / {} B, drops {}, conns accepted {} opened {} \
              closed {} reset {} failed {}, retransmits {} (tail probes {}), time-wait {}, \
              syn cookies {}/{}, challenge acks {}, tx batches {}, nic tx-full {}, \
-             dispatches {}, flushes {}, steered out {} in {} dropped {}",
+             dispatches {}, flushes {}, {}, steered out {} in {} dropped {}",
             self.core,
             s.rx_frames,
             s.rx_bytes,
@@ -111,6 +111,7 @@ impl std::fmt::Display for CoreReport {
             self.engine.tx_ring_full,
             self.channel.dispatches,
             self.channel.flushes,
+            crate::busy::describe(&self.engine),
             self.steer.steered_out,
             self.steer.steered_in,
             self.steer.dropped,

@@ -42,6 +42,7 @@ pub mod fault;
 pub mod packet;
 pub mod pcap;
 pub mod rss;
+pub mod tsc;
 pub mod wire;
 
 /// Checksum offloads a device offers, per protocol.

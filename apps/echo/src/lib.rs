@@ -9,6 +9,7 @@
 pub mod app;
 pub mod load;
 pub mod pair;
+pub mod reflect;
 pub mod server;
 pub mod sockperf;
 

@@ -55,6 +55,10 @@ enum Cmd {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// Raw-frame reflection over AF_XDP, no TCP: the medium's ceiling (`reflect serve`,
+    /// `reflect load`).
+    #[command(subcommand)]
+    Reflect(megatcp_echo::reflect::ReflectCmd),
     /// Server and load generator in one process, joined by the in-memory wire (no root).
     Pair {
         #[command(flatten)]
@@ -254,6 +258,9 @@ fn main() -> ExitCode {
                 r.load.errors.total()
             })
         }
+        Cmd::Reflect(cmd) => megatcp_echo::reflect::run(cmd)
+            .map(|()| 0)
+            .map_err(Failure::Runtime),
     };
     megatcp_launch::exit_status("megatcp-echo", result, true)
 }

@@ -8,6 +8,7 @@ use std::process::Command;
 use super::plan::{Client, Point};
 use super::servers::PORT;
 use crate::procs::{self, CLI_BYPASS_IP, CLI_IF, CLI_NS, CLIENT_CPU, SERVER_CPU};
+use crate::report::CpuUse;
 
 /// What one client run measured.
 #[derive(Debug, Clone, Default)]
@@ -17,10 +18,7 @@ pub(crate) struct Measure {
     pub(crate) p99_us: f64,
     /// Errors the client counted (verification, non-200, socket errors).
     pub(crate) errors: u64,
-    pub(crate) server_cpu: f64,
-    pub(crate) client_cpu: f64,
-    pub(crate) server_core: f64,
-    pub(crate) client_core: f64,
+    pub(crate) cpu: CpuUse,
 }
 
 /// The command for `point` against `addr`.
@@ -210,10 +208,7 @@ pub(crate) fn run(
             procs::tail(&run.stderr, 3)
         )
     })?;
-    m.server_cpu = run.server_cpu;
-    m.client_cpu = run.client_cpu;
-    m.server_core = run.server_core;
-    m.client_core = run.client_core;
+    m.cpu = run.cpu;
     Ok(m)
 }
 

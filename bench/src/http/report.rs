@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::clients::Measure;
 use super::plan::{Client, Point, Server, Sweep};
-use crate::report::{Stat, csv_field, kilo, pct, stat};
+use crate::report::{CpuStats, CpuUse, Stat, csv_field, kilo, pct, stat};
 
 /// One trial of one point on one server.
 #[derive(Debug, Clone, Serialize)]
@@ -26,10 +26,8 @@ pub(crate) struct Trial {
     pub(crate) p50_us: f64,
     pub(crate) p99_us: f64,
     pub(crate) client_errors: u64,
-    pub(crate) server_cpu: f64,
-    pub(crate) client_cpu: f64,
-    pub(crate) server_core: f64,
-    pub(crate) client_core: f64,
+    #[serde(flatten)]
+    pub(crate) cpu: CpuUse,
 }
 
 impl Trial {
@@ -46,10 +44,6 @@ impl Trial {
                     requests_per_sec: f64::NAN,
                     p50_us: f64::NAN,
                     p99_us: f64::NAN,
-                    server_cpu: f64::NAN,
-                    client_cpu: f64::NAN,
-                    server_core: f64::NAN,
-                    client_core: f64::NAN,
                     ..Measure::default()
                 },
                 Some(e),
@@ -66,10 +60,7 @@ impl Trial {
             p50_us: m.p50_us,
             p99_us: m.p99_us,
             client_errors: m.errors,
-            server_cpu: m.server_cpu,
-            client_cpu: m.client_cpu,
-            server_core: m.server_core,
-            client_core: m.client_core,
+            cpu: m.cpu,
         }
     }
 }
@@ -83,21 +74,16 @@ pub(crate) struct Cell {
     pub(crate) requests_per_sec: Option<Stat>,
     pub(crate) p50_us: Option<Stat>,
     pub(crate) p99_us: Option<Stat>,
-    pub(crate) server_cpu: Option<Stat>,
-    pub(crate) client_cpu: Option<Stat>,
-    pub(crate) server_core: Option<Stat>,
-    pub(crate) client_core: Option<Stat>,
+    #[serde(flatten)]
+    pub(crate) cpu: CpuStats,
     pub(crate) client_errors: u64,
     pub(crate) errors: Vec<String>,
 }
 
 impl Cell {
-    /// Which side ran out of CPU (90 % or more of its process or of its whole CPU).
+    /// Which side ran out of CPU (see [`CpuStats::saturated`]).
     pub(crate) fn saturated(&self) -> &'static str {
-        crate::report::saturated(
-            [self.server_cpu, self.server_core],
-            [self.client_cpu, self.client_core],
-        )
+        self.cpu.saturated()
     }
 }
 
@@ -120,10 +106,7 @@ pub(crate) fn cells(trials: &[Trial], servers: &[Server], points: &[Point]) -> V
                 requests_per_sec: get(|t| t.requests_per_sec),
                 p50_us: get(|t| t.p50_us),
                 p99_us: get(|t| t.p99_us),
-                server_cpu: get(|t| t.server_cpu),
-                client_cpu: get(|t| t.client_cpu),
-                server_core: get(|t| t.server_core),
-                client_core: get(|t| t.client_core),
+                cpu: CpuStats::of(&ok.iter().map(|t| t.cpu).collect::<Vec<_>>()),
                 client_errors: ok.iter().map(|t| t.client_errors).sum(),
                 errors,
             });
@@ -185,8 +168,8 @@ fn cell_text(c: &Cell) -> String {
             kilo(s.median),
             kilo(s.min),
             kilo(s.max),
-            pct(c.server_core.or(c.server_cpu)),
-            pct(c.client_core.or(c.client_cpu)),
+            pct(c.cpu.server_core.or(c.cpu.server_cpu)),
+            pct(c.cpu.client_core.or(c.cpu.client_cpu)),
             if c.client_errors > 0 {
                 format!(" err {}", c.client_errors)
             } else {
@@ -281,15 +264,16 @@ pub(crate) fn markdown(head: &str, servers: &[Server], cells: &[Cell]) -> String
 
 /// Writes `http_trials.csv`.
 pub(crate) fn write_csv(path: &Path, trials: &[Trial]) -> std::io::Result<()> {
-    let mut s = String::from(
+    let mut s = format!(
         "server,client,sweep,x,keep_alive,size,connections,trial,ok,requests_per_sec,p50_us,\
-         p99_us,client_errors,server_cpu,client_cpu,server_core,client_core,error\n",
+         p99_us,client_errors,{},error\n",
+        CpuUse::CSV_HEADER
     );
     for t in trials {
         let p = &t.point;
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{},{:.1},{:.2},{:.2},{},{:.3},{:.3},{:.3},{:.3},{}",
+            "{},{},{},{},{},{},{},{},{},{:.1},{:.2},{:.2},{},{},{}",
             t.server.name(),
             p.client.name(),
             p.sweep.name(),
@@ -303,10 +287,7 @@ pub(crate) fn write_csv(path: &Path, trials: &[Trial]) -> std::io::Result<()> {
             t.p50_us,
             t.p99_us,
             t.client_errors,
-            t.server_cpu,
-            t.client_cpu,
-            t.server_core,
-            t.client_core,
+            t.cpu.csv(),
             csv_field(t.error.as_deref().unwrap_or("")),
         );
     }
