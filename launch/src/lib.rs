@@ -60,6 +60,7 @@ pub mod logging;
 pub mod nic;
 pub mod ops;
 pub mod pair;
+pub mod reflect;
 pub mod report;
 
 pub use bypass::{iface_mac, stack_config};

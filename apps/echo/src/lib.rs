@@ -9,7 +9,6 @@
 pub mod app;
 pub mod load;
 pub mod pair;
-pub mod reflect;
 pub mod server;
 pub mod sockperf;
 

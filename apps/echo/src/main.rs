@@ -58,7 +58,7 @@ enum Cmd {
     /// Raw-frame reflection over AF_XDP, no TCP: the medium's ceiling (`reflect serve`,
     /// `reflect load`).
     #[command(subcommand)]
-    Reflect(megatcp_echo::reflect::ReflectCmd),
+    Reflect(megatcp_launch::reflect::ReflectCmd),
     /// Server and load generator in one process, joined by the in-memory wire (no root).
     Pair {
         #[command(flatten)]
@@ -258,7 +258,7 @@ fn main() -> ExitCode {
                 r.load.errors.total()
             })
         }
-        Cmd::Reflect(cmd) => megatcp_echo::reflect::run(cmd)
+        Cmd::Reflect(cmd) => megatcp_launch::reflect::run(cmd)
             .map(|()| 0)
             .map_err(Failure::Runtime),
     };

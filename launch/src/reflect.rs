@@ -305,10 +305,10 @@ pub enum ReflectCmd {
         #[arg(long, default_value_t = 64)]
         msg_size: usize,
         /// Measured time.
-        #[arg(long, default_value = "3s", value_parser = megatcp_launch::duration::parse)]
+        #[arg(long, default_value = "3s", value_parser = crate::duration::parse)]
         duration: Duration,
         /// Time before measuring.
-        #[arg(long, default_value = "0.5s", value_parser = megatcp_launch::duration::parse)]
+        #[arg(long, default_value = "0.5s", value_parser = crate::duration::parse)]
         warmup: Duration,
         /// JSON report on standard output.
         #[arg(long)]
@@ -363,9 +363,7 @@ pub fn run(cmd: ReflectCmd) -> Result<(), String> {
         .unwrap_or_default()
         .parse()
         .map_err(|e| format!("--ip {}: {e}", nic.ip))?;
-    let mac = megatcp_launch::iface_mac(&nic.iface)
-        .map_err(|e| e.to_string())?
-        .0;
+    let mac = crate::iface_mac(&nic.iface).map_err(|e| e.to_string())?.0;
     if let Some(cpu) = nic.cores
         && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
     {
@@ -408,7 +406,7 @@ pub fn run(cmd: ReflectCmd) -> Result<(), String> {
                 warmup,
             };
             let r = load(&mut queue, &spec, &stop);
-            megatcp_launch::report::print(&r, json);
+            crate::report::print(&r, json);
         }
     }
     Ok(())
