@@ -384,22 +384,24 @@ pub mod testbed {
         }
     }
 
-    /// Echo load flags: 1,000 connections of one transaction each, sizes 1 B to 64 KiB,
-    /// 3 s, no warm-up.
-    pub const SHORT_RANDOM_SIZES: [&str; 10] = [
-        "--connections",
-        "1000",
-        "--msg-size",
-        "1..65536",
-        "--txns-per-conn",
-        "1",
-        "--duration",
-        "3s",
-        "--warmup",
-        "0s",
-    ];
+    /// Echo load flags: 1,000 connections of one transaction each, sizes 1 B to 64 KiB, for
+    /// `duration`, no warm-up.
+    pub fn short_random_sizes(duration: &str) -> [&str; 10] {
+        [
+            "--connections",
+            "1000",
+            "--msg-size",
+            "1..65536",
+            "--txns-per-conn",
+            "1",
+            "--duration",
+            duration,
+            "--warmup",
+            "0s",
+        ]
+    }
 
-    /// Checks the report of a [`SHORT_RANDOM_SIZES`] run: every byte verified, and at
+    /// Checks the report of a [`short_random_sizes`] run: every byte verified, and at
     /// least 1,000 transactions.
     pub fn assert_short_random_sizes(r: &serde_json::Value) {
         assert_eq!(r["errors"]["verify"], 0, "{r}");

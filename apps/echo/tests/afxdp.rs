@@ -127,7 +127,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     let server = start_server();
 
     // 1,000 concurrent connections, one transaction each, random sizes up to 64 KiB.
-    let r = load(&testbed::SHORT_RANDOM_SIZES).unwrap();
+    let r = load(&testbed::short_random_sizes("3s")).unwrap();
     testbed::assert_short_random_sizes(&r);
     // Persistent connections, 64 B.
     let r = load(&[
@@ -202,7 +202,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     );
     std::thread::sleep(Duration::from_millis(500));
     let xdp_client = xdp_client_args();
-    let r = run_load(&xdp_client, &testbed::SHORT_RANDOM_SIZES).unwrap();
+    let r = run_load(&xdp_client, &testbed::short_random_sizes("3s")).unwrap();
     testbed::assert_short_random_sizes(&r);
     assert_gibibyte_echoed(&run_load(&xdp_client, &GIB_EACH_WAY).unwrap());
     assert!(kernel_server.terminate().success());
