@@ -18,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cpu;
 mod flood;
 mod http;
 mod kv;

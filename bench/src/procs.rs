@@ -10,7 +10,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::plan::{Client, Close, Point, Variant};
-use crate::report::{Basis, CpuUse, ServerWork};
+use crate::cpu::{Basis, CpuUse, ServerWork};
 use crate::roles::{EngineTime, Sample, ServerSide};
 
 /// Server namespace and interface of the testbed (`scripts/testbed`).

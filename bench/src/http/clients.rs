@@ -8,7 +8,7 @@ use std::process::Command;
 use super::plan::{Client, Point};
 use super::servers::PORT;
 use crate::procs::{self, CLI_BYPASS_IP, CLI_IF, CLI_NS, CLIENT_CPU, SERVER_CPU};
-use crate::report::CpuUse;
+use crate::cpu::CpuUse;
 
 /// What one client run measured.
 #[derive(Debug, Clone, Default)]

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use super::clients::Measure;
 use super::plan::{Client, Point, Server, Sweep};
-use crate::report::{CpuStats, CpuUse, Stat, csv_field, kilo, pct, stat};
+use crate::cpu::{CpuStats, CpuUse};
+use crate::report::{Stat, csv_field, kilo, pct, stat};
 
 /// One trial of one point on one server.
 #[derive(Debug, Clone, Serialize)]
