@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::plan::{Client, Close, Point, Variant};
 use crate::cpu::{Basis, CpuUse, ServerWork};
+use crate::plan::{Client, Close, Point, Variant};
 use crate::roles::{EngineTime, Sample, ServerSide};
 
 /// Server namespace and interface of the testbed (`scripts/testbed`).

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use super::plan::{Client, Point};
 use super::servers::PORT;
-use crate::procs::{self, CLI_BYPASS_IP, CLI_IF, CLI_NS, CLIENT_CPU, SERVER_CPU};
 use crate::cpu::CpuUse;
+use crate::procs::{self, CLI_BYPASS_IP, CLI_IF, CLI_NS, CLIENT_CPU, SERVER_CPU};
 
 /// What one client run measured.
 #[derive(Debug, Clone, Default)]
