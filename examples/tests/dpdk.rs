@@ -17,9 +17,9 @@ mod hyper_client;
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use common::{echo_load_opts, hyper_server};
+use common::{hyper_server, pair_client};
 use megatcp_async::{AsyncApp, TcpStream, timeout};
-use megatcp_echo::{LoadApp, LoadReport};
+use megatcp_echo::LoadReport;
 use megatcp_launch::dpdk::run_ring_pair;
 use megatcp_launch::pair::{PairConfig, SERVER_IP};
 use megatcp_test_support::IdleCheck;
@@ -28,15 +28,7 @@ use megatcp_test_support::IdleCheck;
 /// connections the server accepted.
 fn echo_run(name: &str, connections: usize, txns_per_conn: u64, max: u64) -> (LoadReport, u64) {
     let server = AsyncApp::new(|_| async_echo::serve(7, 65536));
-    let client = LoadApp {
-        base: echo_load_opts(
-            SocketAddrV4::new(SERVER_IP, 7),
-            connections,
-            txns_per_conn,
-            max,
-        ),
-        cores: 1,
-    };
+    let client = pair_client(connections, txns_per_conn, max);
     let run = run_ring_pair(name, &server, &client, &PairConfig::default()).unwrap();
     let (s, c) = (&run.cores.server[0], &run.cores.client[0]);
     eprintln!("{}\n{}", s.report, c.report);

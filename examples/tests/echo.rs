@@ -14,26 +14,18 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::echo_load_opts;
+use common::{echo_load_opts, pair_client};
 use megatcp_async::AsyncApp;
 use megatcp_echo::{LoadApp, LoadReport};
 use megatcp_launch::BackendKind::{self, Epoll, Uring};
-use megatcp_launch::pair::{PairConfig, SERVER_IP, run_pair};
+use megatcp_launch::pair::{PairConfig, run_pair};
 use megatcp_launch::{BackendArgs, Cores, Launch, UringConfig};
 use megatcp_test_support::free_port;
 
 /// The async echo on core 0 and the load on core 1, over the in-memory wire.
 fn over_the_wire(connections: usize, txns_per_conn: u64, max: u64) -> (LoadReport, u64) {
     let server = AsyncApp::new(|_| async_echo::serve(7, 65536));
-    let client = LoadApp {
-        base: echo_load_opts(
-            SocketAddrV4::new(SERVER_IP, 7),
-            connections,
-            txns_per_conn,
-            max,
-        ),
-        cores: 1,
-    };
+    let client = pair_client(connections, txns_per_conn, max);
     let r = run_pair(&server, &client, &PairConfig::default()).unwrap();
     let accepted = r.server[0].output.as_ref().unwrap().as_ref().unwrap();
     let report = r.client.into_iter().next().unwrap().output.unwrap();

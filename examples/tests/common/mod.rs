@@ -26,6 +26,16 @@ pub fn echo_load_opts(
     }
 }
 
+/// The client of an echo pair run in one process (in-memory wire or DPDK ring pair): the
+/// load of [`echo_load_opts`] to the pair's server address, on one core.
+pub fn pair_client(connections: usize, txns_per_conn: u64, max: u64) -> megatcp_echo::LoadApp {
+    let target = SocketAddrV4::new(megatcp_launch::pair::SERVER_IP, 7);
+    megatcp_echo::LoadApp {
+        base: echo_load_opts(target, connections, txns_per_conn, max),
+        cores: 1,
+    }
+}
+
 /// Whether `tool` is installed; when it is not, a test that needs it is skipped (a note), or
 /// fails as root (`scripts/install-deps` installs it, so it must be there).
 pub fn have(tool: &str) -> bool {

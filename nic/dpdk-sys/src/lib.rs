@@ -8,7 +8,7 @@
 //!   `rte_pktmbuf_alloc`, `rte_pktmbuf_free`, `rte_pktmbuf_mtod`, `rte_pktmbuf_append`,
 //!   `rte_errno`, `rte_lcore_id`) and the mbuf fields bindgen cannot reach (the
 //!   `l2_len`/`l3_len`/`l4_len` bit fields and `ol_flags` of transmit checksum offload).
-//! * Without libdpdk this crate builds **empty** (so `cargo build --workspace` works on any
+//! * Without libdpdk this crate builds **empty** (so `cargo build --workspace --no-default-features` works on any
 //!   machine); with feature `required` (turned on by `megatcp-nic/dpdk`) a missing libdpdk
 //!   fails the build with what to install. `cfg(megatcp_dpdk)` is set when the bindings
 //!   are there.
