@@ -1,17 +1,26 @@
 //! The clock of a core's engine loop and its busy-time accounting: how much of the core's
 //! time went to turns that did work, and how much to idle polling and sleeps.
 //!
-//! It rides on the one clock read each turn makes anyway (no read of its own): the time from
-//! the start of one turn to the start of the next is charged to busy time when the first
-//! turn did work (frames in or out, completions), else to idle time. A busy turn's interval
-//! includes what the application did with its completions before it asked for the next
-//! turn: that is work the core did for the traffic. An idle policy's sleeps fall in the
-//! interval of an empty turn, so they count as idle.
+//! It rides on the clock reads the loop makes anyway (no read of its own): the time from
+//! one reading to the next is charged to busy time when the turn of the first reading did
+//! work (frames in or out, completions), else to idle time. A busy turn's interval includes
+//! what the application did with its completions before it asked for the next turn: that
+//! is work the core did for the traffic. An idle policy's sleeps fall in the interval of an
+//! empty turn, so they count as idle.
+//!
+//! A turn reads the clock at most once, and a run of empty turns (a spinning core with
+//! nothing to do) not at all: a turn after an empty one keeps the previous reading unless
+//! the stack has output waiting, and reads only when its first frame arrives
+//! ([`TurnClock::read_now`]), or after [`UNREAD_TURNS`] empty turns (so that timers fire and
+//! the statistics are published on time: a spinning turn takes well under a microsecond).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::idle::LoopStats;
+
+/// Empty turns in a row that may go without a clock reading; the next one reads.
+pub(crate) const UNREAD_TURNS: u32 = 32;
 
 /// How often the TSC clock takes a fresh pair of readings (TSC, operating system), so that
 /// a calibration error never adds up: at most a few microseconds between anchors.
@@ -90,9 +99,15 @@ impl Tsc {
 /// call into the vDSO), else the operating system's clock; never backwards.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct TurnClock {
+    /// The last reading.
     at: Instant,
+    /// The turn of the last reading (or a later one) did work.
     busy: bool,
     tsc: Option<Tsc>,
+    /// Turns started since the last reading.
+    unread: u32,
+    /// The current turn has read the clock.
+    fresh: bool,
 }
 
 impl TurnClock {
@@ -102,6 +117,8 @@ impl TurnClock {
             at: start,
             busy: false,
             tsc: ns_per_tick().map(Tsc::anchored),
+            unread: 0,
+            fresh: false,
         }
     }
 
@@ -111,22 +128,53 @@ impl TurnClock {
         self.tsc.is_some()
     }
 
-    /// When the current turn started: its one clock reading.
+    /// The last clock reading: when the current turn started, or the last turn that read.
     pub(crate) fn at(&self) -> Instant {
         self.at
     }
 
-    /// Starts a turn now (one clock reading; see [`TurnClock::start_at`]).
-    pub(crate) fn start(&mut self, stats: &mut LoopStats) {
+    /// Starts a turn. It reads the clock when the previous turn did work (that turn's
+    /// interval ends here), when `due` (the stack has output waiting, which wants the time),
+    /// or after [`UNREAD_TURNS`] turns without a reading; else it keeps the last reading.
+    /// Returns whether it read (whether time may have moved for the stack).
+    pub(crate) fn start(&mut self, due: bool, stats: &mut LoopStats) -> bool {
+        self.fresh = false;
+        if self.busy || due || self.unread >= UNREAD_TURNS {
+            self.read(stats);
+            true
+        } else {
+            self.unread += 1;
+            false
+        }
+    }
+
+    /// The time now, for work that has just arrived: the current turn's reading, or one
+    /// taken now if the turn has none yet (the time since the last reading was idle).
+    pub(crate) fn read_now(&mut self, stats: &mut LoopStats) -> Instant {
+        if !self.fresh {
+            self.read(stats);
+        }
+        self.at
+    }
+
+    /// The loop slept: the next turn reads the clock.
+    pub(crate) fn woke(&mut self) {
+        self.unread = UNREAD_TURNS;
+    }
+
+    /// One clock reading, never behind the last (see [`TurnClock::start_at`]).
+    fn read(&mut self, stats: &mut LoopStats) {
         let now = match &mut self.tsc {
             Some(t) => t.now(),
             None => Instant::now(),
         };
         self.start_at(now.max(self.at), stats);
+        self.unread = 0;
+        self.fresh = true;
     }
 
-    /// Starts a turn at `now`: the time since the previous turn started goes to that turn's
-    /// side (busy or idle) in `stats`.
+    /// Takes `now` as the reading: the time since the last one goes to the side (busy or
+    /// idle) of the turns in between in `stats`.
     pub(crate) fn start_at(&mut self, now: Instant, stats: &mut LoopStats) {
         let spent = now.saturating_duration_since(self.at).as_nanos();
         let spent = u64::try_from(spent).unwrap_or(u64::MAX);
@@ -206,7 +254,7 @@ mod tests {
         for _ in 0..3 {
             std::thread::sleep(Duration::from_millis(60));
             let before = Instant::now();
-            clock.start(&mut stats);
+            assert!(clock.start(true, &mut stats), "output due: it reads");
             let after = Instant::now();
             assert!(clock.at() >= last, "never backwards");
             last = clock.at();
@@ -221,6 +269,45 @@ mod tests {
             );
         }
         assert!(stats.idle_ns >= 180_000_000, "{stats:?}");
+    }
+
+    #[test]
+    fn empty_turns_go_without_a_reading_and_work_reads_at_once() {
+        let mut stats = LoopStats::default();
+        let mut clock = TurnClock::new(Instant::now());
+        assert!(clock.start(true, &mut stats));
+        clock.end(false, &mut stats);
+        let first = clock.at();
+        // A run of empty turns keeps the reading, up to UNREAD_TURNS of them.
+        for _ in 0..UNREAD_TURNS {
+            std::thread::sleep(Duration::from_micros(50));
+            assert!(!clock.start(false, &mut stats));
+            clock.end(false, &mut stats);
+            assert_eq!(clock.at(), first);
+        }
+        assert!(clock.start(false, &mut stats), "the next one reads");
+        assert!(clock.at() > first);
+        clock.end(false, &mut stats);
+        // Frames arrive in a turn that has not read: the reading is taken then, once, and the
+        // time before it was idle.
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(!clock.start(false, &mut stats));
+        let arrived = clock.read_now(&mut stats);
+        assert!(arrived >= first + Duration::from_millis(2));
+        assert_eq!(clock.read_now(&mut stats), arrived, "one reading per turn");
+        clock.end(true, &mut stats);
+        assert_eq!(stats.busy_ns, 0);
+        // The turn after a busy one reads: its interval (the application's time included)
+        // is busy.
+        std::thread::sleep(Duration::from_millis(3));
+        assert!(clock.start(false, &mut stats));
+        assert!(stats.busy_ns >= 3_000_000, "{stats:?}");
+        clock.end(false, &mut stats);
+        // After a sleep the next turn reads.
+        assert!(!clock.start(false, &mut stats));
+        clock.end(false, &mut stats);
+        clock.woke();
+        assert!(clock.start(false, &mut stats));
     }
 
     #[test]

@@ -50,8 +50,18 @@ impl StackIo {
 
     /// The stack's time at `at`.
     pub(crate) fn at(&self, at: StdInstant) -> Instant {
-        Instant::from_micros(at.saturating_duration_since(self.start).as_micros() as i64)
+        stack_time(self.start, at)
     }
+
+    /// When the stack's clock started (its time zero).
+    pub(crate) fn origin(&self) -> StdInstant {
+        self.start
+    }
+}
+
+/// The time of a stack whose clock started at `origin`, at `at`.
+pub(crate) fn stack_time(origin: StdInstant, at: StdInstant) -> Instant {
+    Instant::from_micros(at.saturating_duration_since(origin).as_micros() as i64)
 }
 
 impl Transport for StackIo {

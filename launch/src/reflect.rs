@@ -316,17 +316,21 @@ pub enum ReflectCmd {
     },
 }
 
-/// The AF_XDP queue of a reflector or its client.
+/// The queue of a reflector or its client: an AF_XDP queue of `--iface`, or the first port
+/// of DPDK's EAL started with `--dpdk-args` (a memif or other vdev; never a PCI device).
 #[derive(clap::Args, Debug)]
 pub struct RawNic {
-    /// Interface.
+    /// Interface (AF_XDP).
     #[arg(long)]
-    pub iface: String,
+    pub iface: Option<String>,
+    /// DPDK EAL arguments naming one vdev, e.g. `--vdev net_memif0,role=server` (DPDK).
+    #[arg(long, allow_hyphen_values = true, conflicts_with = "iface")]
+    pub dpdk_args: Option<String>,
     /// This side's address (`A` or `A/PREFIX`; the prefix is ignored): the XDP program
     /// hands the queue the frames for it.
     #[arg(long)]
     pub ip: String,
-    /// NIC queue.
+    /// NIC queue (AF_XDP).
     #[arg(long, default_value_t = 0)]
     pub queue: u32,
     /// CPU to pin the thread to.
@@ -363,27 +367,48 @@ pub fn run(cmd: ReflectCmd) -> Result<(), String> {
         .unwrap_or_default()
         .parse()
         .map_err(|e| format!("--ip {}: {e}", nic.ip))?;
-    let mac = crate::iface_mac(&nic.iface).map_err(|e| e.to_string())?.0;
     if let Some(cpu) = nic.cores
         && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
     {
         return Err(format!("cannot pin to CPU {cpu}"));
     }
     let stop = stop_on_signals().map_err(|e| format!("signal handlers: {e}"))?;
-    let mut queue = open(&nic.iface, nic.queue, ip)?;
-    eprintln!(
-        "megatcp-echo: AF_XDP on {} queue {} for {ip}: raw reflection",
-        nic.iface, nic.queue
-    );
+    match (&nic.iface, &nic.dpdk_args) {
+        (Some(iface), _) => {
+            let mac = crate::iface_mac(iface).map_err(|e| e.to_string())?.0;
+            let queue = open_afxdp(iface, nic.queue, ip)?;
+            eprintln!(
+                "megatcp-echo: AF_XDP on {iface} queue {} for {ip}: raw reflection",
+                nic.queue
+            );
+            drive(queue, mac, &cmd, ip, &stop)
+        }
+        (None, Some(eal)) => {
+            let (queue, mac, name) = open_dpdk(eal)?;
+            eprintln!("megatcp-echo: DPDK port {name} for {ip}: raw reflection");
+            drive(queue, mac, &cmd, ip, &stop)
+        }
+        (None, None) => Err("--iface or --dpdk-args names the queue".into()),
+    }
+}
+
+/// Runs `cmd` on `queue` (this side's MAC `mac` and address `ip`) until done or `stop`.
+fn drive<Q: NicQueue>(
+    mut queue: Q,
+    mac: [u8; 6],
+    cmd: &ReflectCmd,
+    ip: Ipv4Addr,
+    stop: &AtomicBool,
+) -> Result<(), String> {
     match cmd {
         ReflectCmd::Serve { .. } => {
-            let stats = reflect(&mut queue, mac, &stop);
+            let stats = reflect(&mut queue, mac, stop);
             eprintln!(
                 "megatcp-echo: reflected {} frames, ignored {}, tx full {}",
                 stats.reflected, stats.ignored, stats.tx_full
             );
         }
-        ReflectCmd::Load {
+        &ReflectCmd::Load {
             connect,
             window,
             msg_size,
@@ -405,7 +430,7 @@ pub fn run(cmd: ReflectCmd) -> Result<(), String> {
                 duration,
                 warmup,
             };
-            let r = load(&mut queue, &spec, &stop);
+            let r = load(&mut queue, &spec, stop);
             crate::report::print(&r, json);
         }
     }
@@ -414,7 +439,7 @@ pub fn run(cmd: ReflectCmd) -> Result<(), String> {
 
 /// The AF_XDP queue `queue` of `iface`, handed the frames for `ip`.
 #[cfg(feature = "afxdp")]
-fn open(iface: &str, queue: u32, ip: Ipv4Addr) -> Result<impl NicQueue, String> {
+fn open_afxdp(iface: &str, queue: u32, ip: Ipv4Addr) -> Result<impl NicQueue, String> {
     use megatcp_nic::afxdp::{AfXdpConfig, AfXdpQueue, Steering};
     let mut cfg = AfXdpConfig::new(iface, queue);
     cfg.steering = Steering::Address {
@@ -427,8 +452,38 @@ fn open(iface: &str, queue: u32, ip: Ipv4Addr) -> Result<impl NicQueue, String> 
 
 /// Without AF_XDP built in there is no queue to open.
 #[cfg(not(feature = "afxdp"))]
-fn open(_iface: &str, _queue: u32, _ip: Ipv4Addr) -> Result<megatcp_nic::wire::WireQueue, String> {
-    Err("raw reflection needs AF_XDP: build megatcp-echo with --features afxdp".into())
+fn open_afxdp(
+    _iface: &str,
+    _queue: u32,
+    _ip: Ipv4Addr,
+) -> Result<megatcp_nic::wire::WireQueue, String> {
+    Err("raw reflection over AF_XDP: build megatcp-echo with --features afxdp".into())
+}
+
+/// Queue 0 of the first port of an EAL started with `eal_args` (which must name a vdev:
+/// no PCI device is taken), its MAC and its name.
+#[cfg(feature = "dpdk")]
+fn open_dpdk(eal_args: &str) -> Result<(impl NicQueue, [u8; 6], String), String> {
+    use megatcp_nic::dpdk::{DpdkPort, EalConfig, PortConfig, init_eal};
+    let cfg = EalConfig::from_arg_string(eal_args);
+    if !cfg.args.iter().any(|a| a.starts_with("--vdev")) {
+        return Err("--dpdk-args must name a --vdev (e.g. net_memif0,role=server)".into());
+    }
+    let eal = init_eal(&cfg).map_err(|e| e.to_string())?;
+    let id = eal
+        .ports()
+        .first()
+        .copied()
+        .ok_or_else(|| format!("DPDK found no device (EAL arguments {:?})", eal.args()))?;
+    let port = DpdkPort::open(eal, id, &PortConfig::new(1)).map_err(|e| e.to_string())?;
+    let queue = port.queue(0).map_err(|e| e.to_string())?;
+    Ok((queue, port.mac(), port.name().to_string()))
+}
+
+/// Without DPDK built in there is no port to open.
+#[cfg(not(feature = "dpdk"))]
+fn open_dpdk(_eal_args: &str) -> Result<(megatcp_nic::wire::WireQueue, [u8; 6], String), String> {
+    Err("raw reflection over DPDK: build megatcp-echo with --features dpdk".into())
 }
 
 #[cfg(test)]

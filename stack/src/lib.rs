@@ -402,10 +402,17 @@ impl Stack {
         n
     }
 
+    /// Whether output is waiting: connections touched since the last transmit (by a
+    /// command, a frame or a timer), or frames queued. A cheap test, for a loop that skips
+    /// work when nothing is due.
+    pub fn output_pending(&self) -> bool {
+        !self.dirty.is_empty() || self.eg.out.len() > 0
+    }
+
     /// When the stack next needs [`Stack::poll`], if no frame arrives before. `Some(t)` with
     /// `t <= now` means at once (work or output is pending).
     pub fn poll_at(&self) -> Option<Instant> {
-        if !self.dirty.is_empty() || self.eg.out.len() > 0 {
+        if self.output_pending() {
             return Some(self.now);
         }
         [
