@@ -3,6 +3,7 @@
 
 use std::net::SocketAddrV4;
 
+use megatcp_launch::load::Report as _;
 pub use megatcp_launch::pair::FaultConfig;
 use megatcp_launch::pair::{PairConfig, SERVER_IP};
 use megatcp_launch::{CoreReport, LaunchError};
