@@ -62,6 +62,7 @@ pub mod ops;
 pub mod pair;
 pub mod reflect;
 pub mod report;
+pub mod serve;
 
 pub use bypass::{iface_mac, stack_config};
 pub use megatcp_engine::{CoreCtx, CoreMonitor, CoreReport, IdlePolicy, monitor};

@@ -163,25 +163,25 @@ pub fn drive<B: Backend, C: Conns>(
 }
 
 /// What one core's share of a load reports; the cores' reports add up into one
-/// ([`merge`]).
+/// ([`Report::merge`]).
 pub trait Report: Clone + Send {
     /// Adds another core's counts (the measured window becomes the longer of the two).
     fn add(&mut self, other: &Self);
 
     /// Derives the rates and percentiles from the counts.
     fn finish(&mut self);
-}
 
-/// The reports of several cores added up, rates and percentiles derived; `None` without
-/// any report.
-pub fn merge<R: Report>(reports: &[R]) -> Option<R> {
-    let (first, rest) = reports.split_first()?;
-    let mut r = first.clone();
-    for o in rest {
-        r.add(o);
+    /// The reports of several cores added up, rates and percentiles derived; `None`
+    /// without any report.
+    fn merge(reports: &[Self]) -> Option<Self> {
+        let (first, rest) = reports.split_first()?;
+        let mut r = first.clone();
+        for o in rest {
+            r.add(o);
+        }
+        r.finish();
+        Some(r)
     }
-    r.finish();
-    Some(r)
 }
 
 /// A load that runs one share on each core.
@@ -194,7 +194,7 @@ pub trait Load: Sync {
     -> Self::Report;
 }
 
-/// Runs `load` on every core of `launch` (each its share), and returns the [`merge`] of the
+/// Runs `load` on every core of `launch` (each its share), and returns the [`Report::merge`] of the
 /// reports of the cores that finished; with `verbose`, each core's counters are printed.
 pub fn run_shares<L: Load>(
     launch: Launch<'_>,
@@ -220,7 +220,7 @@ pub fn run_shares<L: Load>(
         }
     }
     let reports: Vec<L::Report> = outcomes.into_iter().filter_map(|c| c.output).collect();
-    merge(&reports).ok_or_else(|| Failure::Runtime("no core produced a report".into()))
+    L::Report::merge(&reports).ok_or_else(|| Failure::Runtime("no core produced a report".into()))
 }
 
 #[cfg(test)]

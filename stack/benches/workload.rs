@@ -5,6 +5,9 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+#[path = "../tests/common/frames.rs"]
+mod frames;
+
 use megatcp_stack::{
     ConnId, ConnectOpts, Event, Instant, ListenerId, LocalAddr, MacAddr, Stack, StackConfig,
 };
@@ -284,11 +287,7 @@ impl Flood {
     /// `n` spoofed SYNs (timestamps, window scale, SACK, as Linux sends them) from one
     /// address, ready to be received again and again.
     pub fn new(n: usize) -> Flood {
-        use smoltcp::phy::ChecksumCapabilities;
-        use smoltcp::wire::{
-            EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Packet,
-            Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr,
-        };
+        use smoltcp::wire::{TcpControl, TcpRepr, TcpSeqNumber, TcpTimestampRepr};
         let now = Instant::from_secs(1);
         let mut stack = Stack::new(config(2, B), now).unwrap();
         stack.listen(SocketAddrV4::new(B, 8), Some(1)).unwrap();
@@ -309,30 +308,11 @@ impl Flood {
                     timestamp: Some(TcpTimestampRepr::new(i as u32, 0)),
                     payload: &[],
                 };
-                let ip = Ipv4Repr {
-                    src_addr: src,
-                    dst_addr: B,
-                    next_header: IpProtocol::Tcp,
-                    payload_len: tcp.buffer_len(),
-                    hop_limit: 64,
-                };
-                let mut buf = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
-                let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-                EthernetRepr {
-                    src_addr: MacAddr([2, 0, 0, 0, 0, 0x99]),
-                    dst_addr: MacAddr([2, 0, 0, 0, 0, 2]),
-                    ethertype: EthernetProtocol::Ipv4,
-                }
-                .emit(&mut eth);
-                let mut p = Ipv4Packet::new_unchecked(eth.payload_mut());
-                ip.emit(&mut p, &ChecksumCapabilities::default());
-                tcp.emit(
-                    &mut TcpPacket::new_unchecked(p.payload_mut()),
-                    &IpAddress::Ipv4(src),
-                    &IpAddress::Ipv4(B),
-                    &ChecksumCapabilities::default(),
-                );
-                buf
+                frames::tcp_frame(
+                    (MacAddr([2, 0, 0, 0, 0, 0x99]), src),
+                    (MacAddr([2, 0, 0, 0, 0, 2]), B),
+                    &tcp,
+                )
             })
             .collect();
         let mut flood = Flood { stack, frames, now };

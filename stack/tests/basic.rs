@@ -163,15 +163,7 @@ fn arp_requests_for_us_are_answered_and_teach_us_the_sender() {
 fn tcp_echo_between_two_stacks() {
     let mut net = Net::new();
     let lid = net.b.stack.listen(sa(B_IP, 7), None).unwrap();
-    let conn = net
-        .a
-        .stack
-        .connect(net.now, sa(B_IP, 7), ConnectOpts::default())
-        .unwrap();
-    net.run_until(Duration::from_secs(5), |n| {
-        n.a.events.contains(&Event::Connected { conn })
-            && n.b.events.contains(&Event::Acceptable { listener: lid })
-    });
+    let conn = net.connect(lid, 7);
     // ARP: A asked once, B learned A from the request and never asked.
     assert_eq!(net.a.stack.counters().arp_requests_sent, 1);
     assert_eq!(net.b.stack.counters().arp_replies_sent, 1);

@@ -35,14 +35,7 @@ fn ten_thousand_connections_open_and_close_and_memory_returns() {
     let mut net = Net::with_configs(ca, cb);
     let lid = net.b.stack.listen(sa(B_IP, 6000), None).unwrap();
     // Warm up ARP and the frame pools with one connection, then measure.
-    let c0 = net
-        .a
-        .stack
-        .connect(net.now, sa(B_IP, 6000), ConnectOpts::default())
-        .unwrap();
-    net.run_until(Duration::from_secs(5), |n| {
-        n.a.events.contains(&Event::Connected { conn: c0 })
-    });
+    let c0 = net.connect(lid, 6000);
     let (s0, _) = net.b.stack.accept(lid).unwrap();
     net.a.events.clear();
     net.b.events.clear();

@@ -144,7 +144,7 @@ impl LoadErrors {
 }
 
 /// Results of a run (one core's, or several merged).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LoadReport {
     /// Transactions completed and verified in the measured window.
     pub transactions: u64,
@@ -168,13 +168,6 @@ pub struct LoadReport {
     pub errors: LoadErrors,
     /// Open loop: requests that found no free connection at their scheduled time and waited.
     pub queued_requests: u64,
-}
-
-impl LoadReport {
-    /// Merges the reports of several cores (counts add; the window is the longest).
-    pub fn merge(reports: &[LoadReport]) -> Option<LoadReport> {
-        megatcp_launch::load::merge(reports)
-    }
 }
 
 impl Report for LoadReport {
@@ -465,18 +458,7 @@ pub fn run_load<B: Backend>(ch: &mut Channel<B>, opts: LoadOpts) -> LoadReport {
         serial: opts.seed << 32,
         measuring: opts.warmup.is_zero(),
         draining: false,
-        report: LoadReport {
-            transactions: 0,
-            connections: 0,
-            bytes: 0,
-            seconds: 0.0,
-            txns_per_sec: 0.0,
-            conns_per_sec: 0.0,
-            latency: Latency::default(),
-            connect: Latency::default(),
-            errors: LoadErrors::default(),
-            queued_requests: 0,
-        },
+        report: LoadReport::default(),
         backlog: VecDeque::new(),
         idle: VecDeque::new(),
         next_send: now,

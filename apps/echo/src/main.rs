@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use megatcp_echo::pair::{FaultConfig, PairOpts, run_pair};
+use megatcp_echo::pair::{FaultConfig, PairConfig, PairOpts, run_pair};
 use megatcp_echo::{LoadOpts, LoadReport, MsgSize, Protocol, ServeApp, ServeOpts};
 use megatcp_launch::{BackendArgs, Cores, Failure, Launch, OpsArgs};
 
@@ -243,12 +243,14 @@ fn main() -> ExitCode {
             let json = load.json;
             let opts = PairOpts {
                 load: load.opts(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
-                server_cores: server_cores.0,
-                client_cores: client_cores.0,
-                buffer,
-                busy_poll,
-                ops: Some(ops),
-                faults: faults.config(),
+                pair: PairConfig {
+                    server_cores: server_cores.0,
+                    client_cores: client_cores.0,
+                    buffer,
+                    busy_poll,
+                    ops: Some(ops),
+                    faults: faults.config(),
+                },
             };
             run_pair(opts).map_err(Failure::from).map(|r| {
                 for c in r.server.iter().chain(r.client.iter()) {

@@ -3,8 +3,9 @@
 
 use std::net::SocketAddrV4;
 
-pub use megatcp_launch::pair::FaultConfig;
-use megatcp_launch::pair::{PairConfig, SERVER_IP};
+use megatcp_launch::load::Report as _;
+use megatcp_launch::pair::SERVER_IP;
+pub use megatcp_launch::pair::{FaultConfig, PairConfig};
 use megatcp_launch::{CoreReport, LaunchError};
 
 use crate::{LoadApp, LoadOpts, LoadReport, Protocol, ServeApp, ServeOpts};
@@ -14,18 +15,8 @@ use crate::{LoadApp, LoadOpts, LoadReport, Protocol, ServeApp, ServeOpts};
 pub struct PairOpts {
     /// The load (its `target` is ignored: the pair's server is used).
     pub load: LoadOpts,
-    /// CPUs of the server, one stack each.
-    pub server_cores: Vec<usize>,
-    /// CPUs of the load generator.
-    pub client_cores: Vec<usize>,
-    /// TCP buffer per connection and direction.
-    pub buffer: usize,
-    /// Busy-poll when idle.
-    pub busy_poll: bool,
-    /// Live stats, metrics, capture on demand (`None`: none).
-    pub ops: Option<megatcp_launch::OpsArgs>,
-    /// Faults injected into what each side receives, or none.
-    pub faults: Option<FaultConfig>,
+    /// Where and how the pair runs (cores, buffers, faults, ...).
+    pub pair: PairConfig,
 }
 
 /// What a pair run produced.
@@ -43,14 +34,7 @@ const PAIR_PORT: u16 = 7;
 
 /// Runs a pair.
 pub fn run_pair(p: PairOpts) -> Result<PairReport, LaunchError> {
-    let cfg = PairConfig {
-        server_cores: p.server_cores,
-        client_cores: p.client_cores,
-        buffer: p.buffer,
-        busy_poll: p.busy_poll,
-        ops: p.ops,
-        faults: p.faults,
-    };
+    let cfg = p.pair;
     let client = LoadApp {
         base: LoadOpts {
             target: SocketAddrV4::new(SERVER_IP, PAIR_PORT),

@@ -6,14 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use megatcp_channel::{Backend, Channel, ChannelError, Completion, Handle};
+use megatcp_launch::serve::{ACCEPT, CLOSE, LISTEN, READ, WRITE};
 
 use crate::sockperf::SockperfServer;
-
-const LISTEN: u64 = 1;
-const ACCEPT: u64 = 2;
-const READ: u64 = 3;
-const WRITE: u64 = 4;
-const CLOSE: u64 = 5;
 
 /// What the server did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -145,20 +145,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     gibibyte_each_way();
 
     // Ping is answered; ARP resolved both ways (the kernel knows our MAC).
-    let ping = sh(&[
-        "ip",
-        "netns",
-        "exec",
-        "megatcp-cli",
-        "ping",
-        "-c",
-        "3",
-        "-i",
-        "0.2",
-        "-W",
-        "2",
-        SERVER,
-    ]);
+    let ping = ping_from_client("3", "0.2", SERVER);
     assert!(
         ping.status.success(),
         "ping: {}",
@@ -180,27 +167,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
 
     // The other way round: megatcp's load generator over AF_XDP (client namespace) against
     // a Linux kernel echo server (the epoll backend, server namespace, kernel address).
-    let kernel_server = Proc::new(
-        Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                "megatcp-srv",
-                BIN,
-                "serve",
-                "--backend",
-                "epoll",
-                "--port",
-                "7",
-                "--cores",
-                "0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    std::thread::sleep(Duration::from_millis(500));
+    let kernel_server = kernel_echo_server();
     let xdp_client = xdp_client_args();
     let r = run_load(&xdp_client, &testbed::short_random_sizes("3s")).unwrap();
     testbed::assert_short_random_sizes(&r);
@@ -257,18 +224,6 @@ fn linux_kernel_client_against_the_afxdp_server() {
     assert!(server.terminate().success());
     let text = std::fs::read_to_string(&log_path).unwrap();
     let _ = std::fs::remove_file(&log_path);
-    let field = |line: &str, name: &str| -> u64 {
-        let at = line
-            .find(name)
-            .unwrap_or_else(|| panic!("no {name:?} in {line}"))
-            + name.len();
-        line[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .find(|t| !t.is_empty())
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
     // The runtime's per-core report lines (the server prints its own per-core line too).
     let cores: Vec<&str> = text
         .lines()
@@ -278,7 +233,7 @@ fn linux_kernel_client_against_the_afxdp_server() {
     let mut steered = 0;
     for line in &cores {
         assert!(
-            field(line, "conns accepted ") > 0,
+            numbers_in(line, "conns accepted ")[0] > 0,
             "a core accepted nothing: {line}"
         );
         // "... steered out X in Y dropped Z"
@@ -546,6 +501,47 @@ fn xdp_client_args() -> Vec<&'static str> {
     [&testbed::CLIENT_AFXDP[..], &to].concat()
 }
 
+/// `megatcp-echo load` over AF_XDP with address `ip` on queue (and core) `queue` of the
+/// client's interface, against `target`.
+fn xdp_client_on(
+    queue: &'static str,
+    ip: &'static str,
+    target: &'static str,
+) -> [&'static str; 12] {
+    [
+        "--backend",
+        "afxdp",
+        "--iface",
+        "mtcp-cli",
+        "--ip",
+        ip,
+        "--queues",
+        queue,
+        "--cores",
+        queue,
+        "--connect",
+        target,
+    ]
+}
+
+/// `ping -c count -i interval -W 2 to` from the client namespace.
+fn ping_from_client(count: &str, interval: &str, to: &str) -> std::process::Output {
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        "megatcp-cli",
+        "ping",
+        "-c",
+        count,
+        "-i",
+        interval,
+        "-W",
+        "2",
+        to,
+    ])
+}
+
 /// Until the transaction cap, without warm-up.
 const UNTIL_MAX: [&str; 4] = ["--warmup", "0s", "--duration", "120s"];
 
@@ -761,22 +757,7 @@ fn xdp_attached() -> bool {
 /// address, thousands of connections to the kernel's echo server (every byte checked),
 /// and, when `megatcp` is set, megatcp's server on its own address under load too.
 fn host_traffic_works(when: &str, megatcp: bool) {
-    let ping = std::thread::spawn(|| {
-        sh(&[
-            "ip",
-            "netns",
-            "exec",
-            "megatcp-cli",
-            "ping",
-            "-c",
-            "20",
-            "-i",
-            "0.1",
-            "-W",
-            "2",
-            SERVER_KERNEL,
-        ])
-    });
+    let ping = std::thread::spawn(|| ping_from_client("20", "0.1", SERVER_KERNEL));
     let ours = megatcp.then(|| {
         std::thread::spawn(|| {
             load(&[
@@ -895,20 +876,7 @@ fn two_afxdp_servers_on_two_addresses_of_one_interface() {
     let client = |queue: &'static str, ip: &'static str, target: &'static str| {
         std::thread::spawn(move || {
             run_load(
-                &[
-                    "--backend",
-                    "afxdp",
-                    "--iface",
-                    "mtcp-cli",
-                    "--ip",
-                    ip,
-                    "--queues",
-                    queue,
-                    "--cores",
-                    queue,
-                    "--connect",
-                    target,
-                ],
+                &xdp_client_on(queue, ip, target),
                 &[
                     "--connections",
                     "100",
@@ -938,20 +906,7 @@ fn two_afxdp_servers_on_two_addresses_of_one_interface() {
     assert!(a.terminate().success());
     assert!(xdp_attached(), "the program went with the first server");
     let r = run_load(
-        &[
-            "--backend",
-            "afxdp",
-            "--iface",
-            "mtcp-cli",
-            "--ip",
-            "10.77.0.21/24",
-            "--queues",
-            "1",
-            "--cores",
-            "1",
-            "--connect",
-            "10.77.0.11:7",
-        ],
+        &xdp_client_on("1", "10.77.0.21/24", "10.77.0.11:7"),
         &["--connections", "16", "--duration", "1s", "--warmup", "0s"],
     )
     .unwrap();

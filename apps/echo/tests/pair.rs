@@ -4,7 +4,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use megatcp_echo::pair::{PairOpts, run_pair};
+use megatcp_echo::pair::{PairConfig, PairOpts, run_pair};
 use megatcp_echo::{LoadOpts, MsgSize};
 
 fn opts(connections: usize, msg: MsgSize, txns_per_conn: u64, max_txns: u64) -> PairOpts {
@@ -19,12 +19,7 @@ fn opts(connections: usize, msg: MsgSize, txns_per_conn: u64, max_txns: u64) -> 
                 max_txns,
             )
         },
-        server_cores: vec![0],
-        client_cores: vec![1],
-        buffer: 16 * 1024,
-        busy_poll: false,
-        ops: None,
-        faults: None,
+        pair: PairConfig::default(),
     }
 }
 
@@ -51,7 +46,7 @@ fn two_hundred_thousand_fin_closed_short_connections_every_byte_verified() {
 #[test]
 fn persistent_connections_through_one_percent_loss_duplication_and_reordering() {
     let mut o = opts(64, MsgSize::Fixed(64), 0, 20_000);
-    o.faults = Some(megatcp_echo::pair::FaultConfig {
+    o.pair.faults = Some(megatcp_echo::pair::FaultConfig {
         seed: 9,
         loss: 0.01,
         duplicate: 0.01,
@@ -97,8 +92,8 @@ fn a_thousand_persistent_connections_with_random_sizes_every_byte_verified() {
 #[test]
 fn two_cores_serve_one_port_each_connection_on_one_core() {
     let mut o = opts(200, MsgSize::Fixed(100), 1, 2000);
-    o.server_cores = vec![0, 1];
-    o.client_cores = vec![0, 1];
+    o.pair.server_cores = vec![0, 1];
+    o.pair.client_cores = vec![0, 1];
     let r = run_pair(o).unwrap();
     assert_eq!(r.load.errors.total(), 0, "{}", r.load);
     assert!(r.load.transactions >= 2000, "{}", r.load);

@@ -78,7 +78,7 @@ impl LoadErrors {
 }
 
 /// Results of a run (one core's, or several merged).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LoadReport {
     /// Responses completed and verified in the measured window.
     pub requests: u64,
@@ -97,26 +97,6 @@ pub struct LoadReport {
     pub latency: Latency,
     /// Errors.
     pub errors: LoadErrors,
-}
-
-impl LoadReport {
-    fn new() -> Self {
-        Self {
-            requests: 0,
-            connections: 0,
-            body_bytes: 0,
-            seconds: 0.0,
-            requests_per_sec: 0.0,
-            conns_per_sec: 0.0,
-            latency: Latency::default(),
-            errors: LoadErrors::default(),
-        }
-    }
-
-    /// Merges the reports of several cores (counts add; the window is the longest).
-    pub fn merge(reports: &[LoadReport]) -> Option<LoadReport> {
-        megatcp_launch::load::merge(reports)
-    }
 }
 
 impl Report for LoadReport {
@@ -433,7 +413,7 @@ pub fn run_load<B: Backend>(ch: &mut Channel<B>, opts: &LoadOpts) -> LoadReport 
             })
             .collect(),
         request: request_for(opts),
-        report: LoadReport::new(),
+        report: LoadReport::default(),
         phase: Phase::default(),
     };
     let n = g.conns.len();

@@ -27,17 +27,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hashbrown::HashMap;
 use megatcp_channel::{Backend, Channel, ChannelError, Completion, Handle, StateError};
+use megatcp_launch::serve::{ACCEPT, CLOSE, LISTEN, READ, SHUTDOWN, WRITE};
 
 use crate::date::{self, DATE_LEN};
 use crate::files::Files;
 use crate::session::{Counters, Env, Flow, Limits, Session};
-
-const LISTEN: u64 = 1;
-const ACCEPT: u64 = 2;
-const READ: u64 = 3;
-const WRITE: u64 = 4;
-const CLOSE: u64 = 5;
-const SHUTDOWN: u64 = 6;
 
 /// Stop reading from a connection while this many response bytes are not yet taken.
 pub const WRITE_HIGH: usize = 4 * 1024 * 1024;

@@ -153,6 +153,31 @@ impl Header {
     }
 }
 
+/// One request packet: the header, then `extras`, `key` and `value` (for clients and tests).
+pub fn request(
+    opcode: u8,
+    extras: &[u8],
+    key: &[u8],
+    value: &[u8],
+    cas: u64,
+    opaque: u32,
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(HEADER_LEN + extras.len() + key.len() + value.len());
+    Header {
+        opcode,
+        keylen: key.len() as u16,
+        extlen: extras.len() as u8,
+        bodylen: (extras.len() + key.len() + value.len()) as u32,
+        opaque,
+        cas,
+    }
+    .encode(&mut b);
+    b.extend_from_slice(extras);
+    b.extend_from_slice(key);
+    b.extend_from_slice(value);
+    b
+}
+
 /// Opcode helpers.
 pub struct Opcode;
 

@@ -104,7 +104,7 @@ impl LoadErrors {
 }
 
 /// Results of a run (one core's, or several merged).
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct LoadReport {
     /// Operations completed and verified in the measured window.
     pub ops: u64,
@@ -125,27 +125,6 @@ pub struct LoadReport {
     pub preloaded: u64,
     /// Errors.
     pub errors: LoadErrors,
-}
-
-impl LoadReport {
-    fn new() -> Self {
-        Self {
-            ops: 0,
-            gets: 0,
-            hits: 0,
-            sets: 0,
-            seconds: 0.0,
-            ops_per_sec: 0.0,
-            latency: Latency::default(),
-            preloaded: 0,
-            errors: LoadErrors::default(),
-        }
-    }
-
-    /// Merges the reports of several cores (counts add; the window is the longest).
-    pub fn merge(reports: &[LoadReport]) -> Option<LoadReport> {
-        megatcp_launch::load::merge(reports)
-    }
 }
 
 impl Report for LoadReport {
@@ -513,7 +492,7 @@ pub fn run_load<B: Backend>(ch: &mut Channel<B>, opts: &LoadOpts) -> LoadReport 
             })
             .collect(),
         rng: ChaCha8Rng::seed_from_u64(opts.seed),
-        report: LoadReport::new(),
+        report: LoadReport::default(),
         phase: Phase::default(),
     };
     let n = g.conns.len();

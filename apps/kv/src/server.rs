@@ -15,15 +15,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use megatcp_channel::{Backend, Channel, ChannelError, Completion, Handle};
+use megatcp_launch::serve::{ACCEPT, CLOSE, LISTEN, READ, WRITE};
 
 use crate::session::{Flow, Session};
 use crate::state::Kv;
-
-const LISTEN: u64 = 1;
-const ACCEPT: u64 = 2;
-const READ: u64 = 3;
-const WRITE: u64 = 4;
-const CLOSE: u64 = 5;
 
 /// Stop reading from a connection while this many response bytes are unacknowledged.
 pub const WRITE_HIGH: usize = 4 * 1024 * 1024;

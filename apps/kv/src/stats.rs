@@ -165,29 +165,34 @@ pub fn settings(kv: &Kv) -> Report {
     push(&mut r, "slab_automove_ratio", format!("{ratio:.2}"));
     push(&mut r, "slab_automove_window", 30);
     push(&mut r, "slab_chunk_max", classes.chunk_max());
-    push(&mut r, "lru_crawler", "no");
-    push(&mut r, "lru_crawler_sleep", 100);
-    push(&mut r, "lru_crawler_tocrawl", 0);
-    push(&mut r, "tail_repair_time", 0);
-    push(&mut r, "flush_enabled", "yes");
-    push(&mut r, "dump_enabled", "yes");
-    push(&mut r, "hash_algorithm", "foldhash");
-    push(&mut r, "lru_maintainer_thread", "no");
-    push(&mut r, "lru_segmented", "no");
-    push(&mut r, "hot_lru_pct", 20);
-    push(&mut r, "warm_lru_pct", 40);
-    push(&mut r, "hot_max_factor", "0.20");
-    push(&mut r, "warm_max_factor", "2.00");
-    push(&mut r, "temp_lru", "no");
-    push(&mut r, "temporary_ttl", 61);
-    push(&mut r, "idle_timeout", 0);
-    push(&mut r, "watcher_logbuf_size", 0);
-    push(&mut r, "worker_logbuf_size", 0);
-    push(&mut r, "read_buf_mem_limit", 0);
-    push(&mut r, "track_sizes", "no");
-    push(&mut r, "inline_ascii_response", "no");
-    push(&mut r, "num_napi_ids", "(null)");
-    push(&mut r, "memory_file", "(null)");
+    // Fixed here: no option changes them.
+    for (name, value) in [
+        ("lru_crawler", "no"),
+        ("lru_crawler_sleep", "100"),
+        ("lru_crawler_tocrawl", "0"),
+        ("tail_repair_time", "0"),
+        ("flush_enabled", "yes"),
+        ("dump_enabled", "yes"),
+        ("hash_algorithm", "foldhash"),
+        ("lru_maintainer_thread", "no"),
+        ("lru_segmented", "no"),
+        ("hot_lru_pct", "20"),
+        ("warm_lru_pct", "40"),
+        ("hot_max_factor", "0.20"),
+        ("warm_max_factor", "2.00"),
+        ("temp_lru", "no"),
+        ("temporary_ttl", "61"),
+        ("idle_timeout", "0"),
+        ("watcher_logbuf_size", "0"),
+        ("worker_logbuf_size", "0"),
+        ("read_buf_mem_limit", "0"),
+        ("track_sizes", "no"),
+        ("inline_ascii_response", "no"),
+        ("num_napi_ids", "(null)"),
+        ("memory_file", "(null)"),
+    ] {
+        push(&mut r, name, value);
+    }
     push(&mut r, "store_stripes", kv.store.stripes());
     r
 }

@@ -12,18 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::{connect, read_until, roundtrip, start_kv, text};
 
 fn stats(port: u16) -> HashMap<String, u64> {
-    let mut c = connect(port);
-    let r = roundtrip(&mut c, b"stats\r\n", b"END\r\n");
-    text(&r)
-        .lines()
-        .filter_map(|l| {
-            let mut p = l.split(' ');
-            match (p.next(), p.next(), p.next()) {
-                (Some("STAT"), Some(k), Some(v)) => Some((k.to_string(), v.parse().ok()?)),
-                _ => None,
-            }
-        })
-        .collect()
+    stats_with(&mut connect(port))
 }
 
 fn get(c: &mut std::net::TcpStream, key: &str) -> Option<Vec<u8>> {

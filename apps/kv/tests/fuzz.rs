@@ -41,21 +41,19 @@ fn run(input: &[u8], cuts: &[usize]) -> (Vec<u8>, bool) {
     (all, false)
 }
 
+/// Runs `input` whole, cut at `cuts` and byte by byte: the three must answer alike. Returns
+/// the whole run's answers.
+fn same_however_split(input: &[u8], cuts: &[usize]) -> Result<(Vec<u8>, bool), TestCaseError> {
+    let whole = run(input, &[]);
+    let bytewise: Vec<usize> = (0..input.len()).collect();
+    prop_assert_eq!(&whole, &run(input, cuts));
+    prop_assert_eq!(&whole, &run(input, &bytewise));
+    Ok(whole)
+}
+
+/// A request with a fixed opaque.
 fn bin(opcode: u8, extras: &[u8], key: &[u8], value: &[u8], cas: u64) -> Vec<u8> {
-    let mut b = Vec::new();
-    Header {
-        opcode,
-        keylen: key.len() as u16,
-        extlen: extras.len() as u8,
-        bodylen: (extras.len() + key.len() + value.len()) as u32,
-        opaque: 0x1234,
-        cas,
-    }
-    .encode(&mut b);
-    b.extend_from_slice(extras);
-    b.extend_from_slice(key);
-    b.extend_from_slice(value);
-    b
+    binary::request(opcode, extras, key, value, cas, 0x1234)
 }
 
 /// Text commands, valid and not.
@@ -233,11 +231,7 @@ proptest! {
         pieces in prop::collection::vec(text_piece(), 1..30),
         cuts in prop::collection::vec(any::<usize>(), 0..12),
     ) {
-        let input = pieces.concat();
-        let whole = run(&input, &[]);
-        let bytewise: Vec<usize> = (0..input.len()).collect();
-        prop_assert_eq!(&whole, &run(&input, &cuts));
-        prop_assert_eq!(&whole, &run(&input, &bytewise));
+        same_however_split(&pieces.concat(), &cuts)?;
     }
 
     #[test]
@@ -245,11 +239,7 @@ proptest! {
         pieces in prop::collection::vec(binary_piece(), 1..30),
         cuts in prop::collection::vec(any::<usize>(), 0..12),
     ) {
-        let input = pieces.concat();
-        let whole = run(&input, &[]);
-        let bytewise: Vec<usize> = (0..input.len()).collect();
-        prop_assert_eq!(&whole, &run(&input, &cuts));
-        prop_assert_eq!(&whole, &run(&input, &bytewise));
+        let whole = same_however_split(&pieces.concat(), &cuts)?;
         // Every response parses.
         let mut rest = &whole.0[..];
         while !rest.is_empty() {

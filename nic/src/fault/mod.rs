@@ -195,8 +195,13 @@ impl Shaper {
     fn emit_slot(&mut self, slot: Slot, b: &mut Burst<'_>) {
         if self.must_wait(b) {
             self.ready.push_back(slot);
-            return;
+        } else {
+            self.deliver(slot, b);
         }
+    }
+
+    /// Hands a frame in a pool buffer to the sink; the buffer goes back to the pool.
+    fn deliver(&mut self, slot: Slot, b: &mut Burst<'_>) {
         (b.sink)(RxFrame {
             data: &slot.buf,
             rss_hash: slot.hash,
@@ -451,12 +456,7 @@ impl<Q: NicQueue> NicQueue for FaultyQueue<Q> {
             let Some(slot) = shaper.ready.pop_front() else {
                 break;
             };
-            (b.sink)(RxFrame {
-                data: &slot.buf,
-                rss_hash: slot.hash,
-            });
-            b.delivered += 1;
-            shaper.spare.push(slot.buf);
+            shaper.deliver(slot, &mut b);
         }
         // The clock moved: any held frame may be due, whatever `next_due` says.
         shaper.release_due(&mut b);

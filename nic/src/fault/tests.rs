@@ -89,6 +89,15 @@ fn number(f: &[u8]) -> u32 {
     u32::from_le_bytes(f[..4].try_into().unwrap())
 }
 
+/// A faulty queue over a script that holds the frames numbered 0..n.
+fn scripted(cfg: FaultConfig, n: u32) -> FaultyQueue<Script> {
+    let mut q = FaultyQueue::new(Script::new(), cfg).unwrap();
+    for i in 0..n {
+        q.inner_mut().push(numbered(i));
+    }
+    q
+}
+
 /// Feeds frames 0..n through a faulty queue in chunks of `chunk`, receiving with `budget`,
 /// then drains what is held. Returns the numbers delivered, in order, and the counters.
 fn run_with(cfg: FaultConfig, n: u32, chunk: u32, budget: usize) -> (Vec<u32>, FaultStats) {
@@ -173,10 +182,7 @@ fn rss_hashes_survive_holding() {
         seed: 5,
         ..FaultConfig::default()
     };
-    let mut q = FaultyQueue::new(Script::new(), cfg).unwrap();
-    for i in 0..1000 {
-        q.inner_mut().push(numbered(i));
-    }
+    let mut q = scripted(cfg, 1000);
     q.release_held();
     let mut n = 0;
     while q.rx_burst(7, &mut |f| {
@@ -507,10 +513,7 @@ fn corruption_is_reproducible() {
         ..FaultConfig::default()
     };
     let frames = |cfg: FaultConfig| {
-        let mut q = FaultyQueue::new(Script::new(), cfg).unwrap();
-        for i in 0..2000 {
-            q.inner_mut().push(numbered(i));
-        }
+        let mut q = scripted(cfg, 2000);
         let mut out = Vec::new();
         while q.rx_burst(10, &mut |f| out.push(f.data.to_vec())) > 0 {}
         out
@@ -524,10 +527,7 @@ fn budget_is_respected_and_leftovers_come_first() {
         duplicate: 1.0,
         ..FaultConfig::default()
     };
-    let mut q = FaultyQueue::new(Script::new(), cfg).unwrap();
-    for i in 0..3 {
-        q.inner_mut().push(numbered(i));
-    }
+    let mut q = scripted(cfg, 3);
     let mut out = Vec::new();
     // One frame from the inner queue makes two; the second waits.
     assert_eq!(q.rx_burst(1, &mut |f| out.push(number(f.data))), 1);
@@ -573,10 +573,7 @@ fn release_held_ends_a_delay_early() {
         reorder_window: 1000,
         ..FaultConfig::default()
     };
-    let mut q = FaultyQueue::new(Script::new(), cfg).unwrap();
-    for i in 0..5 {
-        q.inner_mut().push(numbered(i));
-    }
+    let mut q = scripted(cfg, 5);
     assert_eq!(q.rx_burst(64, &mut |_| {}), 0);
     q.release_held();
     let mut out = Vec::new();

@@ -10,13 +10,14 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4};
 
+#[path = "../../tests/common/frames.rs"]
+mod frames;
+
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use megatcp_stack::{ConnectOpts, Duration, Instant, LocalAddr, MacAddr, Stack, StackConfig};
-use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol, Ipv4Packet, Ipv4Repr,
-    TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr,
+    EthernetFrame, Ipv4Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr,
 };
 
 const US: Ipv4Addr = Ipv4Addr::new(10, 9, 0, 1);
@@ -91,29 +92,7 @@ fn frame(seg: &Segment, known: &[(u16, u32, u32)]) -> Vec<u8> {
         timestamp: seg.ts.map(|(v, e)| TcpTimestampRepr::new(v, e)),
         payload: &payload,
     };
-    let ip = Ipv4Repr {
-        src_addr: PEER,
-        dst_addr: US,
-        next_header: IpProtocol::Tcp,
-        payload_len: tcp.buffer_len(),
-        hop_limit: 64,
-    };
-    let mut buf = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
-    let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-    EthernetRepr {
-        src_addr: PEER_MAC,
-        dst_addr: US_MAC,
-        ethertype: EthernetProtocol::Ipv4,
-    }
-    .emit(&mut eth);
-    let mut p = Ipv4Packet::new_unchecked(eth.payload_mut());
-    ip.emit(&mut p, &ChecksumCapabilities::default());
-    tcp.emit(
-        &mut TcpPacket::new_unchecked(p.payload_mut()),
-        &IpAddress::Ipv4(PEER),
-        &IpAddress::Ipv4(US),
-        &ChecksumCapabilities::default(),
-    );
+    let mut buf = frames::tcp_frame((PEER_MAC, PEER), (US_MAC, US), &tcp);
     if seg.bad_checksum {
         let n = buf.len();
         buf[n - 1] ^= 0xff;

@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 pub mod bulk;
+pub mod frames;
 pub mod raw;
 
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -12,8 +13,7 @@ use megatcp_stack::{
     ConnId, ConnectOpts, Duration, Event, Instant, ListenerId, LocalAddr, MacAddr, Stack,
     StackConfig,
 };
-use smoltcp::phy::ChecksumCapabilities;
-use smoltcp::wire::{EthernetFrame, EthernetProtocol, EthernetRepr, Ipv4Packet, Ipv4Repr};
+use smoltcp::wire::Ipv4Repr;
 
 pub const A_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 pub const B_IP: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
@@ -116,6 +116,21 @@ impl<Q: NicQueue> Net<Q> {
         }
     }
 
+    /// Connects A to B's `port`, where B listens as `listener`, and runs until A is
+    /// connected and B can accept; returns A's connection.
+    pub fn connect(&mut self, listener: ListenerId, port: u16) -> ConnId {
+        let conn = self
+            .a
+            .stack
+            .connect(self.now, sa(B_IP, port), ConnectOpts::default())
+            .unwrap();
+        self.run_until(Duration::from_secs(5), |n| {
+            n.a.events.contains(&Event::Connected { conn })
+                && n.b.events.contains(&Event::Acceptable { listener })
+        });
+        conn
+    }
+
     /// Steps for `d` of virtual time.
     pub fn run_for(&mut self, d: Duration) {
         let end = self.now + d;
@@ -139,18 +154,7 @@ pub fn take_events(events: &mut Vec<Event>, f: impl Fn(&Event) -> bool) -> Vec<E
 /// An Ethernet frame from A to B carrying `ip` and an L4 payload written by `fill`
 /// (`ip.payload_len` bytes).
 pub fn frame_a_to_b(ip: &Ipv4Repr, fill: impl FnOnce(&mut [u8])) -> Vec<u8> {
-    let mut buf = vec![0u8; 14 + 20 + ip.payload_len];
-    let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-    EthernetRepr {
-        src_addr: A_MAC,
-        dst_addr: B_MAC,
-        ethertype: EthernetProtocol::Ipv4,
-    }
-    .emit(&mut eth);
-    let mut p = Ipv4Packet::new_unchecked(eth.payload_mut());
-    ip.emit(&mut p, &ChecksumCapabilities::default());
-    fill(p.payload_mut());
-    buf
+    frames::ipv4_frame(A_MAC, B_MAC, ip, fill)
 }
 
 impl<Q: NicQueue> Net<Q> {

@@ -11,8 +11,7 @@ use megatcp_stack::MacAddr;
 use smoltcp::phy::ChecksumCapabilities;
 use smoltcp::wire::{
     ArpOperation, ArpPacket, ArpRepr, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress,
-    IpProtocol, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-    TcpTimestampRepr,
+    IpProtocol, Ipv4Packet, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber, TcpTimestampRepr,
 };
 
 /// One TCP segment, owned.
@@ -99,30 +98,7 @@ impl Seg {
             timestamp: self.ts.map(|(v, e)| TcpTimestampRepr::new(v, e)),
             payload: &self.payload,
         };
-        let ip = Ipv4Repr {
-            src_addr: *self.src.ip(),
-            dst_addr: *self.dst.ip(),
-            next_header: IpProtocol::Tcp,
-            payload_len: tcp.buffer_len(),
-            hop_limit: 64,
-        };
-        let mut buf = vec![0u8; 14 + ip.buffer_len() + tcp.buffer_len()];
-        let mut eth = EthernetFrame::new_unchecked(&mut buf[..]);
-        EthernetRepr {
-            src_addr: src_mac,
-            dst_addr: dst_mac,
-            ethertype: EthernetProtocol::Ipv4,
-        }
-        .emit(&mut eth);
-        let mut p = Ipv4Packet::new_unchecked(eth.payload_mut());
-        ip.emit(&mut p, &ChecksumCapabilities::default());
-        tcp.emit(
-            &mut TcpPacket::new_unchecked(p.payload_mut()),
-            &IpAddress::Ipv4(*self.src.ip()),
-            &IpAddress::Ipv4(*self.dst.ip()),
-            &ChecksumCapabilities::default(),
-        );
-        buf
+        super::frames::tcp_frame((src_mac, *self.src.ip()), (dst_mac, *self.dst.ip()), &tcp)
     }
 
     /// Decodes a frame, if it is a valid IPv4/TCP one.
