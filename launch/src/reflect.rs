@@ -283,7 +283,8 @@ pub fn stop_on_signals() -> std::io::Result<Arc<AtomicBool>> {
 /// `megatcp-echo reflect` and `reflect-load`.
 #[derive(clap::Subcommand, Debug)]
 pub enum ReflectCmd {
-    /// Reflect every IPv4 frame of an AF_XDP queue back through it (the medium's ceiling).
+    /// Reflect every IPv4 frame of a NIC queue (AF_XDP or DPDK) back through it (the
+    /// medium's ceiling).
     Serve {
         /// The queue.
         #[command(flatten)]
@@ -320,14 +321,11 @@ pub enum ReflectCmd {
 /// of DPDK's EAL started with `--dpdk-args` (a memif or other vdev; never a PCI device).
 #[derive(clap::Args, Debug)]
 pub struct RawNic {
-    /// Interface (AF_XDP).
-    #[arg(long)]
-    pub iface: Option<String>,
-    /// DPDK EAL arguments naming one vdev, e.g. `--vdev net_memif0,role=server` (DPDK).
-    #[arg(long, allow_hyphen_values = true, conflicts_with = "iface")]
-    pub dpdk_args: Option<String>,
-    /// This side's address (`A` or `A/PREFIX`; the prefix is ignored): the XDP program
-    /// hands the queue the frames for it.
+    /// The medium: one of `--iface` and `--dpdk-args`.
+    #[command(flatten)]
+    pub medium: Medium,
+    /// This side's address (`A` or `A/PREFIX`; the prefix is ignored). Over AF_XDP the XDP
+    /// program hands the queue the frames for it; a DPDK port takes every frame.
     #[arg(long)]
     pub ip: String,
     /// NIC queue (AF_XDP).
@@ -336,6 +334,18 @@ pub struct RawNic {
     /// CPU to pin the thread to.
     #[arg(long)]
     pub cores: Option<usize>,
+}
+
+/// Where the queue is: exactly one of the two.
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct Medium {
+    /// Interface (AF_XDP).
+    #[arg(long)]
+    pub iface: Option<String>,
+    /// DPDK EAL arguments naming one vdev, e.g. `--vdev net_memif0,role=server` (DPDK).
+    #[arg(long, allow_hyphen_values = true)]
+    pub dpdk_args: Option<String>,
 }
 
 impl std::fmt::Display for LoadReport {
@@ -373,7 +383,7 @@ pub fn run(cmd: ReflectCmd) -> Result<(), String> {
         return Err(format!("cannot pin to CPU {cpu}"));
     }
     let stop = stop_on_signals().map_err(|e| format!("signal handlers: {e}"))?;
-    match (&nic.iface, &nic.dpdk_args) {
+    match (&nic.medium.iface, &nic.medium.dpdk_args) {
         (Some(iface), _) => {
             let mac = crate::iface_mac(iface).map_err(|e| e.to_string())?.0;
             let queue = open_afxdp(iface, nic.queue, ip)?;

@@ -55,7 +55,7 @@ enum Cmd {
         #[command(flatten)]
         load: LoadArgs,
     },
-    /// Raw-frame reflection over AF_XDP, no TCP: the medium's ceiling (`reflect serve`,
+    /// Raw-frame reflection over AF_XDP or DPDK, no TCP: the medium's ceiling (`reflect serve`,
     /// `reflect load`).
     #[command(subcommand)]
     Reflect(megatcp_launch::reflect::ReflectCmd),

@@ -232,6 +232,91 @@ fn process_to_process_over_memif() {
     assert!(!sock.exists(), "the memif socket was left behind");
 }
 
+/// `megatcp-echo reflect load --json` over the memif socket `sock`, for `duration`.
+fn memif_reflect_load(sock: &std::path::Path, duration: &str) -> Output {
+    let vdev = format!("--vdev net_memif0,role=client,socket={}", sock.display());
+    let args = [
+        "reflect",
+        "load",
+        "--json",
+        "--cores",
+        "1",
+        "--ip",
+        "10.78.0.2",
+        "--dpdk-args",
+        &vdev,
+        "--connect",
+        "10.78.0.1:7",
+        "--window",
+        "64",
+        "--warmup",
+        "0s",
+        "--duration",
+        duration,
+    ];
+    run_bounded(&args, Duration::from_secs(30)).0
+}
+
+#[test]
+fn raw_reflection_over_memif() {
+    let _hugepages = hugepages();
+    let sock = memif_socket("reflect");
+    let _ = std::fs::remove_file(&sock);
+    let vdev = format!("--vdev net_memif0,role=server,socket={}", sock.display());
+    let server = Proc::new(
+        Command::new(BIN)
+            .args(["reflect", "serve", "--cores", "0", "--ip", "10.78.0.1"])
+            .args(["--dpdk-args", &vdev])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // memif connects within a second or so: short runs until reflections come back.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = memif_reflect_load(&sock, "300ms");
+        if out.status.success() && report(&out)["received"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no reflection came back: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let out = memif_reflect_load(&sock, "1s");
+    let r = report(&out);
+    assert!(out.status.success(), "{r}");
+    // Frames come back as their own reflections: over the window, what was sent and what
+    // came back differ by at most the 64 in flight at its ends (and the frames sent again
+    // after a stall).
+    let n = |k: &str| r[k].as_u64().unwrap();
+    assert!(n("received") > 10_000, "{r}");
+    assert!(
+        n("sent").abs_diff(n("received")) <= 64 + n("refills"),
+        "{r}"
+    );
+    assert_eq!(r["tx_full"], 0, "{r}");
+    assert!(server.terminate().success());
+    // Without a device: a usage error that names the two flags.
+    let out = run_bounded(
+        &[
+            "reflect",
+            "load",
+            "--ip",
+            "10.78.0.2",
+            "--connect",
+            "10.78.0.1:7",
+        ],
+        Duration::from_secs(10),
+    )
+    .0;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("<--iface <IFACE>|--dpdk-args"));
+}
+
 #[test]
 fn two_queues_each_side_over_memif() {
     // Its processes take hugepages when some are free: not while another test holds them.
