@@ -166,15 +166,23 @@ fn memif_load(cores: &str, sock: &std::path::Path, extra: &[&str]) -> Output {
 
 /// Waits until a short load run over `sock` succeeds (memif connects within a second).
 fn wait_for_memif(cores: &str, sock: &std::path::Path) {
+    until_memif_carries("the memif server did not come up", "transactions", || {
+        memif_load(cores, sock, &["--connections", "1", "--duration", "300ms"])
+    });
+}
+
+/// Runs `attempt` every 300 ms until its JSON report counts some `counter` (memif connects
+/// within a second or so); fails with `what` and the last run's errors after 20 s.
+fn until_memif_carries(what: &str, counter: &str, mut attempt: impl FnMut() -> Output) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let out = memif_load(cores, sock, &["--connections", "1", "--duration", "300ms"]);
-        if out.status.success() && report(&out)["transactions"].as_u64().unwrap_or(0) > 0 {
+        let out = attempt();
+        if out.status.success() && report(&out)[counter].as_u64().unwrap_or(0) > 0 {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "the memif server did not come up: {}",
+            "{what}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         std::thread::sleep(Duration::from_millis(300));
@@ -272,20 +280,9 @@ fn raw_reflection_over_memif() {
             .spawn()
             .unwrap(),
     );
-    // memif connects within a second or so: short runs until reflections come back.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let out = memif_reflect_load(&sock, "300ms");
-        if out.status.success() && report(&out)["received"].as_u64().unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no reflection came back: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    until_memif_carries("no reflection came back", "received", || {
+        memif_reflect_load(&sock, "300ms")
+    });
     let out = memif_reflect_load(&sock, "1s");
     let r = report(&out);
     assert!(out.status.success(), "{r}");
