@@ -104,10 +104,9 @@ pub(crate) struct TurnClock {
     /// The turn of the last reading (or a later one) did work.
     busy: bool,
     tsc: Option<Tsc>,
-    /// Turns started since the last reading.
+    /// Turns started since the last reading: 0 while the current turn holds a reading of
+    /// its own.
     unread: u32,
-    /// The current turn has read the clock.
-    fresh: bool,
 }
 
 impl TurnClock {
@@ -118,7 +117,6 @@ impl TurnClock {
             busy: false,
             tsc: ns_per_tick().map(Tsc::anchored),
             unread: 0,
-            fresh: false,
         }
     }
 
@@ -138,7 +136,6 @@ impl TurnClock {
     /// or after [`UNREAD_TURNS`] turns without a reading; else it keeps the last reading.
     /// Returns whether it read (whether time may have moved for the stack).
     pub(crate) fn start(&mut self, due: bool, stats: &mut LoopStats) -> bool {
-        self.fresh = false;
         if self.busy || due || self.unread >= UNREAD_TURNS {
             self.read(stats);
             true
@@ -151,7 +148,7 @@ impl TurnClock {
     /// The time now, for work that has just arrived: the current turn's reading, or one
     /// taken now if the turn has none yet (the time since the last reading was idle).
     pub(crate) fn read_now(&mut self, stats: &mut LoopStats) -> Instant {
-        if !self.fresh {
+        if self.unread > 0 {
             self.read(stats);
         }
         self.at
@@ -170,7 +167,6 @@ impl TurnClock {
         };
         self.start_at(now.max(self.at), stats);
         self.unread = 0;
-        self.fresh = true;
     }
 
     /// Takes `now` as the reading: the time since the last one goes to the side (busy or
