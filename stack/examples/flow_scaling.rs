@@ -11,7 +11,12 @@
 //! established connections with 4 KiB buffers each way, divided by the connection endpoints
 //! (each connection has one on each stack).
 //!
-//! Run: `cargo run --release -p megatcp-stack --example flow_scaling [-- --secs S] [--only N]`
+//! The sizes 10, 1,000 and 10,000 run in interleaved rounds (`--rounds`, 3 by default); the
+//! last line gives the median per size and the medians of the per-round ratios, which a slow
+//! stretch of a shared machine disturbs far less than single runs. Retransmissions and drops
+//! are counted within the measured window only.
+//!
+//! Run: `cargo run --release -p megatcp-stack --example flow_scaling [-- --secs S] [--rounds R] [--only N]`
 #![allow(clippy::unwrap_used, missing_docs)]
 
 use std::alloc::System;
@@ -175,9 +180,29 @@ impl Pair {
     fn frames_in(&self) -> u64 {
         self.client.stack.counters().rx_frames + self.server.stack.counters().rx_frames
     }
+
+    /// Retransmissions and drops of both stacks so far.
+    fn trouble(&self) -> (u64, u64) {
+        let c = self.client.stack.counters();
+        let s = self.server.stack.counters();
+        (
+            c.tcp_retransmits + s.tcp_retransmits,
+            c.drops.total() + s.drops.total(),
+        )
+    }
 }
 
-fn scaling(n: usize, secs: f64) {
+/// One measurement at `n` connections.
+struct Sample {
+    ns_per_packet: f64,
+    packets: u64,
+    txns_per_sec: f64,
+    /// Retransmissions and drops of both stacks within the measured window (not the warm-up).
+    retransmits: u64,
+    drops: u64,
+}
+
+fn scaling(n: usize, secs: f64) -> Sample {
     let mut p = Pair::new(16 * 1024);
     p.open(n);
     let t0 = StdInstant::now();
@@ -190,21 +215,69 @@ fn scaling(n: usize, secs: f64) {
     while t1.elapsed().as_secs_f64() < 0.5 {
         p.step(true);
     }
-    let (f0, x0, start) = (p.frames_in(), p.txns, StdInstant::now());
+    let (f0, x0, trouble0, start) = (p.frames_in(), p.txns, p.trouble(), StdInstant::now());
     while start.elapsed().as_secs_f64() < secs {
         p.step(true);
     }
     let elapsed = start.elapsed().as_nanos() as f64;
-    let frames = p.frames_in() - f0;
-    let txns = p.txns - x0;
-    let c = p.client.stack.counters();
-    let s = p.server.stack.counters();
+    let packets = p.frames_in() - f0;
+    let trouble = p.trouble();
+    Sample {
+        ns_per_packet: elapsed / packets.max(1) as f64,
+        packets,
+        txns_per_sec: (p.txns - x0) as f64 / (elapsed / 1e9),
+        retransmits: trouble.0 - trouble0.0,
+        drops: trouble.1 - trouble0.1,
+    }
+}
+
+fn print(round: usize, n: usize, s: &Sample) {
     println!(
-        "connections={n} ns_per_packet={:.0} packets={frames} txns_per_sec={:.0} retransmits={} drops={}",
-        elapsed / frames.max(1) as f64,
-        txns as f64 / (elapsed / 1e9),
-        c.tcp_retransmits + s.tcp_retransmits,
-        c.drops.total() + s.drops.total(),
+        "round={round} connections={n} ns_per_packet={:.0} packets={} txns_per_sec={:.0} retransmits={} drops={}",
+        s.ns_per_packet, s.packets, s.txns_per_sec, s.retransmits, s.drops,
+    );
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// Rounds of 10, 1,000 and 10,000 connections, interleaved so that a slow stretch of the
+/// machine hits every size alike; the ratios are taken within each round, then their median.
+fn rounds(rounds: usize, secs: f64) {
+    const SIZES: [usize; 3] = [10, 1000, 10_000];
+    let mut per_round = Vec::new();
+    for round in 1..=rounds {
+        let ns: Vec<f64> = SIZES
+            .iter()
+            .map(|&n| {
+                let s = scaling(n, secs);
+                print(round, n, &s);
+                s.ns_per_packet
+            })
+            .collect();
+        println!(
+            "round={round} ratio_10000_vs_1000={:.2} ratio_10000_vs_10={:.2}",
+            ns[2] / ns[1],
+            ns[2] / ns[0]
+        );
+        per_round.push(ns);
+    }
+    let col = |i: usize| median(per_round.iter().map(|r| r[i]).collect());
+    let ratio = |a: usize, b: usize| median(per_round.iter().map(|r| r[a] / r[b]).collect());
+    println!(
+        "median of {rounds} rounds: ns_per_packet 10={:.0} 1000={:.0} 10000={:.0} ratio_10000_vs_1000={:.2} ratio_10000_vs_10={:.2}",
+        col(0),
+        col(1),
+        col(2),
+        ratio(2, 1),
+        ratio(2, 0),
     );
 }
 
@@ -232,22 +305,23 @@ fn memory(n: usize) {
 }
 
 fn main() {
-    let mut secs = 1.5;
     let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--secs") {
-        secs = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(secs);
-    }
-    let only: Option<usize> = args
-        .iter()
-        .position(|a| a == "--only")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok());
-    match only {
-        Some(n) => scaling(n, secs),
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map(|v| {
+                v.parse::<f64>().unwrap_or_else(|_| {
+                    eprintln!("flow_scaling: {flag} takes a number, not {v:?}");
+                    std::process::exit(2);
+                })
+            })
+    };
+    let secs = value("--secs").unwrap_or(1.5);
+    match value("--only") {
+        Some(n) => print(1, n as usize, &scaling(n as usize, secs)),
         None => {
-            for n in [10, 1000, 10_000] {
-                scaling(n, secs);
-            }
+            rounds(value("--rounds").map_or(3, |r| r.max(1.0) as usize), secs);
             memory(10_000);
         }
     }
