@@ -38,6 +38,13 @@
 //! flagged for the device to fill its IPv4 header and TCP checksums (the stack, told so,
 //! leaves the IPv4 checksum 0 and writes the pseudo-header sum); other frames go as written.
 //!
+//! **memif's known race (DPDK 22.11):** when the peer leaves, the driver clears its
+//! "connected" flag and unmaps the shared regions from EAL's interrupt thread, without
+//! waiting for a core that is inside a receive or transmit burst on them; such a core then
+//! faults. A core that is not preempted is inside a burst for nanoseconds when the link is
+//! quiet, so the danger is a polling core that shares its CPU. The race cannot be closed
+//! from outside the driver (README, "Known limit of memif").
+//!
 //! Modules: `eal` (EAL's start, once per process, and its ports), `port` (a configured and
 //! started port: queues, RSS, offloads, device counters), `queue` (one core's queue pair,
 //! the [`NicQueue`]).
