@@ -215,11 +215,10 @@ pub fn load<Q: NicQueue>(nic: &mut Q, spec: &LoadSpec, stop: &AtomicBool) -> Loa
     let mut sent_at = vec![start; usize::from(spec.window)];
     let mut next_scan = start + STALL;
     let mut due: Vec<u16> = Vec::with_capacity(64);
-    loop {
+    let ended = loop {
         let now = Instant::now();
         if now >= end || stop.load(Ordering::Relaxed) {
-            drain(nic, spec, &seqs, now + STALL);
-            break;
+            break now;
         }
         if !measuring && now >= measure_from {
             measuring = true;
@@ -260,11 +259,11 @@ pub fn load<Q: NicQueue>(nic: &mut Q, spec: &LoadSpec, stop: &AtomicBool) -> Loa
             send(nic, &frames[i], &mut sent, &mut r.tx_full);
         }
         nic.tx_flush();
-    }
+    };
+    // Not measured: the medium goes quiet before the caller closes it.
+    drain(nic, spec, &seqs, ended + STALL);
     let secs = if measuring {
-        Instant::now()
-            .saturating_duration_since(measure_from)
-            .as_secs_f64()
+        ended.saturating_duration_since(measure_from).as_secs_f64()
     } else {
         0.0
     };
