@@ -22,7 +22,7 @@ use megatcp_async::{AsyncApp, TcpStream, timeout};
 use megatcp_echo::LoadReport;
 use megatcp_launch::dpdk::run_ring_pair;
 use megatcp_launch::pair::{PairConfig, SERVER_IP};
-use megatcp_test_support::IdleCheck;
+use megatcp_test_support::{IdleCheck, alone, beside_others, machine_on_time};
 
 /// The async echo and the load over a fresh ring pair `name`: the load's report and the
 /// connections the server accepted.
@@ -41,6 +41,7 @@ fn echo_run(name: &str, connections: usize, txns_per_conn: u64, max: u64) -> (Lo
 
 #[test]
 fn async_echo_over_dpdk_1000_short_and_1000_persistent_connections_every_byte_verified() {
+    let _timing = beside_others();
     let (r, accepted) = echo_run("mtcp_ae1", 1000, 0, 5000);
     eprintln!("persistent: {r}");
     assert_eq!(r.errors.total(), 0, "{r}");
@@ -58,6 +59,7 @@ fn async_echo_over_dpdk_1000_short_and_1000_persistent_connections_every_byte_ve
 
 #[test]
 fn hyper_server_and_client_over_dpdk() {
+    let _timing = beside_others();
     let server = AsyncApp::new(|_| hyper_server::serve(80));
     let client = AsyncApp::new(|_| {
         hyper_client::fetch(hyper_client::Fetch {
@@ -77,6 +79,8 @@ fn hyper_server_and_client_over_dpdk() {
 
 #[test]
 fn a_timeout_on_a_read_that_never_completes_fires_within_2ms_of_its_deadline_over_dpdk() {
+    // Measures timer lateness: no other test of this file runs meanwhile.
+    let _alone = alone();
     let server = AsyncApp::new(|_| async_echo::serve(7, 64)).grace(Duration::from_millis(100));
     let client = AsyncApp::new(|_| async {
         let mut s = TcpStream::connect(SocketAddrV4::new(SERVER_IP, 7))
@@ -91,9 +95,11 @@ fn a_timeout_on_a_read_that_never_completes_fires_within_2ms_of_its_deadline_ove
             let l = Instant::now() - deadline;
             assert!(r.is_err(), "nothing was sent: the read cannot complete");
             // A sample counts when the thread was kept off its CPU by other processes for
-            // at most 1 ms in all meanwhile (the machine is shared); it must still end within
-            // the whole 2 ms of its deadline.
-            if idle.was_idle(Duration::from_millis(1)) {
+            // at most 1 ms in all meanwhile and the machine woke other sleepers at most 1 ms
+            // late from the deadline on (the machine is a shared VM); it must still end
+            // within the whole 2 ms of its deadline.
+            let slack = Duration::from_millis(1);
+            if idle.was_idle(slack) && machine_on_time(deadline, slack) {
                 late.push(l);
             } else {
                 busy += 1;
