@@ -186,11 +186,11 @@ mod witness {
     }
 
     /// The worst lateness of the witnesses' wake-ups since `at` (zero if none was late).
+    /// Every kept one is looked at: two witnesses push in nearly, not strictly, time order.
     pub(crate) fn worst_since(at: Instant) -> Duration {
         let q = LATE.lock().unwrap_or_else(PoisonError::into_inner);
         q.iter()
-            .rev()
-            .take_while(|(woke, _)| *woke >= at)
+            .filter(|(woke, _)| *woke >= at)
             .map(|(_, late)| *late)
             .max()
             .unwrap_or_default()
