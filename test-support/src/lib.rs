@@ -1,8 +1,10 @@
 //! What megatcp's integration tests share (a dev-dependency only): free loopback ports that
 //! no other test of the binary gets, the veth testbed (`scripts/testbed`) with its lock,
 //! child processes that never outlive a failing test, log files, network namespaces of a
-//! test's own and tcpdump captures in them ([`netns`]), and finding completions in what a
-//! channel returned.
+//! test's own and tcpdump captures in them ([`netns`]), finding completions in what a
+//! channel returned, and for timing tests: whether a sample ran on an idle core
+//! ([`IdleCheck`]) of a machine that woke its sleepers on time ([`machine_on_time`]), and a
+//! timing test that runs without the other tests of its binary ([`alone`]).
 //!
 //! The testbed is shared with other people on the machine: a test that uses it calls
 //! [`testbed::hold_lock`] first, which runs the test again under
